@@ -1,0 +1,183 @@
+#include "common/record_file.hpp"
+
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+#include <iterator>
+
+#include "common/error.hpp"
+
+namespace v2p {
+namespace {
+
+struct FrameHeader {
+  std::uint16_t type;
+  std::uint16_t reserved;
+  std::uint32_t length;
+};
+static_assert(sizeof(FrameHeader) == 8);
+
+struct StreamHeader {
+  char magic[8];
+  std::uint32_t version;
+  std::uint32_t reserved;
+};
+static_assert(sizeof(StreamHeader) == 16);
+
+void append_u32(std::vector<std::byte>& out, std::uint32_t v) {
+  const auto* p = reinterpret_cast<const std::byte*>(&v);
+  out.insert(out.end(), p, p + sizeof v);
+}
+
+void append_string(std::vector<std::byte>& out, const std::string& s) {
+  append_u32(out, static_cast<std::uint32_t>(s.size()));
+  const auto* p = reinterpret_cast<const std::byte*>(s.data());
+  out.insert(out.end(), p, p + s.size());
+}
+
+class PayloadCursor {
+ public:
+  explicit PayloadCursor(std::span<const std::byte> p) : p_(p) {}
+  std::uint32_t u32() {
+    need(sizeof(std::uint32_t));
+    std::uint32_t v;
+    std::memcpy(&v, p_.data() + pos_, sizeof v);
+    pos_ += sizeof v;
+    return v;
+  }
+  std::string string() {
+    const std::uint32_t n = u32();
+    need(n);
+    std::string s(reinterpret_cast<const char*>(p_.data() + pos_), n);
+    pos_ += n;
+    return s;
+  }
+  bool at_end() const { return pos_ == p_.size(); }
+
+ private:
+  void need(std::size_t n) const {
+    if (p_.size() - pos_ < n) throw Error("vdisk declaration frame is truncated");
+  }
+  std::span<const std::byte> p_;
+  std::size_t pos_ = 0;
+};
+
+template <class T>
+std::span<const std::byte> bytes_of(const T& v) {
+  return {reinterpret_cast<const std::byte*>(&v), sizeof v};
+}
+
+}  // namespace
+
+std::vector<std::byte> encode_vdisk_declaration(const VdiskDeclaration& d) {
+  std::vector<std::byte> out;
+  append_u32(out, d.vm_id);
+  append_u32(out, d.vdisk_id);
+  append_string(out, d.vm_name);
+  append_string(out, d.vdisk_name);
+  append_string(out, d.image_path);
+  return out;
+}
+
+VdiskDeclaration decode_vdisk_declaration(std::span<const std::byte> payload) {
+  PayloadCursor c(payload);
+  VdiskDeclaration d;
+  d.vm_id = c.u32();
+  d.vdisk_id = c.u32();
+  d.vm_name = c.string();
+  d.vdisk_name = c.string();
+  d.image_path = c.string();
+  if (!c.at_end()) throw Error("vdisk declaration frame has trailing bytes");
+  return d;
+}
+
+template <class T>
+T decode_fixed(std::span<const std::byte> payload) {
+  if (payload.size() != sizeof(T)) {
+    throw Error("frame payload has " + std::to_string(payload.size()) + " bytes, expected " +
+                std::to_string(sizeof(T)));
+  }
+  T v;
+  std::memcpy(&v, payload.data(), sizeof v);
+  return v;
+}
+template ContextRecord decode_fixed<ContextRecord>(std::span<const std::byte>);
+template PhysEvent decode_fixed<PhysEvent>(std::span<const std::byte>);
+template LostEvents decode_fixed<LostEvents>(std::span<const std::byte>);
+
+FrameParser::FrameParser(std::span<const std::byte> data) : data_(data) {
+  StreamHeader h{};
+  if (data.size() < sizeof h) throw Error("not a v2p stream: shorter than its header");
+  std::memcpy(&h, data.data(), sizeof h);
+  if (std::memcmp(h.magic, kStreamMagic, sizeof h.magic) != 0) {
+    throw Error("not a v2p stream: bad magic");
+  }
+  if (h.version != kStreamVersion) {
+    throw Error("v2p stream version " + std::to_string(h.version) + " is not supported (this build reads version " +
+                std::to_string(kStreamVersion) + ")");
+  }
+  pos_ = sizeof h;
+}
+
+std::optional<Frame> FrameParser::next() {
+  if (pos_ == data_.size()) return std::nullopt;
+  FrameHeader h{};
+  if (data_.size() - pos_ < sizeof h) throw Error("v2p stream ends inside a frame header");
+  std::memcpy(&h, data_.data() + pos_, sizeof h);
+  if (h.length > kMaxFramePayload) {
+    throw Error("v2p stream frame of " + std::to_string(h.length) + " bytes exceeds the limit");
+  }
+  if (data_.size() - pos_ - sizeof h < h.length) throw Error("v2p stream ends inside a frame");
+  Frame f;
+  f.type = static_cast<FrameType>(h.type);
+  const auto* begin = data_.data() + pos_ + sizeof h;
+  f.payload.assign(begin, begin + h.length);
+  pos_ += sizeof h + h.length;
+  return f;
+}
+
+StreamWriter::StreamWriter(const std::filesystem::path& path) : path_(path) {
+  file_ = std::fopen(path.c_str(), "wb");
+  if (file_ == nullptr) throw system_error("cannot create stream file " + path.string());
+  StreamHeader h{};
+  std::memcpy(h.magic, kStreamMagic, sizeof h.magic);
+  h.version = kStreamVersion;
+  if (std::fwrite(&h, sizeof h, 1, file_) != 1) throw system_error("cannot write " + path.string());
+}
+
+StreamWriter::~StreamWriter() {
+  if (file_ != nullptr) std::fclose(file_);
+}
+
+void StreamWriter::write(FrameType type, std::span<const std::byte> payload) {
+  FrameHeader h{static_cast<std::uint16_t>(type), 0, static_cast<std::uint32_t>(payload.size())};
+  if (std::fwrite(&h, sizeof h, 1, file_) != 1 ||
+      (!payload.empty() && std::fwrite(payload.data(), payload.size(), 1, file_) != 1)) {
+    throw system_error("cannot write " + path_.string());
+  }
+}
+
+void StreamWriter::write(const ContextRecord& r) { write(FrameType::kContextRecord, bytes_of(r)); }
+void StreamWriter::write(const PhysEvent& e) { write(FrameType::kPhysEvent, bytes_of(e)); }
+void StreamWriter::write(const LostEvents& l) { write(FrameType::kLostEvents, bytes_of(l)); }
+void StreamWriter::write(const VdiskDeclaration& d) {
+  const auto payload = encode_vdisk_declaration(d);
+  write(FrameType::kVdiskDeclaration, payload);
+}
+
+void StreamWriter::flush(bool durable) {
+  if (std::fflush(file_) != 0) throw system_error("cannot write " + path_.string());
+  if (durable && ::fsync(fileno(file_)) != 0) throw system_error("cannot sync " + path_.string());
+}
+
+StreamReader::StreamReader(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error("cannot open stream file " + path.string());
+  std::vector<char> raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  data_.resize(raw.size());
+  std::memcpy(data_.data(), raw.data(), raw.size());
+  parser_.emplace(std::span<const std::byte>(data_));
+}
+
+}  // namespace v2p
