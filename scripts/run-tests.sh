@@ -19,3 +19,5 @@ run_suite "$top/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo
 echo "== sanitizer build (ASan+UBSan)"
 ASAN_OPTIONS=detect_leaks=1 run_suite "$top/build-asan" -DCMAKE_BUILD_TYPE=Debug -DV2P_SANITIZE=ON \
   -DV2P_BUILD_BENCH=OFF
+echo "== fuzzers (libFuzzer, ${V2P_FUZZ_SECONDS:-30}s each)"
+"$top/scripts/run-fuzzers.sh" "${V2P_FUZZ_SECONDS:-30}"

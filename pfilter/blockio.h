@@ -1,0 +1,42 @@
+/* The event the blockio eBPF programs send to user space, and the names both sides agree on.
+ * Shared by blockio.bpf.c (C, types from vmlinux.h) and the C++ loader (types from
+ * <linux/types.h>). Fixed-width and pointer-free; byte for byte the layout of v2p::PhysEvent
+ * (include/v2p/records.hpp), which pfilter/probe.cpp checks with static_asserts. */
+#ifndef V2P_PFILTER_BLOCKIO_H
+#define V2P_PFILTER_BLOCKIO_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+#define V2P_COMM_LEN 16
+
+/* Values of v2p_blockio_event.kind (== v2p::PhysEventKind). */
+#define V2P_EVENT_QUEUE 0
+#define V2P_EVENT_REMAP 1
+#define V2P_EVENT_COMPLETE 2
+
+/* Slots of the per-CPU counter array v2p_counters. */
+#define V2P_COUNTER_RING_FULL 0 /* events dropped because the ring buffer was full */
+#define V2P_COUNTER_EVENTS 1    /* events committed to the ring buffer */
+#define V2P_COUNTER_SLOTS 2
+
+struct v2p_blockio_event {
+  __u64 ts_ns;      /* bpf_ktime_get_ns() == CLOCK_MONOTONIC */
+  __u64 sector;     /* 512-byte sector on dev */
+  __u64 old_sector; /* remap: sector on old_dev */
+  __u64 latency_ns; /* complete: queue → completion */
+  __u32 dev;        /* kernel dev_t (major << 20 | minor) */
+  __u32 old_dev;    /* remap: device the bio came from */
+  __u32 bytes;
+  __u32 tgid;
+  __u32 tid;
+  __u32 cmd_flags; /* bio->bi_opf: REQ_OP_* in the low 8 bits, REQ_* flags above */
+  __u16 ioprio;    /* bio->bi_ioprio, carries the vfilter's slot in its hint bits */
+  __u8 op;         /* filled in by user space from cmd_flags */
+  __u8 kind;       /* V2P_EVENT_* */
+  __s32 error;     /* complete: raw blk_status_t from BPF; -errno once user space converts */
+  char comm[V2P_COMM_LEN];
+};
+
+#endif /* V2P_PFILTER_BLOCKIO_H */

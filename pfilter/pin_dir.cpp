@@ -1,0 +1,87 @@
+#include "pfilter/pin_dir.hpp"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/mount.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+#include <system_error>
+
+#include "common/error.hpp"
+
+namespace v2p::pfilter {
+namespace {
+
+constexpr long kBpfFsMagic = 0xcafe4a11;
+
+bool on_bpffs(const std::filesystem::path& p) {
+  struct statfs st {};
+  return ::statfs(p.c_str(), &st) == 0 && st.f_type == kBpfFsMagic;
+}
+
+// One lock file per pin directory, outside bpffs (which only holds BPF objects).
+std::filesystem::path lock_path(const std::filesystem::path& dir) {
+  std::string name = dir.lexically_normal().string();
+  for (char& c : name) {
+    if (c == '/') c = '_';
+  }
+  const std::filesystem::path run = std::filesystem::exists("/run/lock") ? "/run/lock" : "/tmp";
+  return run / ("v2p-pin" + name + ".lock");
+}
+
+}  // namespace
+
+void ensure_bpffs(const std::filesystem::path& dir) {
+  const std::filesystem::path root = "/sys/fs/bpf";
+  if (!on_bpffs(root)) {
+    std::error_code ec;
+    std::filesystem::create_directories(root, ec);
+    if (::mount("bpf", root.c_str(), "bpf", 0, "mode=0700") != 0) {
+      throw system_error("bpffs is not mounted at /sys/fs/bpf and mounting it failed (try `mount -t "
+                         "bpf bpf /sys/fs/bpf`)");
+    }
+  }
+  if (!on_bpffs(dir.parent_path())) {
+    throw Error("cannot pin under " + dir.string() + ": " + dir.parent_path().string() +
+                " is not on a bpffs mount (use a directory under /sys/fs/bpf)");
+  }
+}
+
+PinDirectory::PinDirectory(std::filesystem::path dir) : dir_(std::move(dir)) {
+  ensure_bpffs(dir_);
+  const auto lock = lock_path(dir_);
+  lock_fd_ = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock_fd_ < 0) throw system_error("cannot create lock file " + lock.string());
+  if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    ::close(lock_fd_);
+    throw Error("another v2p probe is running with its pins in " + dir_.string() +
+                "; stop it or give this one another pin directory");
+  }
+  // We hold the lock, so whatever is there was left by a run that died before cleaning up.
+  std::error_code ec;
+  std::filesystem::remove_all(dir_, ec);
+  if (ec) {
+    ::close(lock_fd_);
+    throw Error("cannot remove stale pins in " + dir_.string() + ": " + ec.message());
+  }
+  std::filesystem::create_directories(dir_, ec);
+  if (ec) {
+    ::close(lock_fd_);
+    throw Error("cannot create " + dir_.string() + ": " + ec.message());
+  }
+}
+
+PinDirectory::~PinDirectory() {
+  for (const auto& p : entries_) ::unlink(p.c_str());
+  std::error_code ec;
+  std::filesystem::remove_all(dir_, ec);
+  ::close(lock_fd_);
+}
+
+std::filesystem::path PinDirectory::entry(const std::string& name) {
+  entries_.push_back(dir_ / name);
+  return entries_.back();
+}
+
+}  // namespace v2p::pfilter

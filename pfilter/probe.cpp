@@ -1,0 +1,236 @@
+#include "pfilter/probe.hpp"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdarg>
+#include <cstddef>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "blockio.skel.h"
+#include "common/error.hpp"
+#include "pfilter/blockio.h"
+#include "pfilter/events.hpp"
+#include "pfilter/pin_dir.hpp"
+
+namespace v2p::pfilter {
+
+// The kernel writes v2p_blockio_event; user space reads it as PhysEvent. Same bytes.
+#define V2P_SAME_FIELD(f)                                                     \
+  static_assert(offsetof(v2p_blockio_event, f) == offsetof(PhysEvent, f) && \
+                sizeof(v2p_blockio_event::f) == sizeof(PhysEvent::f))
+V2P_SAME_FIELD(ts_ns);
+V2P_SAME_FIELD(sector);
+V2P_SAME_FIELD(old_sector);
+V2P_SAME_FIELD(latency_ns);
+V2P_SAME_FIELD(dev);
+V2P_SAME_FIELD(old_dev);
+V2P_SAME_FIELD(bytes);
+V2P_SAME_FIELD(tgid);
+V2P_SAME_FIELD(tid);
+V2P_SAME_FIELD(cmd_flags);
+V2P_SAME_FIELD(ioprio);
+V2P_SAME_FIELD(op);
+V2P_SAME_FIELD(kind);
+V2P_SAME_FIELD(error);
+V2P_SAME_FIELD(comm);
+#undef V2P_SAME_FIELD
+static_assert(sizeof(v2p_blockio_event) == sizeof(PhysEvent));
+static_assert(V2P_EVENT_QUEUE == static_cast<int>(PhysEventKind::kQueue) &&
+              V2P_EVENT_REMAP == static_cast<int>(PhysEventKind::kRemap) &&
+              V2P_EVENT_COMPLETE == static_cast<int>(PhysEventKind::kComplete));
+
+namespace {
+
+// libbpf reports why a load failed through its print callback; keep the last warning so the
+// exception can say it in one line.
+std::mutex g_libbpf_mutex;
+std::string g_libbpf_last;
+
+int libbpf_print(enum libbpf_print_level level, const char* format, va_list args) {
+  if (level == LIBBPF_DEBUG) return 0;
+  char line[512];
+  const int n = std::vsnprintf(line, sizeof line, format, args);
+  std::string s(line, n > 0 ? std::min<std::size_t>(n, sizeof line - 1) : 0);
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  if (!s.empty()) g_libbpf_last = s;
+  return 0;
+}
+
+struct SkeletonDeleter {
+  void operator()(blockio_bpf* s) const noexcept { blockio_bpf__destroy(s); }
+};
+struct RingDeleter {
+  void operator()(ring_buffer* r) const noexcept { ring_buffer__free(r); }
+};
+
+bool is_power_of_two(std::uint32_t v) { return v != 0 && (v & (v - 1)) == 0; }
+
+void check_options(const ProbeOptions& o) {
+  if (::geteuid() != 0) {
+    throw Error("the pfilter probe needs root to load eBPF programs; run it with sudo");
+  }
+  if (!std::filesystem::exists("/sys/kernel/btf/vmlinux")) {
+    throw Error("the pfilter probe needs a kernel with BTF (/sys/kernel/btf/vmlinux is missing; "
+                "CONFIG_DEBUG_INFO_BTF=y)");
+  }
+  const auto page = static_cast<std::uint32_t>(::sysconf(_SC_PAGESIZE));
+  if (!is_power_of_two(o.ring_bytes) || o.ring_bytes < page) {
+    throw Error("ring buffer size " + std::to_string(o.ring_bytes) +
+                " must be a power of two of at least one page (" + std::to_string(page) + ")");
+  }
+}
+
+void set_member(bpf_map* map, std::uint32_t key, const char* what) {
+  const std::uint8_t one = 1;
+  if (bpf_map__update_elem(map, &key, sizeof key, &one, sizeof one, BPF_ANY) != 0) {
+    throw system_error(std::string("cannot add ") + what + " " + std::to_string(key) +
+                       " to the pfilter filter (at most 1024)");
+  }
+}
+
+}  // namespace
+
+struct Probe::Impl {
+  std::unique_ptr<blockio_bpf, SkeletonDeleter> skel;
+  std::unique_ptr<ring_buffer, RingDeleter> ring;
+  std::optional<PinDirectory> pins;  // destroyed before the skeleton: unpin, then detach
+  std::filesystem::path pin_path;
+  ReqFlagBits bits;
+  bool filter_devices = false;
+  bool filter_tgids = false;
+
+  // State of the poll() in progress, read by the ring buffer callback.
+  const std::function<void(const PhysEvent&)>* on_event = nullptr;
+  std::size_t delivered = 0;
+  std::exception_ptr failure;
+
+  static int on_sample(void* ctx, void* data, std::size_t size) noexcept;
+  std::uint64_t counter(std::uint32_t slot) const;
+  void pin(const ProbeOptions& options);
+};
+
+int Probe::Impl::on_sample(void* ctx, void* data, std::size_t size) noexcept {
+  auto* self = static_cast<Impl*>(ctx);
+  if (size < sizeof(PhysEvent)) return 0;
+  PhysEvent e;
+  std::memcpy(&e, data, sizeof e);
+  e.op = static_cast<std::uint8_t>(io_op_from_cmd_flags(e.cmd_flags, e.bytes, self->bits));
+  if (e.kind == V2P_EVENT_COMPLETE) e.error = errno_from_blk_status(static_cast<std::uint8_t>(e.error));
+  try {
+    (*self->on_event)(e);
+  } catch (...) {
+    // Unwinding through libbpf's C frames is not allowed; stop the drain and rethrow outside.
+    self->failure = std::current_exception();
+    return -ECANCELED;
+  }
+  ++self->delivered;
+  return 0;
+}
+
+std::uint64_t Probe::Impl::counter(std::uint32_t slot) const {
+  const int cpus = libbpf_num_possible_cpus();
+  if (cpus <= 0) return 0;
+  std::vector<std::uint64_t> values(static_cast<std::size_t>(cpus));
+  if (bpf_map__lookup_elem(skel->maps.v2p_counters, &slot, sizeof slot, values.data(),
+                           values.size() * sizeof(std::uint64_t), 0) != 0) {
+    return 0;
+  }
+  std::uint64_t sum = 0;
+  for (const auto v : values) sum += v;
+  return sum;
+}
+
+void Probe::Impl::pin(const ProbeOptions& options) {
+  pins.emplace(options.pin_dir);
+  pin_path = options.pin_dir;
+  bpf_program* progs[] = {skel->progs.v2p_bio_queue, skel->progs.v2p_bio_remap,
+                          skel->progs.v2p_bio_done};
+  for (bpf_program* p : progs) {
+    if (!bpf_program__autoload(p)) continue;
+    const auto path = pins->entry(bpf_program__name(p));
+    if (bpf_program__pin(p, path.c_str()) != 0) throw system_error("cannot pin " + path.string());
+  }
+  bpf_map* maps[] = {skel->maps.v2p_events, skel->maps.v2p_devices, skel->maps.v2p_tgids,
+                     skel->maps.v2p_counters, skel->maps.v2p_inflight};
+  for (bpf_map* m : maps) {
+    const auto path = pins->entry(bpf_map__name(m));
+    if (bpf_map__pin(m, path.c_str()) != 0) throw system_error("cannot pin " + path.string());
+  }
+}
+
+Probe::Probe(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Probe::~Probe() = default;
+
+std::unique_ptr<Probe> Probe::attach(const ProbeOptions& options) {
+  check_options(options);
+  auto impl = std::make_unique<Impl>();
+  impl->bits = ReqFlagBits::from_kernel();
+  impl->filter_devices = !options.devices.empty();
+  impl->filter_tgids = !options.tgids.empty();
+
+  std::lock_guard<std::mutex> lock(g_libbpf_mutex);
+  g_libbpf_last.clear();
+  libbpf_set_print(libbpf_print);
+  impl->skel.reset(blockio_bpf__open());
+  if (!impl->skel) throw system_error("cannot open the pfilter eBPF object");
+  auto& skel = *impl->skel;
+  skel.rodata->filter_devices = impl->filter_devices;
+  skel.rodata->filter_tgids = impl->filter_tgids;
+  skel.rodata->track_completions = options.completions;
+  bpf_map__set_max_entries(skel.maps.v2p_events, options.ring_bytes);
+  bpf_program__set_autoload(skel.progs.v2p_bio_done, options.completions);
+  if (const int rc = blockio_bpf__load(&skel); rc != 0) {
+    throw Error("loading the pfilter eBPF programs failed (" + std::string(std::strerror(-rc)) +
+                "): " + (g_libbpf_last.empty() ? "no detail from libbpf" : g_libbpf_last));
+  }
+  for (const auto d : options.devices) set_member(skel.maps.v2p_devices, d.kernel(), "device");
+  for (const auto t : options.tgids) set_member(skel.maps.v2p_tgids, t, "tgid");
+  if (const int rc = blockio_bpf__attach(&skel); rc != 0) {
+    throw Error("attaching the pfilter programs to the block tracepoints failed (" +
+                std::string(std::strerror(-rc)) + "): " + g_libbpf_last);
+  }
+  if (options.pin) impl->pin(options);
+  impl->ring.reset(ring_buffer__new(bpf_map__fd(skel.maps.v2p_events), &Impl::on_sample,
+                                    impl.get(), nullptr));
+  if (!impl->ring) throw system_error("cannot map the pfilter ring buffer");
+  return std::unique_ptr<Probe>(new Probe(std::move(impl)));
+}
+
+std::size_t Probe::poll(int timeout_ms, const std::function<void(const PhysEvent&)>& on_event) {
+  Impl& s = *impl_;
+  s.on_event = &on_event;
+  s.delivered = 0;
+  s.failure = nullptr;
+  // The kernel wakes us only when we have caught up; consume() then drains what arrived since.
+  int rc = ring_buffer__poll(s.ring.get(), timeout_ms);
+  if (rc >= 0 && !s.failure) rc = ring_buffer__consume(s.ring.get());
+  s.on_event = nullptr;
+  if (s.failure) std::rethrow_exception(s.failure);
+  if (rc < 0 && rc != -EINTR) throw system_error("reading the pfilter ring buffer", -rc);
+  return s.delivered;
+}
+
+std::uint64_t Probe::lost_events() const { return impl_->counter(V2P_COUNTER_RING_FULL); }
+
+std::uint64_t Probe::committed_events() const { return impl_->counter(V2P_COUNTER_EVENTS); }
+
+void Probe::add_device(DeviceId d) {
+  if (impl_->filter_devices) set_member(impl_->skel->maps.v2p_devices, d.kernel(), "device");
+}
+
+void Probe::add_tgid(std::uint32_t tgid) {
+  if (impl_->filter_tgids) set_member(impl_->skel->maps.v2p_tgids, tgid, "tgid");
+}
+
+const std::filesystem::path& Probe::pin_dir() const noexcept { return impl_->pin_path; }
+
+}  // namespace v2p::pfilter

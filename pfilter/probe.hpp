@@ -1,0 +1,59 @@
+// The pfilter probe: the blockio eBPF programs loaded, attached to the block tracepoints, their
+// maps pinned, and their ring buffer drained into PhysEvents. One RAII object: destroying it
+// detaches the programs and removes the pins, so nothing stays behind in the kernel.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "v2p/records.hpp"
+#include "v2p/types.hpp"
+
+namespace v2p::pfilter {
+
+struct ProbeOptions {
+  std::vector<DeviceId> devices;     // empty = all devices
+  std::vector<std::uint32_t> tgids;  // empty = all processes
+  bool completions = true;           // attach the completion program (latency)
+  bool pin = true;                   // pin programs and maps under pin_dir
+  std::filesystem::path pin_dir = "/sys/fs/bpf/v2p";
+  std::uint32_t ring_bytes = 16u << 20;  // a power of two, at least one page
+};
+
+class Probe {
+ public:
+  // Throws v2p::Error with a one-line actionable reason (not root, no BTF, bpffs missing, another
+  // probe owns pin_dir, load failure).
+  static std::unique_ptr<Probe> attach(const ProbeOptions& options);
+  ~Probe();  // detaches and unpins everything
+  Probe(const Probe&) = delete;
+  Probe& operator=(const Probe&) = delete;
+
+  // Waits up to timeout_ms and delivers every available event; returns the number delivered.
+  // An exception thrown by on_event stops delivery and propagates; undelivered events stay queued.
+  std::size_t poll(int timeout_ms, const std::function<void(const PhysEvent&)>& on_event);
+  // Events the kernel dropped because the ring buffer was full, since attach.
+  std::uint64_t lost_events() const;
+  // Events the kernel committed to the ring buffer, since attach.
+  std::uint64_t committed_events() const;
+
+  // Filters can grow at run time. On a probe that filters nothing (empty list at attach) they
+  // change nothing: everything already passes.
+  void add_device(DeviceId d);
+  void add_tgid(std::uint32_t tgid);
+
+  // Where programs and maps are pinned, or empty when not pinned.
+  [[nodiscard]] const std::filesystem::path& pin_dir() const noexcept;
+
+  struct Impl;
+
+ private:
+  explicit Probe(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace v2p::pfilter
