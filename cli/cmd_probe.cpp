@@ -38,6 +38,7 @@ struct ProbeArgs {
   bool no_pin = false;
   std::string pin_dir = "/sys/fs/bpf/v2p";
   std::uint32_t ring_mib = 16;
+  std::uint32_t batch_kib = 64;
 };
 
 int replay(const std::string& path) {
@@ -48,7 +49,8 @@ int replay(const std::string& path) {
     fmt::print("# device {},{} {} ({})", d.id.major(), d.id.minor(), d.name, to_string(d.kind));
     if (d.parent != DeviceId{}) fmt::print(" on {},{}", d.parent.major(), d.parent.minor());
     if (d.kind == pfilter::DeviceKind::kPartition) fmt::print(" start {}", d.start_sector);
-    if (!d.backing_file.empty()) fmt::print(" backing {} offset {}", d.backing_file, d.backing_offset);
+    if (!d.backing_file.empty())
+      fmt::print(" backing {} offset {}", d.backing_file, d.backing_offset);
     fmt::print("\n");
   };
   h.on_lost = [](const LostEvents& l) {
@@ -91,6 +93,7 @@ int run_probe(const ProbeArgs& a) {
   o.pin = !a.no_pin;
   o.pin_dir = a.pin_dir;
   o.ring_bytes = a.ring_mib << 20;
+  o.wakeup_bytes = a.batch_kib << 10;
 
   StopSignal stop;
   auto probe = pfilter::Probe::attach(o);
@@ -147,43 +150,44 @@ void add_replay_option(CLI::App& app, std::string& target) {
       ->check(CLI::ExistingFile);
 }
 
-const Register kProbe({"probe", "trace block I/O with the pfilter eBPF probe (print or record)",
-                       [](CLI::App& app) -> std::function<int()> {
-                         auto a = std::make_shared<ProbeArgs>();
-                         app.add_option("--device", a->devices,
-                                        "block device, mount point or file (repeatable; "
-                                        "default: all devices)");
-                         app.add_option("--pid", a->pids, "process id (repeatable; default: all)");
-                         app.add_option("--record", a->record, "write a v2p stream file");
-                         app.add_option("--duration", a->duration, "seconds (default: until Ctrl-C)");
-                         app.add_flag("--print", a->print, "one line per event on stdout");
-                         app.add_option("--stats-interval", a->stats_interval,
-                                        "seconds between stats lines on stderr (0: none)");
-                         app.add_flag("--no-completions", a->no_completions,
-                                      "do not trace completions (no latency)");
-                         app.add_flag("--no-pin", a->no_pin, "do not pin programs and maps");
-                         app.add_option("--pin-dir", a->pin_dir, "bpffs directory for the pins");
-                         app.add_option("--ring-mib", a->ring_mib,
-                                        "ring buffer size in MiB (power of two)");
-                         add_replay_option(app, a->replay);
-                         app.add_option("--import-blkparse", a->import_blkparse,
-                                        "convert blkparse text output (to --record, or print it)")
-                             ->check(CLI::ExistingFile);
-                         return [a] {
-                           if (!a->replay.empty()) return replay(a->replay);
-                           if (!a->import_blkparse.empty()) return import_blkparse(*a);
-                           return run_probe(*a);
-                         };
-                       }});
+const Register kProbe(
+    {"probe", "trace block I/O with the pfilter eBPF probe (print or record)",
+     [](CLI::App& app) -> std::function<int()> {
+       auto a = std::make_shared<ProbeArgs>();
+       app.add_option("--device", a->devices,
+                      "block device, mount point or file (repeatable; "
+                      "default: all devices)");
+       app.add_option("--pid", a->pids, "process id (repeatable; default: all)");
+       app.add_option("--record", a->record, "write a v2p stream file");
+       app.add_option("--duration", a->duration, "seconds (default: until Ctrl-C)");
+       app.add_flag("--print", a->print, "one line per event on stdout");
+       app.add_option("--stats-interval", a->stats_interval,
+                      "seconds between stats lines on stderr (0: none)");
+       app.add_flag("--no-completions", a->no_completions, "do not trace completions (no latency)");
+       app.add_flag("--no-pin", a->no_pin, "do not pin programs and maps");
+       app.add_option("--pin-dir", a->pin_dir, "bpffs directory for the pins");
+       app.add_option("--ring-mib", a->ring_mib, "ring buffer size in MiB (power of two)");
+       app.add_option("--batch-kib", a->batch_kib,
+                      "wake up only when this much event data waits "
+                      "(0: at once; default 64, events wait <= 100 ms)");
+       add_replay_option(app, a->replay);
+       app.add_option("--import-blkparse", a->import_blkparse,
+                      "convert blkparse text output (to --record, or print it)")
+           ->check(CLI::ExistingFile);
+       return [a] {
+         if (!a->replay.empty()) return replay(a->replay);
+         if (!a->import_blkparse.empty()) return import_blkparse(*a);
+         return run_probe(*a);
+       };
+     }});
 
-const Register kReplay({"replay", "print a recorded v2p stream file (no privileges needed)",
-                        [](CLI::App& app) -> std::function<int()> {
-                          auto path = std::make_shared<std::string>();
-                          app.add_option("file", *path, "stream file")
-                              ->required()
-                              ->check(CLI::ExistingFile);
-                          return [path] { return replay(*path); };
-                        }});
+const Register kReplay(
+    {"replay", "print a recorded v2p stream file (no privileges needed)",
+     [](CLI::App& app) -> std::function<int()> {
+       auto path = std::make_shared<std::string>();
+       app.add_option("file", *path, "stream file")->required()->check(CLI::ExistingFile);
+       return [path] { return replay(*path); };
+     }});
 
 }  // namespace
 }  // namespace v2p::cli

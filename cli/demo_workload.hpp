@@ -3,6 +3,7 @@
 // nobody on this project wrote.
 #pragma once
 
+#include <csignal>
 #include <filesystem>
 #include <memory>
 #include <string>

@@ -1,5 +1,5 @@
 // The compact entries the V2P map stores: 40 bytes per extent in the forward (virtual) order
-// and 16 bytes in the reverse (physical) order of its device. Devices are interned into a small
+// and 16 bytes in the reverse (physical) index of its device. Devices are interned into a small
 // table and confidences quantised to 16 bits so an extent with both entries stays under 64 bytes
 // including the leaf overhead (docs/correlator.md, "Memory").
 #pragma once
@@ -31,15 +31,25 @@ struct FwdKey {
   std::uint64_t operator()(const FwdEntry& e) const noexcept { return e.voffset; }
 };
 
-// Reverse entries are kept per (device, vdisk), so they only need the sector and the voffset of
-// the forward extent they point back to; the pair is the key because stale data could briefly
-// name one sector twice.
+// Reverse entries, one index per device: the sector (48 bits: 128 PiB) and the owning vdisk's
+// index in the map's vdisk table (16 bits) packed into one sort key, plus the voffset of the
+// forward extent they point back to. The pair is the key because stale data could briefly name
+// one sector twice.
+inline constexpr unsigned kVdiskBits = 16;
+inline constexpr std::uint64_t kVdiskMask = (1u << kVdiskBits) - 1;
+
 struct RevEntry {
-  std::uint64_t sector = 0;
+  std::uint64_t key = 0;  // sector << kVdiskBits | vdisk index
   std::uint64_t voffset = 0;
+  [[nodiscard]] std::uint64_t sector() const noexcept { return key >> kVdiskBits; }
+  [[nodiscard]] std::uint16_t vdisk() const noexcept { return static_cast<std::uint16_t>(key & kVdiskMask); }
   constexpr auto operator<=>(const RevEntry&) const = default;
 };
 static_assert(sizeof(RevEntry) == 16);
+
+constexpr RevEntry rev_entry(std::uint64_t sector, std::uint16_t vdisk, std::uint64_t voffset) noexcept {
+  return {(sector << kVdiskBits) | vdisk, voffset};
+}
 
 struct RevKey {
   RevEntry operator()(const RevEntry& e) const noexcept { return e; }

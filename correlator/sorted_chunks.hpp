@@ -81,37 +81,34 @@ class SortedChunks {
   void insert(const E& v) {
     const Key k = KeyOf{}(v);
     if (leaves_.empty()) {
-      leaves_.push_back(std::make_unique<Leaf>());
-      firsts_.push_back(k);
+      insert_at(0, 0, v);
+      return;
     }
-    std::size_t li = leaf_for(k);
-    Leaf* l = leaves_[li].get();
-    auto idx = static_cast<std::size_t>(
-        std::upper_bound(l->e, l->e + l->n, k,
+    const std::size_t li = leaf_for(k);
+    const Leaf& l = *leaves_[li];
+    const auto idx = static_cast<std::size_t>(
+        std::upper_bound(l.e, l.e + l.n, k,
                          [](const Key& a, const E& b) { return a < KeyOf{}(b); }) -
-        l->e);
-    if (l->n == kCap) {
-      if (li + 1 == leaves_.size() && idx == kCap) {
-        // Appending: start a new leaf and leave this one full.
-        leaves_.push_back(std::make_unique<Leaf>());
-        firsts_.push_back(k);
-        ++li;
-        l = leaves_[li].get();
-        idx = 0;
-      } else {
-        split(li);
-        if (idx > l->n) {
-          idx -= l->n;
-          ++li;
-          l = leaves_[li].get();
-        }
-      }
+        l.e);
+    insert_at(li, idx, v);
+  }
+
+  // Inserts v right after position `after` (at the front when nullopt) without searching; the
+  // caller guarantees that is v's place in key order.
+  void insert_after(std::optional<Pos> after, const E& v) {
+    if (!after) {
+      insert_at(0, 0, v);
+    } else {
+      insert_at(after->leaf, after->idx + 1, v);
     }
-    std::move_backward(l->e + idx, l->e + l->n, l->e + l->n + 1);
-    l->e[idx] = v;
-    ++l->n;
-    if (idx == 0) firsts_[li] = k;
-    ++size_;
+  }
+
+  // Changes the key of the entry at p to k; the caller guarantees the order is unchanged (k lies
+  // between the keys of p's neighbours). The entry's own key field is the caller's to update.
+  template <class SetKey>
+  void rekey(Pos p, const Key& k, SetKey&& set) {
+    set(get(p), k);
+    if (p.idx == 0) firsts_[p.leaf] = k;
   }
 
   // Erases the entry at p; positions after it are invalidated.
@@ -164,6 +161,37 @@ class SortedChunks {
   };
 
   Pos end() const noexcept { return {leaves_.size(), 0}; }
+
+  void insert_at(std::size_t li, std::size_t idx, const E& v) {
+    const Key k = KeyOf{}(v);
+    if (leaves_.empty()) {
+      leaves_.push_back(std::make_unique<Leaf>());
+      firsts_.push_back(k);
+    }
+    Leaf* l = leaves_[li].get();
+    if (l->n == kCap) {
+      if (li + 1 == leaves_.size() && idx == kCap) {
+        // Appending: start a new leaf and leave this one full.
+        leaves_.push_back(std::make_unique<Leaf>());
+        firsts_.push_back(k);
+        ++li;
+        l = leaves_[li].get();
+        idx = 0;
+      } else {
+        split(li);
+        if (idx > l->n) {
+          idx -= l->n;
+          ++li;
+          l = leaves_[li].get();
+        }
+      }
+    }
+    std::move_backward(l->e + idx, l->e + l->n, l->e + l->n + 1);
+    l->e[idx] = v;
+    ++l->n;
+    if (idx == 0) firsts_[li] = k;
+    ++size_;
+  }
 
   // Index of the leaf that holds (or would hold) key k.
   std::size_t leaf_for(const Key& k) const noexcept {

@@ -17,6 +17,14 @@ char LICENSE[] SEC("license") = "GPL";
 const volatile bool filter_devices = false;
 const volatile bool filter_tgids = false;
 const volatile bool track_completions = true;
+/* 0: the kernel's default, a wakeup whenever the consumer has caught up (lowest latency).
+ * Otherwise wake the consumer only when this much data is waiting: far fewer wakeups under load,
+ * and the consumer's poll timeout bounds the delay when I/O is sparse. */
+const volatile __u64 wakeup_bytes = 0;
+/* Bit of BIO_REMAPPED in bio->bi_flags (from BTF by the loader; 0xff: unknown). Set once a
+ * partition remap has made bi_sector absolute on the whole disk, which on current kernels
+ * (6.x) happens before block_bio_queue, on older ones after. */
+const volatile __u8 bio_remapped_bit = 0xff;
 
 struct {
   __uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -61,6 +69,7 @@ struct inflight {
 
 struct {
   __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(map_flags, BPF_F_NO_COMMON_LRU); /* per-CPU LRU lists: no global lock per update */
   __uint(max_entries, 65536);
   __type(key, __u64); /* struct bio * */
   __type(value, struct inflight);
@@ -91,7 +100,15 @@ static __always_inline struct v2p_blockio_event* reserve(void) {
 }
 
 static __always_inline void submit(struct v2p_blockio_event* e) {
-  bpf_ringbuf_submit(e, 0);
+  __u64 flags = 0;
+  if (wakeup_bytes) {
+    /* Wake once, as the backlog crosses the threshold (reserved records count as waiting). */
+    __u64 waiting = bpf_ringbuf_query(&v2p_events, BPF_RB_AVAIL_DATA);
+    __u64 record = sizeof(*e) + 8; /* plus the ring's record header */
+    flags = waiting >= wakeup_bytes && waiting < wakeup_bytes + record ? BPF_RB_FORCE_WAKEUP
+                                                                       : BPF_RB_NO_WAKEUP;
+  }
+  bpf_ringbuf_submit(e, flags);
   count(V2P_COUNTER_EVENTS);
 }
 
@@ -108,10 +125,15 @@ int BPF_PROG(v2p_bio_queue, struct bio* bio) {
   __u64 id = bpf_get_current_pid_tgid();
   __u32 tgid = id >> 32;
   if (!tgid_wanted(tgid)) return 0;
-  /* The bio's own device: for a partition that is the partition, and bi_sector is relative to
-   * it (the remap event that follows gives the disk's view). */
-  __u32 dev = BPF_CORE_READ(bio, bi_bdev, bd_dev);
-  if (!dev_wanted(dev)) return 0;
+  /* Report the device bi_sector is relative to: the partition before its remap, the whole disk
+   * after it. A filter naming either the partition or its disk lets the bio through. */
+  struct block_device* bdev = BPF_CORE_READ(bio, bi_bdev);
+  __u32 dev = BPF_CORE_READ(bdev, bd_dev);
+  __u32 part_dev = dev;
+  if (bio_remapped_bit < 16 && (BPF_CORE_READ(bio, bi_flags) >> bio_remapped_bit) & 1) {
+    dev = disk_dev(bdev);
+  }
+  if (!dev_wanted(dev) && (dev == part_dev || !dev_wanted(part_dev))) return 0;
 
   struct inflight in = {};
   in.ts_ns = bpf_ktime_get_ns();
@@ -174,14 +196,10 @@ int BPF_PROG(v2p_bio_remap, struct bio* bio, dev_t old_dev, sector_t old_sector)
   return 0;
 }
 
-/* Fires once for every bio block_bio_queue traced (BIO_TRACE_COMPLETION), in whatever context
- * completes it, so the submitter's identity comes from the inflight entry. */
-SEC("tp_btf/block_bio_complete")
-int BPF_PROG(v2p_bio_done, struct request_queue* q, struct bio* bio) {
+static __always_inline void complete_bio(struct bio* bio, __u64 now, __u8 status) {
   __u64 key = (__u64)bio;
   struct inflight* in = bpf_map_lookup_elem(&v2p_inflight, &key);
-  if (!in) return 0;
-  __u64 now = bpf_ktime_get_ns();
+  if (!in) return;
   struct v2p_blockio_event* e = reserve();
   if (e) {
     e->ts_ns = now;
@@ -194,10 +212,37 @@ int BPF_PROG(v2p_bio_done, struct request_queue* q, struct bio* bio) {
     e->cmd_flags = in->cmd_flags;
     e->ioprio = in->ioprio;
     e->kind = V2P_EVENT_COMPLETE;
-    e->error = BPF_CORE_READ(bio, bi_status);
+    e->error = status;
     __builtin_memcpy(e->comm, in->comm, sizeof(e->comm));
     submit(e);
   }
   bpf_map_delete_elem(&v2p_inflight, &key);
+}
+
+/* blk-mq devices (loop, virtio, nvme, scsi) complete requests: block_bio_complete does not fire
+ * for their bios on current kernels (measured on 6.18), so walk the request's bios here. The
+ * submitter's identity comes from the inflight entry: this runs in whatever context completes. */
+#define V2P_MAX_BIOS_PER_REQUEST 64
+
+SEC("tp_btf/block_rq_complete")
+int BPF_PROG(v2p_rq_done, struct request* rq, blk_status_t error, unsigned int nr_bytes) {
+  __u64 now = bpf_ktime_get_ns();
+  struct bio* bio = BPF_CORE_READ(rq, bio);
+  __u32 done = 0;
+  for (int i = 0; i < V2P_MAX_BIOS_PER_REQUEST && bio; i++) {
+    /* A partial completion ends part of the request; later calls report the rest. */
+    __u32 size = BPF_CORE_READ(bio, bi_iter.bi_size);
+    if (done + size > nr_bytes) break;
+    done += size;
+    complete_bio(bio, now, error);
+    bio = BPF_CORE_READ(bio, bi_next);
+  }
+  return 0;
+}
+
+/* Bio-based drivers (device-mapper, md) end bios without requests. */
+SEC("tp_btf/block_bio_complete")
+int BPF_PROG(v2p_bio_done, struct request_queue* q, struct bio* bio) {
+  complete_bio(bio, bpf_ktime_get_ns(), BPF_CORE_READ(bio, bi_status));
   return 0;
 }

@@ -106,7 +106,8 @@ BtrfsChunkMap BtrfsChunkMap::load(const std::filesystem::path& path) {
 
 BtrfsLocation BtrfsChunkMap::map(std::uint64_t logical) const {
   auto it = chunks_.upper_bound(logical);
-  if (it == chunks_.begin()) throw Error("btrfs logical address " + std::to_string(logical) + " is in no chunk");
+  if (it == chunks_.begin())
+    throw Error("btrfs logical address " + std::to_string(logical) + " is in no chunk");
   const BtrfsChunk& c = (--it)->second;
   const std::uint64_t off = logical - c.logical;
   if (off >= c.length || c.stripes.empty()) {
@@ -131,7 +132,8 @@ BtrfsLocation BtrfsChunkMap::map(std::uint64_t logical) const {
   }
   const BtrfsStripe& s = c.stripes[index];
   const auto dev = devices_.find(s.devid);
-  if (dev == devices_.end()) throw Error("btrfs device id " + std::to_string(s.devid) + " has no block device");
+  if (dev == devices_.end())
+    throw Error("btrfs device id " + std::to_string(s.devid) + " has no block device");
   return {dev->second, s.offset + dev_off, run};
 }
 

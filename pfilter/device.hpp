@@ -29,7 +29,7 @@ const char* to_string(DeviceKind kind) noexcept;
 struct BlockDevice {
   DeviceId id;
   DeviceKind kind = DeviceKind::kOther;
-  DeviceId parent;                // partition: its disk; otherwise 0
+  DeviceId parent;                 // partition: its disk; otherwise 0
   std::uint64_t start_sector = 0;  // partition: first sector on the parent
   std::uint64_t size_sectors = 0;
   std::uint64_t backing_offset = 0;  // loop: byte offset into the backing file

@@ -39,7 +39,8 @@ std::uint64_t number(std::istringstream& in, const std::string& what, std::size_
     used = 0;
   }
   if (used != tok.size()) {
-    throw Error("dm table line " + std::to_string(line) + ": " + what + " '" + tok + "' is not a number");
+    throw Error("dm table line " + std::to_string(line) + ": " + what + " '" + tok +
+                "' is not a number");
   }
   return v;
 }
@@ -58,17 +59,20 @@ DmTarget parse_line(std::string line, std::size_t n) {
   std::istringstream args(t.params);
   if (t.type == "linear") {
     std::string dev;
-    if (!(args >> dev)) throw Error("dm table line " + std::to_string(n) + ": linear needs a device");
+    if (!(args >> dev))
+      throw Error("dm table line " + std::to_string(n) + ": linear needs a device");
     t.stripes.push_back(make_stripe(dev, number(args, "offset", n)));
   } else if (t.type == "striped") {
     const auto count = number(args, "stripe count", n);
     t.chunk_sectors = number(args, "chunk size", n);
     if (count == 0 || t.chunk_sectors == 0) {
-      throw Error("dm table line " + std::to_string(n) + ": striped needs stripes and a chunk size");
+      throw Error("dm table line " + std::to_string(n) +
+                  ": striped needs stripes and a chunk size");
     }
     for (std::uint64_t i = 0; i < count; ++i) {
       std::string dev;
-      if (!(args >> dev)) throw Error("dm table line " + std::to_string(n) + ": missing stripe device");
+      if (!(args >> dev))
+        throw Error("dm table line " + std::to_string(n) + ": missing stripe device");
       t.stripes.push_back(make_stripe(dev, number(args, "stripe offset", n)));
     }
   }

@@ -15,16 +15,16 @@
 namespace v2p::pfilter {
 
 struct DmStripe {
-  std::string device;  // as written in the table: "8:16" or "/dev/sdb"
-  DeviceId id;         // resolved when the table names major:minor (or the node exists)
+  std::string device;        // as written in the table: "8:16" or "/dev/sdb"
+  DeviceId id;               // resolved when the table names major:minor (or the node exists)
   std::uint64_t offset = 0;  // sectors
   bool operator==(const DmStripe&) const = default;
 };
 
 struct DmTarget {
-  std::uint64_t start = 0;   // sectors in the dm device
-  std::uint64_t length = 0;  // sectors
-  std::string type;          // "linear", "striped", …
+  std::uint64_t start = 0;          // sectors in the dm device
+  std::uint64_t length = 0;         // sectors
+  std::string type;                 // "linear", "striped", …
   std::uint64_t chunk_sectors = 0;  // striped only
   std::vector<DmStripe> stripes;    // linear: one; striped: several; others: none
   std::string params;               // the target's arguments, verbatim

@@ -13,9 +13,31 @@
 namespace v2p::pfilter {
 namespace {
 
-bool has(std::uint32_t flags, unsigned bit) { return bit < 32 && (flags >> bit) & 1U; }
+bool has(std::uint32_t flags, unsigned bit) {
+  return bit < 32 && (flags >> bit) & 1U;
+}
 
 }  // namespace
+
+std::optional<unsigned> bio_remapped_bit() {
+  btf* vmlinux = btf__load_vmlinux_btf();
+  if (vmlinux == nullptr || libbpf_get_error(vmlinux) != 0) return std::nullopt;
+  std::optional<unsigned> bit;
+  const auto types = btf__type_cnt(vmlinux);
+  for (unsigned id = 1; id < types && !bit; ++id) {
+    const btf_type* t = btf__type_by_id(vmlinux, id);
+    if (!btf_is_enum(t)) continue;
+    const struct btf_enum* e = btf_enum(t);
+    for (int i = 0; i < btf_vlen(t); ++i, ++e) {
+      if (std::string_view(btf__name_by_offset(vmlinux, e->name_off)) == "BIO_REMAPPED") {
+        bit = static_cast<unsigned>(e->val);
+        break;
+      }
+    }
+  }
+  btf__free(vmlinux);
+  return bit;
+}
 
 ReqFlagBits ReqFlagBits::from_kernel() {
   ReqFlagBits bits;
@@ -135,10 +157,9 @@ std::uint32_t cmd_flags_from_rwbs(const std::string& text, const ReqFlagBits& bi
 
 std::int32_t errno_from_blk_status(std::uint8_t status) noexcept {
   // Index = BLK_STS_* value (include/linux/blk_types.h, Linux 6.x).
-  static constexpr int kErrno[] = {0,         EOPNOTSUPP, ETIMEDOUT, ENOSPC,       ENOLINK,
-                                   EREMOTEIO, EBADE,      ENODATA,   EILSEQ,       ENOMEM,
-                                   EIO,       EIO,        EAGAIN,    EBUSY,        ETOOMANYREFS,
-                                   EOVERFLOW, ENODEV,     ETIME,     EINVAL};
+  static constexpr int kErrno[] = {
+      0,   EOPNOTSUPP, ETIMEDOUT, ENOSPC, ENOLINK,      EREMOTEIO, EBADE,  ENODATA, EILSEQ, ENOMEM,
+      EIO, EIO,        EAGAIN,    EBUSY,  ETOOMANYREFS, EOVERFLOW, ENODEV, ETIME,   EINVAL};
   if (status < std::size(kErrno)) return -kErrno[status];
   return -EIO;
 }
@@ -158,10 +179,10 @@ const char* to_string(PhysEventKind kind) noexcept {
 std::string format_event(const PhysEvent& e, const ReqFlagBits& bits) {
   const auto kind = static_cast<PhysEventKind>(e.kind);
   const std::string_view comm(e.comm, strnlen(e.comm, sizeof e.comm));
-  std::string line = fmt::format("{}.{:09} {} {},{} {:<4} {}+{} {}B tgid {}/{} {}", e.ts_ns / 1000000000,
-                                 e.ts_ns % 1000000000, to_string(kind), e.device().major(),
-                                 e.device().minor(), rwbs(e.cmd_flags, e.bytes, bits), e.sector,
-                                 e.bytes / kSectorSize, e.bytes, e.tgid, e.tid, comm);
+  std::string line = fmt::format(
+      "{}.{:09} {} {},{} {:<4} {}+{} {}B tgid {}/{} {}", e.ts_ns / 1000000000, e.ts_ns % 1000000000,
+      to_string(kind), e.device().major(), e.device().minor(), rwbs(e.cmd_flags, e.bytes, bits),
+      e.sector, e.bytes / kSectorSize, e.bytes, e.tgid, e.tid, comm);
   if (const auto slot = tag::slot_from_ioprio(e.ioprio); slot != 0) {
     line += fmt::format(" slot {}", slot);
   }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "v2p/records.hpp"
@@ -22,6 +23,10 @@ struct ReqFlagBits {
   // The running kernel's layout, or the defaults when its BTF cannot be read.
   static ReqFlagBits from_kernel();
 };
+
+// The bit of BIO_REMAPPED in bio->bi_flags (an anonymous enum, so CO-RE cannot relocate it; read
+// from the running kernel's BTF), or nullopt when the kernel has no such flag.
+std::optional<unsigned> bio_remapped_bit();
 
 // REQ_OP_* values (enum req_op), stable since Linux 4.10.
 inline constexpr std::uint32_t kReqOpMask = 0xff;

@@ -38,8 +38,9 @@ void ensure_bpffs(const std::filesystem::path& dir) {
     std::error_code ec;
     std::filesystem::create_directories(root, ec);
     if (::mount("bpf", root.c_str(), "bpf", 0, "mode=0700") != 0) {
-      throw system_error("bpffs is not mounted at /sys/fs/bpf and mounting it failed (try `mount -t "
-                         "bpf bpf /sys/fs/bpf`)");
+      throw system_error(
+          "bpffs is not mounted at /sys/fs/bpf and mounting it failed (try `mount -t "
+          "bpf bpf /sys/fs/bpf`)");
     }
   }
   if (!on_bpffs(dir.parent_path())) {

@@ -23,7 +23,7 @@
 namespace v2p::pfilter {
 
 // The kernel writes v2p_blockio_event; user space reads it as PhysEvent. Same bytes.
-#define V2P_SAME_FIELD(f)                                                     \
+#define V2P_SAME_FIELD(f)                                                   \
   static_assert(offsetof(v2p_blockio_event, f) == offsetof(PhysEvent, f) && \
                 sizeof(v2p_blockio_event::f) == sizeof(PhysEvent::f))
 V2P_SAME_FIELD(ts_ns);
@@ -71,17 +71,23 @@ struct RingDeleter {
   void operator()(ring_buffer* r) const noexcept { ring_buffer__free(r); }
 };
 
-bool is_power_of_two(std::uint32_t v) { return v != 0 && (v & (v - 1)) == 0; }
+bool is_power_of_two(std::uint32_t v) {
+  return v != 0 && (v & (v - 1)) == 0;
+}
 
 void check_options(const ProbeOptions& o) {
   if (::geteuid() != 0) {
     throw Error("the pfilter probe needs root to load eBPF programs; run it with sudo");
   }
   if (!std::filesystem::exists("/sys/kernel/btf/vmlinux")) {
-    throw Error("the pfilter probe needs a kernel with BTF (/sys/kernel/btf/vmlinux is missing; "
-                "CONFIG_DEBUG_INFO_BTF=y)");
+    throw Error(
+        "the pfilter probe needs a kernel with BTF (/sys/kernel/btf/vmlinux is missing; "
+        "CONFIG_DEBUG_INFO_BTF=y)");
   }
   const auto page = static_cast<std::uint32_t>(::sysconf(_SC_PAGESIZE));
+  if (o.wakeup_bytes >= o.ring_bytes / 2) {
+    throw Error("wakeup threshold must be below half the ring buffer size");
+  }
   if (!is_power_of_two(o.ring_bytes) || o.ring_bytes < page) {
     throw Error("ring buffer size " + std::to_string(o.ring_bytes) +
                 " must be a power of two of at least one page (" + std::to_string(page) + ")");
@@ -114,7 +120,7 @@ struct Probe::Impl {
 
   static int on_sample(void* ctx, void* data, std::size_t size) noexcept;
   std::uint64_t counter(std::uint32_t slot) const;
-  void pin(const ProbeOptions& options);
+  void pin();
 };
 
 int Probe::Impl::on_sample(void* ctx, void* data, std::size_t size) noexcept {
@@ -123,7 +129,8 @@ int Probe::Impl::on_sample(void* ctx, void* data, std::size_t size) noexcept {
   PhysEvent e;
   std::memcpy(&e, data, sizeof e);
   e.op = static_cast<std::uint8_t>(io_op_from_cmd_flags(e.cmd_flags, e.bytes, self->bits));
-  if (e.kind == V2P_EVENT_COMPLETE) e.error = errno_from_blk_status(static_cast<std::uint8_t>(e.error));
+  if (e.kind == V2P_EVENT_COMPLETE)
+    e.error = errno_from_blk_status(static_cast<std::uint8_t>(e.error));
   try {
     (*self->on_event)(e);
   } catch (...) {
@@ -148,11 +155,9 @@ std::uint64_t Probe::Impl::counter(std::uint32_t slot) const {
   return sum;
 }
 
-void Probe::Impl::pin(const ProbeOptions& options) {
-  pins.emplace(options.pin_dir);
-  pin_path = options.pin_dir;
+void Probe::Impl::pin() {
   bpf_program* progs[] = {skel->progs.v2p_bio_queue, skel->progs.v2p_bio_remap,
-                          skel->progs.v2p_bio_done};
+                          skel->progs.v2p_rq_done, skel->progs.v2p_bio_done};
   for (bpf_program* p : progs) {
     if (!bpf_program__autoload(p)) continue;
     const auto path = pins->entry(bpf_program__name(p));
@@ -177,6 +182,11 @@ std::unique_ptr<Probe> Probe::attach(const ProbeOptions& options) {
   impl->filter_devices = !options.devices.empty();
   impl->filter_tgids = !options.tgids.empty();
 
+  // Owning the pin directory comes first: a second probe is refused before it loads anything.
+  if (options.pin) {
+    impl->pins.emplace(options.pin_dir);
+    impl->pin_path = options.pin_dir;
+  }
   std::lock_guard<std::mutex> lock(g_libbpf_mutex);
   g_libbpf_last.clear();
   libbpf_set_print(libbpf_print);
@@ -186,7 +196,10 @@ std::unique_ptr<Probe> Probe::attach(const ProbeOptions& options) {
   skel.rodata->filter_devices = impl->filter_devices;
   skel.rodata->filter_tgids = impl->filter_tgids;
   skel.rodata->track_completions = options.completions;
+  skel.rodata->wakeup_bytes = options.wakeup_bytes;
+  skel.rodata->bio_remapped_bit = static_cast<std::uint8_t>(bio_remapped_bit().value_or(0xff));
   bpf_map__set_max_entries(skel.maps.v2p_events, options.ring_bytes);
+  bpf_program__set_autoload(skel.progs.v2p_rq_done, options.completions);
   bpf_program__set_autoload(skel.progs.v2p_bio_done, options.completions);
   if (const int rc = blockio_bpf__load(&skel); rc != 0) {
     throw Error("loading the pfilter eBPF programs failed (" + std::string(std::strerror(-rc)) +
@@ -198,9 +211,9 @@ std::unique_ptr<Probe> Probe::attach(const ProbeOptions& options) {
     throw Error("attaching the pfilter programs to the block tracepoints failed (" +
                 std::string(std::strerror(-rc)) + "): " + g_libbpf_last);
   }
-  if (options.pin) impl->pin(options);
-  impl->ring.reset(ring_buffer__new(bpf_map__fd(skel.maps.v2p_events), &Impl::on_sample,
-                                    impl.get(), nullptr));
+  if (options.pin) impl->pin();
+  impl->ring.reset(
+      ring_buffer__new(bpf_map__fd(skel.maps.v2p_events), &Impl::on_sample, impl.get(), nullptr));
   if (!impl->ring) throw system_error("cannot map the pfilter ring buffer");
   return std::unique_ptr<Probe>(new Probe(std::move(impl)));
 }
@@ -219,9 +232,13 @@ std::size_t Probe::poll(int timeout_ms, const std::function<void(const PhysEvent
   return s.delivered;
 }
 
-std::uint64_t Probe::lost_events() const { return impl_->counter(V2P_COUNTER_RING_FULL); }
+std::uint64_t Probe::lost_events() const {
+  return impl_->counter(V2P_COUNTER_RING_FULL);
+}
 
-std::uint64_t Probe::committed_events() const { return impl_->counter(V2P_COUNTER_EVENTS); }
+std::uint64_t Probe::committed_events() const {
+  return impl_->counter(V2P_COUNTER_EVENTS);
+}
 
 void Probe::add_device(DeviceId d) {
   if (impl_->filter_devices) set_member(impl_->skel->maps.v2p_devices, d.kernel(), "device");
@@ -231,6 +248,8 @@ void Probe::add_tgid(std::uint32_t tgid) {
   if (impl_->filter_tgids) set_member(impl_->skel->maps.v2p_tgids, tgid, "tgid");
 }
 
-const std::filesystem::path& Probe::pin_dir() const noexcept { return impl_->pin_path; }
+const std::filesystem::path& Probe::pin_dir() const noexcept {
+  return impl_->pin_path;
+}
 
 }  // namespace v2p::pfilter

@@ -22,6 +22,10 @@ struct ProbeOptions {
   bool pin = true;                   // pin programs and maps under pin_dir
   std::filesystem::path pin_dir = "/sys/fs/bpf/v2p";
   std::uint32_t ring_bytes = 16u << 20;  // a power of two, at least one page
+  // 0: wake the consumer as soon as an event waits (lowest latency). Otherwise only once this many
+  // bytes wait (88 per event): fewer wakeups under load, at the price of events waiting up to
+  // poll()'s timeout when I/O is sparse.
+  std::uint32_t wakeup_bytes = 0;
 };
 
 class Probe {

@@ -21,7 +21,9 @@ namespace v2p::pfilter {
 namespace {
 
 // <sys/sysmacros.h> defines major()/minor() as macros, which would rewrite DeviceId's members.
-DeviceId from_dev_t(dev_t d) { return DeviceId::from_major_minor(gnu_dev_major(d), gnu_dev_minor(d)); }
+DeviceId from_dev_t(dev_t d) {
+  return DeviceId::from_major_minor(gnu_dev_major(d), gnu_dev_minor(d));
+}
 #undef major
 #undef minor
 
@@ -45,7 +47,6 @@ DeviceId parse_dev(const std::string& majmin) {
   if (std::sscanf(majmin.c_str(), "%u:%u", &ma, &mi) != 2) return {};
   return DeviceId::from_major_minor(ma, mi);
 }
-
 
 // The mountinfo entry for a file system: its major:minor (field 3), mount point (5), source.
 struct Mount {
@@ -81,7 +82,8 @@ std::optional<DeviceId> block_device_of_source(const std::string& source) {
 }  // namespace
 
 std::optional<BlockDevice> describe_device(DeviceId id, const std::filesystem::path& sys) {
-  const auto link = sys / "dev/block" / (std::to_string(id.major()) + ":" + std::to_string(id.minor()));
+  const auto link =
+      sys / "dev/block" / (std::to_string(id.major()) + ":" + std::to_string(id.minor()));
   std::error_code ec;
   const auto dir = std::filesystem::canonical(link, ec);
   if (ec) return std::nullopt;
@@ -130,9 +132,9 @@ DeviceId device_of_path(const std::filesystem::path& path) {
   const auto canon = std::filesystem::weakly_canonical(path).string();
   const Mount* best = nullptr;
   for (const auto& m : mounts) {
-    const bool prefix = canon == m.mountpoint ||
-                        (canon.starts_with(m.mountpoint) &&
-                         (m.mountpoint == "/" || canon[m.mountpoint.size()] == '/'));
+    const bool prefix =
+        canon == m.mountpoint || (canon.starts_with(m.mountpoint) &&
+                                  (m.mountpoint == "/" || canon[m.mountpoint.size()] == '/'));
     if (prefix && (best == nullptr || m.mountpoint.size() >= best->mountpoint.size())) best = &m;
   }
   if (best != nullptr) {

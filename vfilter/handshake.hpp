@@ -26,7 +26,14 @@ std::uint16_t transmission_flags(const ExportInfo& e) noexcept;
 
 class Handshake {
  public:
-  enum class State { kClientFlags, kOptionHeader, kOptionData, kSkipOption, kTransmission, kClosed };
+  enum class State {
+    kClientFlags,
+    kOptionHeader,
+    kOptionData,
+    kSkipOption,
+    kTransmission,
+    kClosed
+  };
 
   // Limits that keep a hostile client from making the server buffer or loop without bound.
   static constexpr std::uint32_t kMaxOptionData = 64 * 1024;

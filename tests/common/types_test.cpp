@@ -25,12 +25,13 @@ TEST(Types, DeviceIdUsesKernelEncoding) {
 TEST(Tag, SlotSurvivesIoprioRoundTrip) {
   for (std::uint16_t slot = 1; slot <= tag::kMaxSlot; ++slot) {
     const auto ioprio = tag::ioprio_for_slot(slot);
-    EXPECT_EQ(ioprio >> tag::kClassShift, 0) << "class must stay NONE";
-    EXPECT_EQ(ioprio & tag::kLevelMask, 0);
+    EXPECT_EQ(ioprio >> tag::kClassShift, tag::kClassBestEffort) << "class NONE loses the hint";
+    EXPECT_EQ(ioprio & tag::kLevelMask, 4);
     ASSERT_EQ(tag::slot_from_ioprio(ioprio), slot);
   }
   // A real class/level around the hint does not disturb it.
-  EXPECT_EQ(tag::slot_from_ioprio((2 << 13) | tag::ioprio_for_slot(77) | 4), 77);
+  EXPECT_EQ(tag::slot_from_ioprio(tag::ioprio_for_slot(77, (1 << 13) | 2)), 77);
+  EXPECT_EQ(tag::ioprio_for_slot(77, (1 << 13) | 2) & 0xe007, (1 << 13) | 2) << "base kept";
 }
 
 }  // namespace

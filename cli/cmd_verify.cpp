@@ -1,0 +1,84 @@
+// `v2p verify --image PATH`: compares the map of a vdisk with where its image really keeps its
+// bytes (FIEMAP; btrfs chunk tree; qemu-img map for qcow2). Exits 1 below 100% accuracy unless
+// --allow-mismatch.
+#include <fmt/core.h>
+
+#include <filesystem>
+
+#include "cli/subcommand.hpp"
+#include "common/error.hpp"
+#include "correlator/map_source.hpp"
+#include "correlator/verify.hpp"
+
+namespace v2p::cli {
+namespace {
+
+struct VerifyOptions {
+  correlator::MapSource source;
+  std::filesystem::path image;
+  std::string vm, vdisk, device;
+  bool allow_mismatch = false;
+};
+
+double mib(std::uint64_t b) { return static_cast<double>(b) / (1 << 20); }
+
+VdiskKey pick_vdisk(const correlator::Correlator& c, const VerifyOptions& o) {
+  const auto keys = correlator::select_vdisks(c, o.vm, o.vdisk);
+  if (keys.size() == 1) return keys.front();
+  // Several vdisks: the one whose declared image is this file.
+  const auto image = std::filesystem::weakly_canonical(o.image);
+  for (const auto k : keys) {
+    const auto d = c.vdisk(k);
+    if (d && !d->image_path.empty() && std::filesystem::weakly_canonical(d->image_path) == image) {
+      return k;
+    }
+  }
+  throw v2p::Error(keys.empty() ? "the map has no vdisk"
+                           : "several vdisks in the map; choose one with --vm and --vdisk");
+}
+
+int run_verify(const VerifyOptions& o) {
+  const auto corr = correlator::load_map(o.source);
+  const VdiskKey key = pick_vdisk(*corr, o);
+  const DeviceId dev =
+      o.device.empty() ? correlator::filesystem_device(o.image) : correlator::parse_device(o.device);
+  const auto r = correlator::verify_against_fiemap(corr->map(), key, o.image, dev);
+  fmt::print("{} against {} on {}:{}\n", correlator::vdisk_label(*corr, key), o.image.string(),
+             dev.major(), dev.minor());
+  fmt::print("observed {:.2f} MiB, right {:.2f} MiB, wrong {:.2f} MiB: accuracy {:.2f}%\n",
+             mib(r.bytes_observed), mib(r.bytes_right), mib(r.bytes_wrong), 100.0 * r.accuracy());
+  fmt::print("image has {:.2f} MiB allocated: coverage {:.2f}%\n", mib(r.bytes_allocated),
+             100.0 * r.coverage());
+  for (const auto& m : r.mismatches) fmt::print("mismatch: {}\n", m);
+  const bool exact = r.bytes_observed > 0 && r.bytes_wrong == 0;
+  if (!exact && !o.allow_mismatch) {
+    fmt::print("v2p verify: the map is not 100% accurate\n");
+    return 1;
+  }
+  return 0;
+}
+
+const Register kRegister{{"verify", "Check a vdisk's map against its image's real layout",
+                          [](CLI::App& app) {
+                            auto o = std::make_shared<VerifyOptions>();
+                            app.add_option("--image", o->image, "The vdisk's image file")
+                                ->required()
+                                ->check(CLI::ExistingFile);
+                            app.add_option("--vm", o->vm, "VM (name or id)");
+                            app.add_option("--vdisk", o->vdisk, "vdisk (name or id)");
+                            app.add_option("--device", o->device,
+                                           "Device of the image's file system (default: found "
+                                           "from the mount table)");
+                            app.add_option("--stream", o->source.streams, "Recorded v2p stream files")
+                                ->check(CLI::ExistingFile);
+                            app.add_option("--snapshot", o->source.snapshot, "Map snapshot")
+                                ->check(CLI::ExistingFile);
+                            app.add_option("--backend", o->source.backends,
+                                           "Process id of an opaque upstream backend");
+                            app.add_flag("--allow-mismatch", o->allow_mismatch,
+                                         "Exit 0 even below 100% accuracy");
+                            return [o] { return run_verify(*o); };
+                          }}};
+
+}  // namespace
+}  // namespace v2p::cli

@@ -1,0 +1,105 @@
+#include "correlator/window_join.hpp"
+
+#include <algorithm>
+
+namespace v2p::correlator {
+namespace {
+
+std::uint64_t saturating_add(std::uint64_t a, std::uint64_t b) noexcept {
+  return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+}  // namespace
+
+void WindowJoin::add_backend(std::uint32_t tgid) {
+  if (!is_backend(tgid)) backends_.push_back(tgid);
+}
+
+bool WindowJoin::is_backend(std::uint32_t tgid) const noexcept {
+  return std::find(backends_.begin(), backends_.end(), tgid) != backends_.end();
+}
+
+void WindowJoin::on_event(std::uint32_t tgid, const Bio& b) { events_.push_back({tgid, b}); }
+
+void WindowJoin::on_record(const ContextRecord& r) {
+  const auto op = static_cast<IoOp>(r.op);
+  if (r.result != 0 || r.length == 0 || (op != IoOp::kRead && op != IoOp::kWrite)) return;
+  records_.push_back({r, 0});
+}
+
+void WindowJoin::assign(const Pending& p) {
+  const Bio& b = p.bio;
+  cands_.clear();
+  for (std::size_t i = 0; i < records_.size(); ++i) {
+    const ContextRecord& r = records_[i].rec;
+    // A record published by a process that is not the backend itself (the vfilter forwarding
+    // to it) names tgid 0 or the backend.
+    if (r.submit_ns <= b.ts_ns && b.ts_ns <= r.complete_ns && b.bytes <= r.length &&
+        carries_data_of(b, static_cast<IoOp>(r.op)) && (r.tgid == p.tgid || r.tgid == 0)) {
+      cands_.push_back(i);
+    }
+  }
+  if (cands_.empty()) {
+    ++stats_.unattributed;
+    return;
+  }
+  auto predicted = [&](const Candidate& c) {
+    const std::uint64_t into = c.consumed + b.bytes <= c.rec.length ? c.consumed : 0;
+    return c.rec.voffset + into;
+  };
+  consistent_.clear();
+  float kept_confidence = 0;
+  for (const std::size_t i : cands_) {
+    const auto& c = records_[i];
+    const std::uint64_t v = predicted(c);
+    const auto e = map_.find(c.rec.key(), VirtualOffset{v});
+    if (e && e->device.kernel() == b.dev &&
+        e->sector.value() * 512 + (v - e->voffset.value()) == b.sector * 512) {
+      consistent_.push_back(i);
+      kept_confidence = std::max(kept_confidence, e->confidence);
+    }
+  }
+  const auto& pool = consistent_.empty() ? cands_ : consistent_;
+  const std::size_t pick =
+      pool[std::uniform_int_distribution<std::size_t>(0, pool.size() - 1)(rng_)];
+  Candidate& c = records_[pick];
+  const float confidence =
+      consistent_.empty() ? 1.0f / static_cast<float>(cands_.size()) : kept_confidence;
+  const Mapping m{VirtualOffset{predicted(c)}, b.bytes, DeviceId::from_kernel(b.dev),
+                  PhysicalSector{b.sector}, b.ts_ns, confidence};
+  c.consumed += b.bytes;
+  trims_.surviving(c.rec.key(), m.voffset.value(), m.voffset.value() + m.length, b.ts_ns,
+                   [&](std::uint64_t a, std::uint64_t e) {
+                     Mapping piece = m;
+                     piece.voffset = VirtualOffset{a};
+                     piece.length = e - a;
+                     piece.sector = PhysicalSector{m.sector.value() + (a - m.voffset.value()) / 512};
+                     map_.map(c.rec.key(), piece);
+                   });
+  ++stats_.joined_window;
+  if (observer_) {
+    observer_({c.rec.key(), m, static_cast<std::uint32_t>(cands_.size()), !consistent_.empty(),
+               confidence, b.ts_ns});
+  }
+}
+
+void WindowJoin::advance(std::uint64_t now_ns) {
+  // Bios old enough that every request containing them has been published, in time order.
+  auto ready_end = std::partition(events_.begin(), events_.end(), [&](const Pending& p) {
+    return saturating_add(p.bio.ts_ns, opts_.window_settle_ns) <= now_ns;
+  });
+  if (ready_end != events_.begin()) {
+    std::vector<Pending> ready(events_.begin(), ready_end);
+    events_.erase(events_.begin(), ready_end);
+    std::stable_sort(ready.begin(), ready.end(),
+                     [](const Pending& a, const Pending& b) { return a.bio.ts_ns < b.bio.ts_ns; });
+    for (const auto& p : ready) assign(p);
+  }
+  std::erase_if(records_, [&](const Candidate& c) {
+    return saturating_add(c.rec.complete_ns, opts_.horizon_ns) <= now_ns;
+  });
+}
+
+void WindowJoin::drain() { advance(UINT64_MAX); }
+
+}  // namespace v2p::correlator

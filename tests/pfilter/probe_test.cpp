@@ -1,0 +1,442 @@
+// The probe against real I/O: a file system on a loop device, tagged O_DIRECT writes through
+// io_uring, and the sectors FIEMAP says the data went to. Needs root and BTF.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <linux/blkpg.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "common/error.hpp"
+#include "common/loop_filesystem.hpp"
+#include "common/subprocess.hpp"
+#include "pfilter/io_uring_writer.hpp"
+#include "pfilter/probe.hpp"
+#include "pfilter/topology.hpp"
+#include "v2p/tag.hpp"
+
+namespace v2p::pfilter {
+namespace {
+
+namespace fs = std::filesystem;
+
+#define V2P_REQUIRE_ROOT_AND_BTF()                                           \
+  do {                                                                       \
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root (loop devices, eBPF)"; \
+    if (!fs::exists("/sys/kernel/btf/vmlinux")) GTEST_SKIP() << "needs BTF"; \
+  } while (0)
+
+// A per-process scratch directory in /var/tmp (a real disk file system, so loop devices can use
+// direct I/O); removed with everything in it, and leftovers of killed runs are reaped first.
+class ScratchDir {
+ public:
+  ScratchDir() {
+    reap_stale_loop_filesystems("/var/tmp/v2p-pfilter-test-");
+    path_ = "/var/tmp/v2p-pfilter-test-" + std::to_string(::getpid());
+    fs::create_directories(path_);
+  }
+  ~ScratchDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  [[nodiscard]] const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+std::vector<PhysEvent> drain(Probe& probe) {
+  std::vector<PhysEvent> events;
+  // Completions arrive a little after the writes return; two quiet polls mean we have them.
+  for (int quiet = 0; quiet < 2;) {
+    const auto n = probe.poll(200, [&events](const PhysEvent& e) { events.push_back(e); });
+    quiet = n == 0 ? quiet + 1 : 0;
+  }
+  return events;
+}
+
+bool pfilter_programs_loaded() {
+  const auto r = run_command({"bpftool", "prog", "show"});
+  for (const char* name : {"v2p_bio_queue", "v2p_bio_remap", "v2p_rq_done", "v2p_bio_done"}) {
+    if (r.out.find(name) != std::string::npos) return true;
+  }
+  return false;
+}
+
+// The kernel frees a detached program after an RCU grace period, so allow it a moment.
+bool pfilter_programs_gone() {
+  for (int i = 0; i < 50; ++i) {
+    if (!pfilter_programs_loaded()) return true;
+    ::usleep(100'000);
+  }
+  return false;
+}
+
+// The image file as an operator would create it for a VM: on btrfs with NOCOW (chattr +C), since
+// btrfs turns O_DIRECT writes to checksummed files into buffered ones (Linux 6.15+), which lose
+// the submitter's ioprio and are written back later.
+fs::path create_image(const fs::path& path, const std::string& fs_type) {
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) throw system_error("cannot create " + path.string());
+  int flags = 0;
+  if (fs_type == "btrfs" && ::ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0) {
+    flags |= FS_NOCOW_FL;
+    ::ioctl(fd, FS_IOC_SETFLAGS, &flags);
+  }
+  ::close(fd);
+  return path;
+}
+
+class ProbeOnFilesystem : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ProbeOnFilesystem, SeesTaggedWritesAtTheFiemapSectors) {
+  V2P_REQUIRE_ROOT_AND_BTF();
+  const std::string fs_type = GetParam();
+  if (!have_tool("mkfs." + fs_type)) GTEST_SKIP() << "needs mkfs." << fs_type;
+  ScratchDir scratch;
+  LoopFilesystem host(
+      {scratch.path() / "host.img", scratch.path() / "mnt", 512ULL << 20, fs_type, true});
+  LoopFilesystem other(
+      {scratch.path() / "other.img", scratch.path() / "other", 512ULL << 20, fs_type, true});
+
+  if (fs_type == "btrfs") {
+    // Fill the first data chunk, whose logical addresses equal its physical ones on a fresh
+    // file system, so the image lands where only the chunk-tree translation finds it.
+    run_checked({"dd", "if=/dev/zero", "of=" + (host.mountpoint() / "filler").string(), "bs=1M",
+                 "count=8", "conv=fsync"});
+  }
+  ProbeOptions options;
+  options.devices = {host.device()};
+  auto probe = Probe::attach(options);
+
+  // Eight 4 KiB blocks 64 KiB apart, each with its own slot.
+  std::vector<test::TaggedBlock> blocks;
+  for (std::uint16_t k = 0; k < 8; ++k)
+    blocks.push_back(test::tagged_block(k * 65536ULL, static_cast<std::uint16_t>(k + 1)));
+  const auto image = create_image(host.mountpoint() / "v2p-image.raw", fs_type);
+  test::write_tagged(image, blocks);
+  test::write_tagged(other.mountpoint() / "v2p-noise.raw", blocks);  // excluded by the filter
+  const auto events = drain(*probe);
+  ASSERT_GT(events.size(), 0U);
+  EXPECT_EQ(probe->lost_events(), 0U);
+
+  for (const auto& e : events) {
+    ASSERT_NE(e.device(), other.device()) << "the device filter let the other loop device through";
+  }
+  int translated = 0;  // blocks whose device sector differs from FIEMAP's raw address
+  for (const auto& b : blocks) {
+    const auto ranges = map_file_range(image, b.offset, 4096);
+    const auto raw = fiemap(image, b.offset, 4096);
+    ASSERT_FALSE(raw.empty());
+    if (!ranges.empty() &&
+        raw[0].physical + (b.offset - raw[0].logical) != ranges[0].sector * 512) {
+      ++translated;
+    }
+    ASSERT_EQ(ranges.size(), 1U) << fs_type << ": block at " << b.offset;
+    const auto& r = ranges[0];
+    EXPECT_EQ(r.device, host.device());
+    EXPECT_EQ(r.sectors, 8U);
+    const auto queued = std::find_if(events.begin(), events.end(), [&](const PhysEvent& e) {
+      return e.kind == static_cast<std::uint8_t>(PhysEventKind::kQueue) && e.device() == r.device &&
+             e.sector == r.sector && e.op == static_cast<std::uint8_t>(IoOp::kWrite);
+    });
+    ASSERT_NE(queued, events.end()) << fs_type << ": no queued write at sector " << r.sector
+                                    << " (file offset " << b.offset << ")";
+    EXPECT_EQ(queued->bytes, 4096U);
+    EXPECT_EQ(queued->tgid, static_cast<std::uint32_t>(::getpid()));
+    EXPECT_EQ(queued->ioprio, b.ioprio);
+    EXPECT_EQ(tag::slot_from_ioprio(queued->ioprio), b.slot);
+    const auto done = std::find_if(events.begin(), events.end(), [&](const PhysEvent& e) {
+      return e.kind == static_cast<std::uint8_t>(PhysEventKind::kComplete) &&
+             e.device() == r.device && e.sector == r.sector;
+    });
+    ASSERT_NE(done, events.end()) << "no completion for sector " << r.sector;
+    EXPECT_GT(done->latency_ns, 0U);
+    EXPECT_EQ(done->error, 0);
+    EXPECT_EQ(done->ioprio, queued->ioprio);
+    EXPECT_EQ(done->tgid, queued->tgid);
+  }
+  // btrfs: FIEMAP gave logical addresses and the chunk tree moved them; others: identity.
+  if (fs_type == "btrfs") {
+    EXPECT_EQ(translated, static_cast<int>(blocks.size()));
+  } else {
+    EXPECT_EQ(translated, 0);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Filesystems, ProbeOnFilesystem, ::testing::Values("ext4", "xfs", "btrfs"));
+
+// Two layers down: a file in a file system on a loop device, whose backing file lives on the
+// disk below. FIEMAP maps the file to loop sectors, map_loop_range() maps those through the
+// backing file to the disk, and the loop device's own I/O must land exactly there.
+TEST(Probe, MapsThroughTheLoopDeviceToTheDiskBelow) {
+  V2P_REQUIRE_ROOT_AND_BTF();
+  ScratchDir scratch;
+  LoopFilesystem host(
+      {scratch.path() / "host.img", scratch.path() / "mnt", 256ULL << 20, "ext4", true});
+  const auto loop = describe_device(host.device());
+  ASSERT_TRUE(loop);
+  ASSERT_EQ(loop->kind, DeviceKind::kLoop);
+  DeviceId below;
+  try {
+    below = device_of_path(loop->backing_file);
+  } catch (const Error& e) {
+    GTEST_SKIP() << "the backing file is on no block device: " << e.what();
+  }
+  ProbeOptions options;
+  options.devices = {host.device(), below};
+  options.pin = false;
+  auto probe = Probe::attach(options);
+  const auto image = create_image(host.mountpoint() / "v2p-image.raw", "ext4");
+  test::write_tagged(image, {test::tagged_block(0, 1), test::tagged_block(1 << 20, 2)});
+  const auto events = drain(*probe);
+  for (const std::uint64_t offset : {0ULL, 1ULL << 20}) {
+    const auto on_loop = map_file_range(image, offset, 4096);
+    ASSERT_EQ(on_loop.size(), 1U);
+    const auto on_disk = map_loop_range(*loop, on_loop[0].sector, on_loop[0].sectors);
+    ASSERT_FALSE(on_disk.empty());
+    EXPECT_EQ(on_disk[0].device, below);
+    const bool seen = std::any_of(events.begin(), events.end(), [&](const PhysEvent& e) {
+      return e.kind == static_cast<std::uint8_t>(PhysEventKind::kQueue) && e.device() == below &&
+             e.op == static_cast<std::uint8_t>(IoOp::kWrite) && e.sector <= on_disk[0].sector &&
+             on_disk[0].sector < e.sector + e.bytes / 512;
+    });
+    EXPECT_TRUE(seen) << "no write on the disk below at sector " << on_disk[0].sector;
+  }
+}
+
+// What the kernel does to the ioprio an SQE carries, so a change in either direction shows up:
+// under class NONE the hint is replaced by the task default before block_bio_queue; under an
+// explicit class it arrives intact.
+TEST(Probe, IoprioHintNeedsAnExplicitClass) {
+  V2P_REQUIRE_ROOT_AND_BTF();
+  ScratchDir scratch;
+  LoopFilesystem host(
+      {scratch.path() / "host.img", scratch.path() / "mnt", 256ULL << 20, "ext4", true});
+  ProbeOptions options;
+  options.devices = {host.device()};
+  options.tgids = {static_cast<std::uint32_t>(::getpid())};
+  options.pin = false;
+  auto probe = Probe::attach(options);
+  const std::uint16_t none_class = 5 << 3;                             // slot 5, class NONE
+  const std::uint16_t be_class = test::kBestEffortDefault | (6 << 3);  // slot 6, class BE
+  test::write_tagged(host.mountpoint() / "a.raw", {{0, 5, none_class}, {65536, 6, be_class}});
+  const auto events = drain(*probe);
+  auto seen = [&events](std::uint16_t ioprio) {
+    return std::any_of(events.begin(), events.end(), [ioprio](const PhysEvent& e) {
+      return e.kind == static_cast<std::uint8_t>(PhysEventKind::kQueue) && e.ioprio == ioprio;
+    });
+  };
+  EXPECT_TRUE(seen(be_class));
+  EXPECT_FALSE(seen(none_class))
+      << "class-NONE hints now survive: tag::ioprio_for_slot works as is";
+}
+
+TEST(Probe, TgidFilterExcludesOtherProcesses) {
+  V2P_REQUIRE_ROOT_AND_BTF();
+  ScratchDir scratch;
+  LoopFilesystem host(
+      {scratch.path() / "host.img", scratch.path() / "mnt", 256ULL << 20, "ext4", true});
+  ProbeOptions options;
+  options.devices = {host.device()};
+  options.tgids = {static_cast<std::uint32_t>(::getpid())};
+  options.pin = false;
+  auto probe = Probe::attach(options);
+  // Another process writes; then we do.
+  run_checked({"dd", "if=/dev/zero", "of=" + (host.mountpoint() / "dd.raw").string(), "bs=4k",
+               "count=16", "oflag=direct"});
+  test::write_tagged(host.mountpoint() / "mine.raw", {test::tagged_block(0, 9)});
+  const auto events = drain(*probe);
+  ASSERT_FALSE(events.empty());
+  for (const auto& e : events) EXPECT_EQ(e.tgid, static_cast<std::uint32_t>(::getpid()));
+  EXPECT_TRUE(std::any_of(events.begin(), events.end(),
+                          [](const PhysEvent& e) { return tag::slot_from_ioprio(e.ioprio) == 9; }));
+}
+
+// glibc's makedev(); <sys/sysmacros.h> would turn DeviceId::major() into a macro call.
+dev_t user_dev_t(std::uint64_t ma, std::uint64_t mi) {
+  return static_cast<dev_t>(((ma & 0xfffff000ULL) << 32) | ((ma & 0xfffULL) << 8) |
+                            ((mi & 0xffffff00ULL) << 12) | (mi & 0xffULL));
+}
+
+// A partitioned loop device: the bio is queued on the partition and remapped to the disk.
+class PartitionedLoop {
+ public:
+  explicit PartitionedLoop(const fs::path& image) : image_(image) {
+    // A DOS label by hand (no partitioning tool needed): one Linux partition from sector 2048 to
+    // the end of a 64 MiB image.
+    std::array<unsigned char, 512> mbr{};
+    const std::uint32_t start = 2048;
+    const std::uint32_t count = (64u << 20) / 512 - start;
+    mbr[446 + 4] = 0x83;
+    std::memcpy(&mbr[446 + 8], &start, 4);
+    std::memcpy(&mbr[446 + 12], &count, 4);
+    mbr[510] = 0x55;
+    mbr[511] = 0xaa;
+    {
+      std::ofstream out(image, std::ios::binary);
+      out.write(reinterpret_cast<const char*>(mbr.data()), mbr.size());
+    }
+    fs::resize_file(image, 64u << 20);
+    // --partscan: the kernel then drops the partition again when the loop device is detached.
+    loop_ = run_checked({"losetup", "--find", "--show", "--partscan", image.string()});
+    while (!loop_.empty() && loop_.back() == '\n') loop_.pop_back();
+    try {
+      add_partition(count);
+    } catch (...) {
+      detach();
+      throw;
+    }
+  }
+  ~PartitionedLoop() { detach(); }
+  PartitionedLoop(const PartitionedLoop&) = delete;
+  PartitionedLoop& operator=(const PartitionedLoop&) = delete;
+
+  [[nodiscard]] std::string disk() const { return loop_; }
+  [[nodiscard]] std::string partition() const { return node_.string(); }
+
+ private:
+  // Kernels without partition-table parsers (like the project's) still take BLKPG, and there
+  // may be no udev to make the node: add the partition and make our own node for it.
+  void blkpg(int op, std::uint32_t sectors) {
+    const int fd = ::open(loop_.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw system_error("open " + loop_);
+    blkpg_partition part{};
+    part.start = 2048LL * 512;
+    part.length = static_cast<long long>(sectors) * 512;
+    part.pno = 1;
+    blkpg_ioctl_arg arg{};
+    arg.op = op;
+    arg.datalen = sizeof part;
+    arg.data = &part;
+    const int rc = ::ioctl(fd, BLKPG, &arg);
+    const int err = errno;
+    ::close(fd);
+    if (rc != 0) throw system_error("BLKPG on " + loop_, err);
+  }
+
+  void add_partition(std::uint32_t sectors) {
+    const auto name = fs::path(loop_).filename().string();
+    // A kernel with the DOS parser has already made it from the label.
+    if (!fs::exists("/sys/block/" + name + "/" + name + "p1")) blkpg(BLKPG_ADD_PARTITION, sectors);
+    std::ifstream dev("/sys/block/" + name + "/" + name + "p1/dev");
+    unsigned ma = 0;
+    unsigned mi = 0;
+    char colon = 0;
+    if (!(dev >> ma >> colon >> mi)) throw Error("no sysfs entry for " + name + "p1");
+    node_ = image_.parent_path() / (name + "p1");
+    if (::mknod(node_.c_str(), S_IFBLK | 0600, user_dev_t(ma, mi)) != 0) {
+      throw system_error("mknod " + node_.string());
+    }
+  }
+
+  void detach() noexcept {
+    if (loop_.empty()) return;
+    try {
+      blkpg(BLKPG_DEL_PARTITION, 0);
+    } catch (const Error&) {
+      // Not added, or already gone.
+    }
+    run_command({"losetup", "-d", loop_});
+    loop_.clear();
+  }
+
+  fs::path image_;
+  std::string loop_;
+  fs::path node_;
+};
+
+TEST(Probe, ReportsPartitionRemaps) {
+  V2P_REQUIRE_ROOT_AND_BTF();
+  ScratchDir scratch;
+  PartitionedLoop loop(scratch.path() / "parted.img");
+  ASSERT_TRUE(fs::exists(loop.partition())) << "no partition node for " << loop.disk();
+  const auto disk = device_of_node(loop.disk());
+  const auto part = device_of_node(loop.partition());
+  const auto described = describe_device(part);
+  ASSERT_TRUE(described);
+  EXPECT_EQ(described->kind, DeviceKind::kPartition);
+  EXPECT_EQ(described->parent, disk);
+  EXPECT_EQ(described->start_sector, 2048U);
+
+  ProbeOptions options;
+  options.devices = {part};
+  options.pin = false;
+  auto probe = Probe::attach(options);
+  test::write_tagged(loop.partition(), {test::tagged_block(8192, 3)});
+  const auto events = drain(*probe);
+  // Queue events name the device their sector is on: the disk once the partition remap has run
+  // (before block_bio_queue on 6.x), the partition before it (older kernels).
+  const auto queued = std::find_if(events.begin(), events.end(), [](const PhysEvent& e) {
+    return e.kind == static_cast<std::uint8_t>(PhysEventKind::kQueue);
+  });
+  ASSERT_NE(queued, events.end());
+  EXPECT_TRUE((queued->device() == disk && queued->sector == 2048U + 16) ||
+              (queued->device() == part && queued->sector == 16U))
+      << "queue event on " << queued->dev << " at sector " << queued->sector;
+  const auto remap = std::find_if(events.begin(), events.end(), [](const PhysEvent& e) {
+    return e.kind == static_cast<std::uint8_t>(PhysEventKind::kRemap);
+  });
+  ASSERT_NE(remap, events.end()) << "no remap event";
+  EXPECT_EQ(remap->device(), disk);
+  EXPECT_EQ(remap->old_dev, part.kernel());
+  EXPECT_EQ(remap->old_sector, 16U);
+  EXPECT_EQ(remap->sector, 2048U + 16);
+  EXPECT_EQ(tag::slot_from_ioprio(remap->ioprio), 3);
+}
+
+TEST(Probe, PinsWhileAttachedAndLeavesNothingBehind) {
+  V2P_REQUIRE_ROOT_AND_BTF();
+  const fs::path dir = "/sys/fs/bpf/v2p";
+  {
+    ProbeOptions options;
+    options.devices = {DeviceId::from_major_minor(7, 1000)};  // nothing does I/O there
+    auto probe = Probe::attach(options);
+    EXPECT_EQ(probe->pin_dir(), dir);
+    for (const char* name : {"v2p_bio_queue", "v2p_bio_remap", "v2p_rq_done", "v2p_events",
+                             "v2p_devices", "v2p_tgids", "v2p_counters"}) {
+      EXPECT_TRUE(fs::exists(dir / name)) << name;
+    }
+    EXPECT_TRUE(pfilter_programs_loaded());
+    // A second probe on the same pin directory is refused with a reason, not allowed to unpin.
+    EXPECT_THROW(Probe::attach(options), Error);
+  }
+  EXPECT_FALSE(fs::exists(dir));
+  EXPECT_TRUE(pfilter_programs_gone());
+}
+
+TEST(Probe, ReplacesAStalePinDirectory) {
+  V2P_REQUIRE_ROOT_AND_BTF();
+  const fs::path dir = "/sys/fs/bpf/v2p";
+  fs::create_directories(dir / "leftover");  // as if a killed run had left it
+  {
+    ProbeOptions options;
+    options.devices = {DeviceId::from_major_minor(7, 1000)};
+    options.completions = false;
+    auto probe = Probe::attach(options);
+    EXPECT_FALSE(fs::exists(dir / "leftover"));
+    EXPECT_FALSE(fs::exists(dir / "v2p_rq_done"));
+    EXPECT_TRUE(fs::exists(dir / "v2p_bio_queue"));
+  }
+  EXPECT_FALSE(fs::exists(dir));
+}
+
+TEST(Probe, RejectsABadRingSize) {
+  V2P_REQUIRE_ROOT_AND_BTF();
+  ProbeOptions options;
+  options.ring_bytes = 3u << 20;
+  options.pin = false;
+  EXPECT_THROW(Probe::attach(options), Error);
+}
+
+}  // namespace
+}  // namespace v2p::pfilter

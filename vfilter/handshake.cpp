@@ -1,0 +1,244 @@
+#include "vfilter/handshake.hpp"
+
+#include <algorithm>
+#include <string_view>
+
+#include "vfilter/nbd_wire.hpp"
+
+namespace v2p::vfilter {
+
+using namespace nbd;
+
+namespace {
+
+constexpr std::size_t kOptionHeaderSize = 16;
+constexpr std::uint32_t kPreferredBlock = 4096;
+
+std::string_view as_chars(std::span<const std::byte> s) {
+  return {reinterpret_cast<const char*>(s.data()), s.size()};
+}
+
+}  // namespace
+
+std::uint16_t transmission_flags(const ExportInfo& e) noexcept {
+  std::uint16_t f = kTxHasFlags | kTxSendFlush | kTxCanMultiConn;
+  if (e.read_only) return f | kTxReadOnly;
+  return f | kTxSendFua | kTxSendTrim | kTxSendWriteZeroes;
+}
+
+Handshake::Handshake(std::vector<ExportInfo> exports) : exports_(std::move(exports)) {
+  put_be64(out_, kNbdMagic);
+  put_be64(out_, kOptMagic);
+  put_be16(out_, kFlagFixedNewstyle | kFlagNoZeroes);
+}
+
+std::vector<std::byte> Handshake::take_output() {
+  std::vector<std::byte> out;
+  out.swap(out_);
+  return out;
+}
+
+std::span<const std::byte> Handshake::leftover() const noexcept {
+  if (state_ != State::kTransmission) return {};
+  return std::span<const std::byte>(in_).subspan(pos_);
+}
+
+void Handshake::feed(std::span<const std::byte> data) {
+  if (state_ == State::kClosed) return;
+  // Compact what was consumed so a long negotiation does not grow the buffer.
+  if (pos_ > 0 && state_ != State::kTransmission) {
+    in_.erase(in_.begin(), in_.begin() + static_cast<std::ptrdiff_t>(pos_));
+    pos_ = 0;
+  }
+  in_.insert(in_.end(), data.begin(), data.end());
+  step();
+}
+
+void Handshake::close(std::string reason) {
+  state_ = State::kClosed;
+  close_reason_ = std::move(reason);
+}
+
+void Handshake::step() {
+  for (;;) {
+    const std::size_t avail = in_.size() - pos_;
+    const std::byte* p = in_.data() + pos_;
+    switch (state_) {
+      case State::kClientFlags: {
+        if (avail < 4) return;
+        const std::uint32_t flags = get_be32(p);
+        pos_ += 4;
+        // The spec requires closing on client flags we do not know.
+        if ((flags & ~(kClientFixedNewstyle | kClientNoZeroes)) != 0) {
+          return close("client sent unknown handshake flags");
+        }
+        no_zeroes_ = (flags & kClientNoZeroes) != 0;
+        state_ = State::kOptionHeader;
+        break;
+      }
+      case State::kOptionHeader: {
+        if (avail < kOptionHeaderSize) return;
+        if (get_be64(p) != kOptMagic) return close("bad option magic");
+        option_ = get_be32(p + 8);
+        option_len_ = get_be32(p + 12);
+        pos_ += kOptionHeaderSize;
+        if (++options_seen_ > kMaxOptions) return close("too many options");
+        state_ = option_len_ > kMaxOptionData ? State::kSkipOption : State::kOptionData;
+        break;
+      }
+      case State::kOptionData: {
+        if (avail < option_len_) return;
+        const auto data = std::span<const std::byte>(p, option_len_);
+        state_ = State::kOptionHeader;
+        // pos_ moves first: handle_option may end the handshake, and leftover() starts at pos_.
+        pos_ += option_len_;
+        handle_option(option_, data);
+        if (state_ == State::kClosed || state_ == State::kTransmission) return;
+        break;
+      }
+      case State::kSkipOption: {
+        // Discard an oversized option's data without buffering it, then refuse it.
+        const std::size_t take = std::min<std::size_t>(avail, option_len_);
+        pos_ += take;
+        option_len_ -= static_cast<std::uint32_t>(take);
+        if (option_len_ > 0) return;
+        if (option_ == kOptExportName) return close("NBD_OPT_EXPORT_NAME name too long");
+        reply_error(option_, kRepErrTooBig, "option data too large");
+        state_ = State::kOptionHeader;
+        break;
+      }
+      case State::kTransmission:
+      case State::kClosed:
+        return;
+    }
+  }
+}
+
+void Handshake::reply(std::uint32_t option, std::uint32_t type, std::span<const std::byte> data) {
+  put_be64(out_, kOptReplyMagic);
+  put_be32(out_, option);
+  put_be32(out_, type);
+  put_be32(out_, static_cast<std::uint32_t>(data.size()));
+  out_.insert(out_.end(), data.begin(), data.end());
+}
+
+void Handshake::reply_error(std::uint32_t option, std::uint32_t type, std::string_view message) {
+  std::vector<std::byte> msg;
+  put_bytes(msg, message);
+  reply(option, type, msg);
+}
+
+std::optional<std::size_t> Handshake::find_export(std::string_view name) const {
+  // The empty name is the protocol's "default export": the first one configured.
+  if (name.empty() && !exports_.empty()) return 0;
+  for (std::size_t i = 0; i < exports_.size(); ++i) {
+    if (exports_[i].name == name) return i;
+  }
+  return std::nullopt;
+}
+
+void Handshake::handle_option(std::uint32_t option, std::span<const std::byte> data) {
+  switch (option) {
+    case kOptExportName:
+      return handle_export_name(data);
+    case kOptAbort:
+      reply(option, kRepAck, {});
+      return close("client aborted the handshake");
+    case kOptList: {
+      if (!data.empty()) return reply_error(option, kRepErrInvalid, "NBD_OPT_LIST takes no data");
+      for (const auto& e : exports_) {
+        std::vector<std::byte> d;
+        put_be32(d, static_cast<std::uint32_t>(e.name.size()));
+        put_bytes(d, e.name);
+        put_bytes(d, e.description);
+        reply(option, kRepServer, d);
+      }
+      return reply(option, kRepAck, {});
+    }
+    case kOptInfo:
+    case kOptGo:
+      return handle_info_or_go(option, data);
+    default:
+      // Includes STARTTLS, STRUCTURED_REPLY and the meta-context options: simple replies only.
+      return reply_error(option, kRepErrUnsup, "option not supported by the v2p vfilter");
+  }
+}
+
+void Handshake::handle_export_name(std::span<const std::byte> data) {
+  const auto idx = find_export(as_chars(data));
+  // NBD_OPT_EXPORT_NAME has no error reply: the spec's answer to an unknown name is to close.
+  if (!idx) return close("unknown export requested with NBD_OPT_EXPORT_NAME");
+  const ExportInfo& e = exports_[*idx];
+  put_be64(out_, e.size);
+  put_be16(out_, transmission_flags(e));
+  if (!no_zeroes_) out_.insert(out_.end(), 124, std::byte{0});
+  selected_ = idx;
+  state_ = State::kTransmission;
+}
+
+void Handshake::handle_info_or_go(std::uint32_t option, std::span<const std::byte> data) {
+  // u32 name length, name, u16 number of requests, u16 each.
+  if (data.size() < 6) return reply_error(option, kRepErrInvalid, "option data too short");
+  const std::uint32_t name_len = get_be32(data.data());
+  if (name_len > data.size() - 6)
+    return reply_error(option, kRepErrInvalid, "name length too large");
+  const auto name = as_chars(data.subspan(4, name_len));
+  const std::uint16_t nreq = get_be16(data.data() + 4 + name_len);
+  if (data.size() != 6 + std::size_t{name_len} + 2 * std::size_t{nreq}) {
+    return reply_error(option, kRepErrInvalid, "information request count does not match length");
+  }
+  bool want_name = false;
+  bool want_description = false;
+  bool want_block_size = false;
+  for (std::uint16_t i = 0; i < nreq; ++i) {
+    switch (get_be16(data.data() + 6 + name_len + 2 * std::size_t{i})) {
+      case kInfoName:
+        want_name = true;
+        break;
+      case kInfoDescription:
+        want_description = true;
+        break;
+      case kInfoBlockSize:
+        want_block_size = true;
+        break;
+      default:
+        break;  // unknown requests are ignored, as the spec asks
+    }
+  }
+  const auto idx = find_export(name);
+  if (!idx) return reply_error(option, kRepErrUnknown, "no such export");
+  const ExportInfo& e = exports_[*idx];
+
+  std::vector<std::byte> d;
+  put_be16(d, kInfoExport);
+  put_be64(d, e.size);
+  put_be16(d, transmission_flags(e));
+  reply(option, kRepInfo, d);
+  // Block sizes are always sent: a server with constraints SHOULD advertise them.
+  d.clear();
+  put_be16(d, kInfoBlockSize);
+  put_be32(d, e.min_block);
+  put_be32(d, std::max(kPreferredBlock, e.min_block));
+  put_be32(d, kMaxPayload);
+  reply(option, kRepInfo, d);
+  if (want_name) {
+    d.clear();
+    put_be16(d, kInfoName);
+    put_bytes(d, e.name);
+    reply(option, kRepInfo, d);
+  }
+  if (want_description && !e.description.empty()) {
+    d.clear();
+    put_be16(d, kInfoDescription);
+    put_bytes(d, e.description);
+    reply(option, kRepInfo, d);
+  }
+  reply(option, kRepAck, {});
+  if (option == kOptGo) {
+    selected_ = idx;
+    block_size_agreed_ = want_block_size;
+    state_ = State::kTransmission;
+  }
+}
+
+}  // namespace v2p::vfilter

@@ -1,0 +1,58 @@
+// The vfilter: an NBD server that QEMU attaches a vdisk to. Every host I/O it issues for a guest
+// request carries a slot id in its io_uring ioprio hint bits and produces one ContextRecord.
+// See docs/vfilter.md for the design and docs/operator-guide.md for attaching a VM.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "v2p/records.hpp"
+#include "vfilter/record_sink.hpp"
+#include "vfilter/sinks.hpp"
+
+namespace v2p::vfilter {
+
+struct VdiskConfig {
+  std::string vm;  // empty = discover the connecting QEMU's name (unix socket only)
+  std::string vdisk;
+  std::filesystem::path image;
+  std::string export_name;  // NBD export name; empty = same as vdisk
+  bool read_only = false;
+};
+
+struct ServerConfig {
+  std::vector<VdiskConfig> vdisks;
+  std::filesystem::path unix_socket;  // empty = no unix listener
+  mode_t socket_mode = 0600;
+  std::string tcp_host = "127.0.0.1";  // used only when tcp_port != 0
+  std::uint16_t tcp_port = 0;
+  bool tagging = true;    // put slot ids into ioprio hint bits
+  bool direct_io = true;  // O_DIRECT with clean fallback where unsupported (tmpfs)
+};
+
+struct ServerStats {
+  std::uint64_t connections = 0, requests = 0, bytes_read = 0, bytes_written = 0, errors = 0;
+};
+
+class Server {
+ public:
+  // Opens the images, binds the listeners and returns once they accept connections. Throws
+  // v2p::Error with a sentence saying what to fix.
+  static std::unique_ptr<Server> start(const ServerConfig& config, RecordSink* sink);
+  // Stops and joins everything and removes the unix socket.
+  virtual ~Server() = default;
+  // Closes the listeners and all connections; requests in flight complete first. Idempotent.
+  virtual void stop() = 0;
+  [[nodiscard]] virtual ServerStats stats() const = 0;
+  // Connections currently open (for tests and `v2p serve` status lines).
+  [[nodiscard]] virtual std::size_t open_connections() const = 0;
+  // The TCP port the server listens on, or 0 without a TCP listener.
+  [[nodiscard]] virtual std::uint16_t tcp_port() const = 0;
+};
+
+}  // namespace v2p::vfilter

@@ -1,0 +1,53 @@
+// State the listener and all connections of one Server share. Internal to vfilter/.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "vfilter/handshake.hpp"
+#include "vfilter/image_file.hpp"
+#include "vfilter/server.hpp"
+
+namespace v2p::vfilter {
+
+struct ExportRuntime {
+  VdiskConfig config;
+  std::unique_ptr<ImageFile> image;
+  ExportInfo info;
+};
+
+// Stable small ids per VM name and per (VM, vdisk), declared to the sink on first use.
+class VdiskRegistry {
+ public:
+  explicit VdiskRegistry(RecordSink* sink) : sink_(sink) {}
+  struct Ids {
+    std::uint32_t vm_id = 0;
+    std::uint32_t vdisk_id = 0;
+  };
+  // Thread-safe; declares the vdisk (sink->declare) the first time a pair is seen.
+  Ids ids(const std::string& vm, const std::string& vdisk, const std::string& image_path);
+
+ private:
+  std::mutex mu_;
+  RecordSink* sink_;
+  std::map<std::string, std::uint32_t> vms_;
+  std::map<std::pair<std::string, std::string>, std::uint32_t> vdisks_;
+};
+
+struct ServerContext {
+  explicit ServerContext(RecordSink* s) : sink(s), registry(s) {}
+  std::vector<ExportRuntime> exports;
+  RecordSink* sink;
+  bool tagging = true;
+  VdiskRegistry registry;
+  std::atomic<std::uint64_t> connections{0}, requests{0}, bytes_read{0}, bytes_written{0},
+      errors{0};
+};
+
+}  // namespace v2p::vfilter
