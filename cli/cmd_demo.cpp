@@ -66,8 +66,9 @@ void create_sparse_image(const std::filesystem::path& image, std::uint64_t bytes
   const int fd = ::open(image.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0600);
   if (fd < 0) throw system_error("cannot create " + image.string());
   int flags = 0;
-  const bool nocow_failed = nocow && (::ioctl(fd, FS_IOC_GETFLAGS, &flags) != 0 ||
-                                      (flags |= FS_NOCOW_FL, ::ioctl(fd, FS_IOC_SETFLAGS, &flags) != 0));
+  const bool nocow_failed =
+      nocow && (::ioctl(fd, FS_IOC_GETFLAGS, &flags) != 0 ||
+                (flags |= FS_NOCOW_FL, ::ioctl(fd, FS_IOC_SETFLAGS, &flags) != 0));
   const int err = errno;
   ::close(fd);
   if (nocow_failed) throw system_error("cannot mark " + image.string() + " NOCOW", err);
@@ -101,7 +102,8 @@ int run_demo(const DemoOptions& o) {
   const auto elapsed = [&] { return static_cast<double>(monotonic_ns() - started) / 1e9; };
 
   if (const int reaped = reap_stale_loop_filesystems(kWorkdirPrefix); reaped > 0) {
-    fmt::print("v2p demo: removed {} loop device(s) left by an earlier demo that was killed\n", reaped);
+    fmt::print("v2p demo: removed {} loop device(s) left by an earlier demo that was killed\n",
+               reaped);
   }
   Workdir workdir;
   fmt::print("[1/6] host file system: {} on a loop device ({} MiB, backing file in {})\n",
@@ -169,27 +171,27 @@ int run_demo(const DemoOptions& o) {
   return workload_ok && map_ok ? 0 : 1;
 }
 
-const Register kRegister{{"demo",
-                          "Run the whole chain on its own loop device, image and workload, then "
-                          "verify the map",
-                          [](CLI::App& app) {
-                            auto o = std::make_shared<DemoOptions>();
-                            app.add_option("--fs", o->fs_type, "Host file system: ext4, xfs or btrfs")
-                                ->capture_default_str();
-                            app.add_option("--workload", o->workload,
-                                           "auto, guest (QEMU under TCG), fio or qemu-io")
-                                ->capture_default_str();
-                            app.add_option("--image-mib", o->image_mib, "vdisk size in MiB")
-                                ->capture_default_str()
-                                ->check(CLI::Range(64u, 4096u));
-                            app.add_option("--mib", o->workload_mib, "MiB the workload writes")
-                                ->capture_default_str()
-                                ->check(CLI::Range(1u, 1024u));
-                            app.add_option("--guest-dir", o->guest_dir,
-                                           "Test guest kernel and initramfs (scripts/setup.sh)")
-                                ->capture_default_str();
-                            return [o] { return run_demo(*o); };
-                          }}};
+const Register kRegister{
+    {"demo",
+     "Run the whole chain on its own loop device, image and workload, then "
+     "verify the map",
+     [](CLI::App& app) {
+       auto o = std::make_shared<DemoOptions>();
+       app.add_option("--fs", o->fs_type, "Host file system: ext4, xfs or btrfs")
+           ->capture_default_str();
+       app.add_option("--workload", o->workload, "auto, guest (QEMU under TCG), fio or qemu-io")
+           ->capture_default_str();
+       app.add_option("--image-mib", o->image_mib, "vdisk size in MiB")
+           ->capture_default_str()
+           ->check(CLI::Range(64u, 4096u));
+       app.add_option("--mib", o->workload_mib, "MiB the workload writes")
+           ->capture_default_str()
+           ->check(CLI::Range(1u, 1024u));
+       app.add_option("--guest-dir", o->guest_dir,
+                      "Test guest kernel and initramfs (scripts/setup.sh)")
+           ->capture_default_str();
+       return [o] { return run_demo(*o); };
+     }}};
 
 }  // namespace
 }  // namespace v2p::cli

@@ -18,7 +18,9 @@ struct MapOptions {
   std::string save_snapshot;
 };
 
-std::string dev(DeviceId d) { return fmt::format("{}:{}", d.major(), d.minor()); }
+std::string dev(DeviceId d) {
+  return fmt::format("{}:{}", d.major(), d.minor());
+}
 
 nlohmann::json stats_json(const correlator::Stats& s) {
   return {{"records", s.records},
@@ -41,12 +43,9 @@ int run_map(const MapOptions& o) {
     nlohmann::json out{{"vdisks", nlohmann::json::array()}, {"stats", stats_json(corr->stats())}};
     for (const auto key : keys) {
       const auto d = corr->vdisk(key);
-      nlohmann::json v{{"vm_id", key.vm.value()},
-                       {"vdisk_id", key.vdisk.value()},
-                       {"vm", d ? d->vm_name : ""},
-                       {"vdisk", d ? d->vdisk_name : ""},
-                       {"image", d ? d->image_path : ""},
-                       {"mapped_bytes", map.mapped_bytes(key)},
+      nlohmann::json v{{"vm_id", key.vm.value()},           {"vdisk_id", key.vdisk.value()},
+                       {"vm", d ? d->vm_name : ""},         {"vdisk", d ? d->vdisk_name : ""},
+                       {"image", d ? d->image_path : ""},   {"mapped_bytes", map.mapped_bytes(key)},
                        {"extents", nlohmann::json::array()}};
       for (const auto& e : map.extents(key)) {
         v["extents"].push_back({{"voffset", e.voffset.value()},
@@ -88,17 +87,17 @@ void add_source_options(CLI::App& app, correlator::MapSource& s) {
                  "Process id of an opaque upstream backend (completion-window join)");
 }
 
-const Register kRegister{{"map", "Build the V2P map from recorded streams or a snapshot and print it",
-                          [](CLI::App& app) {
-                            auto o = std::make_shared<MapOptions>();
-                            add_source_options(app, o->source);
-                            app.add_option("--vm", o->vm, "Only this VM (name or id)");
-                            app.add_option("--vdisk", o->vdisk, "Only this vdisk (name or id)");
-                            app.add_flag("--json", o->json, "Print JSON");
-                            app.add_option("--save-snapshot", o->save_snapshot,
-                                           "Also save the map as a snapshot file");
-                            return [o] { return run_map(*o); };
-                          }}};
+const Register kRegister{
+    {"map", "Build the V2P map from recorded streams or a snapshot and print it",
+     [](CLI::App& app) {
+       auto o = std::make_shared<MapOptions>();
+       add_source_options(app, o->source);
+       app.add_option("--vm", o->vm, "Only this VM (name or id)");
+       app.add_option("--vdisk", o->vdisk, "Only this vdisk (name or id)");
+       app.add_flag("--json", o->json, "Print JSON");
+       app.add_option("--save-snapshot", o->save_snapshot, "Also save the map as a snapshot file");
+       return [o] { return run_map(*o); };
+     }}};
 
 }  // namespace
 }  // namespace v2p::cli

@@ -3,6 +3,7 @@
 // without privileges; `probe --import-blkparse` turns a blktrace capture into the same stream.
 #include <fmt/core.h>
 
+#include <cstdio>
 #include <fstream>
 #include <memory>
 #include <optional>
@@ -79,8 +80,15 @@ int import_blkparse(const ProbeArgs& a) {
   return 0;
 }
 
-// "/dev/loop3" names a device; a mount point or any file names the device it lives on.
+// "/dev/loop3" names a device; a mount point or any file names the device it lives on; "7:3"
+// names one by number (useful where no udev made a node).
 DeviceId resolve_device(const std::string& what) {
+  unsigned major = 0;
+  unsigned minor = 0;
+  char extra = 0;
+  if (std::sscanf(what.c_str(), "%u:%u%c", &major, &minor, &extra) == 2) {
+    return DeviceId::from_major_minor(major, minor);
+  }
   return pfilter::device_of_path(what);
 }
 

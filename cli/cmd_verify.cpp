@@ -20,7 +20,9 @@ struct VerifyOptions {
   bool allow_mismatch = false;
 };
 
-double mib(std::uint64_t b) { return static_cast<double>(b) / (1 << 20); }
+double mib(std::uint64_t b) {
+  return static_cast<double>(b) / (1 << 20);
+}
 
 VdiskKey pick_vdisk(const correlator::Correlator& c, const VerifyOptions& o) {
   const auto keys = correlator::select_vdisks(c, o.vm, o.vdisk);
@@ -34,14 +36,14 @@ VdiskKey pick_vdisk(const correlator::Correlator& c, const VerifyOptions& o) {
     }
   }
   throw v2p::Error(keys.empty() ? "the map has no vdisk"
-                           : "several vdisks in the map; choose one with --vm and --vdisk");
+                                : "several vdisks in the map; choose one with --vm and --vdisk");
 }
 
 int run_verify(const VerifyOptions& o) {
   const auto corr = correlator::load_map(o.source);
   const VdiskKey key = pick_vdisk(*corr, o);
-  const DeviceId dev =
-      o.device.empty() ? correlator::filesystem_device(o.image) : correlator::parse_device(o.device);
+  const DeviceId dev = o.device.empty() ? correlator::filesystem_device(o.image)
+                                        : correlator::parse_device(o.device);
   const auto r = correlator::verify_against_fiemap(corr->map(), key, o.image, dev);
   fmt::print("{} against {} on {}:{}\n", correlator::vdisk_label(*corr, key), o.image.string(),
              dev.major(), dev.minor());
@@ -58,27 +60,24 @@ int run_verify(const VerifyOptions& o) {
   return 0;
 }
 
-const Register kRegister{{"verify", "Check a vdisk's map against its image's real layout",
-                          [](CLI::App& app) {
-                            auto o = std::make_shared<VerifyOptions>();
-                            app.add_option("--image", o->image, "The vdisk's image file")
-                                ->required()
-                                ->check(CLI::ExistingFile);
-                            app.add_option("--vm", o->vm, "VM (name or id)");
-                            app.add_option("--vdisk", o->vdisk, "vdisk (name or id)");
-                            app.add_option("--device", o->device,
-                                           "Device of the image's file system (default: found "
-                                           "from the mount table)");
-                            app.add_option("--stream", o->source.streams, "Recorded v2p stream files")
-                                ->check(CLI::ExistingFile);
-                            app.add_option("--snapshot", o->source.snapshot, "Map snapshot")
-                                ->check(CLI::ExistingFile);
-                            app.add_option("--backend", o->source.backends,
-                                           "Process id of an opaque upstream backend");
-                            app.add_flag("--allow-mismatch", o->allow_mismatch,
-                                         "Exit 0 even below 100% accuracy");
-                            return [o] { return run_verify(*o); };
-                          }}};
+const Register kRegister{
+    {"verify", "Check a vdisk's map against its image's real layout", [](CLI::App& app) {
+       auto o = std::make_shared<VerifyOptions>();
+       app.add_option("--image", o->image, "The vdisk's image file")
+           ->required()
+           ->check(CLI::ExistingFile);
+       app.add_option("--vm", o->vm, "VM (name or id)");
+       app.add_option("--vdisk", o->vdisk, "vdisk (name or id)");
+       app.add_option("--device", o->device,
+                      "Device of the image's file system (default: found "
+                      "from the mount table)");
+       app.add_option("--stream", o->source.streams, "Recorded v2p stream files")
+           ->check(CLI::ExistingFile);
+       app.add_option("--snapshot", o->source.snapshot, "Map snapshot")->check(CLI::ExistingFile);
+       app.add_option("--backend", o->source.backends, "Process id of an opaque upstream backend");
+       app.add_flag("--allow-mismatch", o->allow_mismatch, "Exit 0 even below 100% accuracy");
+       return [o] { return run_verify(*o); };
+     }}};
 
 }  // namespace
 }  // namespace v2p::cli

@@ -32,21 +32,17 @@ int run_whose(const WhoseOptions& o) {
   return 0;
 }
 
-const Register kRegister{{"whose", "Which vdisk byte is stored at a physical sector",
-                          [](CLI::App& app) {
-                            auto o = std::make_shared<WhoseOptions>();
-                            app.add_option("DEVICE", o->device, "Block device: /dev/loop0 or 7:0")
-                                ->required();
-                            app.add_option("SECTOR", o->sector, "512-byte sector on DEVICE")
-                                ->required();
-                            app.add_option("--stream", o->source.streams, "Recorded v2p stream files")
-                                ->check(CLI::ExistingFile);
-                            app.add_option("--snapshot", o->source.snapshot, "Map snapshot")
-                                ->check(CLI::ExistingFile);
-                            app.add_option("--backend", o->source.backends,
-                                           "Process id of an opaque upstream backend");
-                            return [o] { return run_whose(*o); };
-                          }}};
+const Register kRegister{
+    {"whose", "Which vdisk byte is stored at a physical sector", [](CLI::App& app) {
+       auto o = std::make_shared<WhoseOptions>();
+       app.add_option("DEVICE", o->device, "Block device: /dev/loop0 or 7:0")->required();
+       app.add_option("SECTOR", o->sector, "512-byte sector on DEVICE")->required();
+       app.add_option("--stream", o->source.streams, "Recorded v2p stream files")
+           ->check(CLI::ExistingFile);
+       app.add_option("--snapshot", o->source.snapshot, "Map snapshot")->check(CLI::ExistingFile);
+       app.add_option("--backend", o->source.backends, "Process id of an opaque upstream backend");
+       return [o] { return run_whose(*o); };
+     }}};
 
 }  // namespace
 }  // namespace v2p::cli

@@ -18,7 +18,9 @@ std::string nbd_uri(const WorkloadPlan& p) {
   return fmt::format("nbd+unix:///{}?socket={}", p.export_name, p.socket.string());
 }
 
-bool contains(const std::string& s, const char* needle) { return s.find(needle) != std::string::npos; }
+bool contains(const std::string& s, const char* needle) {
+  return s.find(needle) != std::string::npos;
+}
 
 }  // namespace
 
@@ -40,10 +42,11 @@ Workload::Workload(WorkloadPlan plan) : plan_(std::move(plan)) {
     throw Error("the guest workload needs qemu-system-x86_64 and a test guest in " +
                 plan_.guest_dir.string() + " (scripts/setup.sh builds it)");
   }
-  const char* tool = plan_.kind == WorkloadKind::kFio ? "fio"
+  const char* tool = plan_.kind == WorkloadKind::kFio      ? "fio"
                      : plan_.kind == WorkloadKind::kQemuIo ? "qemu-io"
                                                            : "qemu-system-x86_64";
-  if (!have_tool(tool)) throw Error(std::string("the workload needs ") + tool + ", which is not installed");
+  if (!have_tool(tool))
+    throw Error(std::string("the workload needs ") + tool + ", which is not installed");
   child_ = std::make_unique<ChildProcess>(command());
 }
 
@@ -51,33 +54,58 @@ std::vector<std::string> Workload::command() const {
   const auto mib = std::to_string(plan_.mib);
   switch (plan_.kind) {
     case WorkloadKind::kGuest:
-      return {"qemu-system-x86_64", "-accel", "tcg", "-m", "256", "-nographic", "-no-reboot",
-              "-kernel", (plan_.guest_dir / "vmlinuz").string(),
-              "-initrd", (plan_.guest_dir / "initrd.img").string(),
-              "-append", "console=ttyS0 panic=-1 quiet v2p.mib=" + mib + " v2p.chunks=4",
-              "-drive",
-              fmt::format("driver=nbd,server.type=unix,server.path={},export={},if=virtio,cache=none",
-                          plan_.socket.string(), plan_.export_name)};
+      return {
+          "qemu-system-x86_64",
+          "-accel",
+          "tcg",
+          "-m",
+          "256",
+          "-nographic",
+          "-no-reboot",
+          "-kernel",
+          (plan_.guest_dir / "vmlinuz").string(),
+          "-initrd",
+          (plan_.guest_dir / "initrd.img").string(),
+          "-append",
+          "console=ttyS0 panic=-1 quiet v2p.mib=" + mib + " v2p.chunks=4",
+          "-drive",
+          fmt::format("driver=nbd,server.type=unix,server.path={},export={},if=virtio,cache=none",
+                      plan_.socket.string(), plan_.export_name)};
     case WorkloadKind::kFio:
       // Random 64k writes at QD16, then fio reads everything back and checks every block.
-      return {"fio", "--name=v2p-demo", "--ioengine=nbd", "--uri=" + nbd_uri(plan_),
-              "--rw=randwrite", "--bs=64k", "--iodepth=16", "--size=" + mib + "M",
-              "--verify=crc32c", "--do_verify=1", "--output-format=terse"};
+      return {"fio",
+              "--name=v2p-demo",
+              "--ioengine=nbd",
+              "--uri=" + nbd_uri(plan_),
+              "--rw=randwrite",
+              "--bs=64k",
+              "--iodepth=16",
+              "--size=" + mib + "M",
+              "--verify=crc32c",
+              "--do_verify=1",
+              "--output-format=terse"};
     case WorkloadKind::kQemuIo:
     case WorkloadKind::kAuto:
       break;
   }
   const auto bytes = std::to_string(plan_.mib) + "M";
-  return {"qemu-io", "-f", "raw", nbd_uri(plan_), "-c", "write -P 0xab 0 " + bytes, "-c",
-          "read -P 0xab 0 " + bytes, "-c", "flush"};
+  return {"qemu-io", "-f",
+          "raw",     nbd_uri(plan_),
+          "-c",      "write -P 0xab 0 " + bytes,
+          "-c",      "read -P 0xab 0 " + bytes,
+          "-c",      "flush"};
 }
 
 std::string Workload::description() const {
   switch (plan_.kind) {
     case WorkloadKind::kGuest:
-      return fmt::format("QEMU guest (TCG, Debian cloud kernel) writing and reading back {} MiB on its virtio disk", plan_.mib);
+      return fmt::format(
+          "QEMU guest (TCG, Debian cloud kernel) writing and reading back {} MiB on its virtio "
+          "disk",
+          plan_.mib);
     case WorkloadKind::kFio:
-      return fmt::format("fio nbd engine, 64k random writes at QD16 then crc32c verify, {} MiB", plan_.mib);
+      return fmt::format("fio nbd engine, 64k random writes at QD16 then crc32c verify, {} MiB",
+                         plan_.mib);
     default:
       return fmt::format("qemu-io write -P 0xab then read -P 0xab, {} MiB", plan_.mib);
   }

@@ -20,7 +20,8 @@ std::vector<Subcommand>& registry() {
 int main(int argc, char** argv) {
   // Progress lines must reach a pipe (tests, `| tee`) as they happen.
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
-  CLI::App app{"v2p: live virtual-to-physical block maps for KVM/QEMU, and the policies they drive"};
+  CLI::App app{
+      "v2p: live virtual-to-physical block maps for KVM/QEMU, and the policies they drive"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "v2p 0.1.0");
   std::function<int()> selected;

@@ -59,7 +59,9 @@ LoopFilesystem::LoopFilesystem(Options options) : opts_(std::move(options)) {
   }
 }
 
-LoopFilesystem::~LoopFilesystem() { teardown(); }
+LoopFilesystem::~LoopFilesystem() {
+  teardown();
+}
 
 void LoopFilesystem::teardown() noexcept {
   if (mounted_) unmount(opts_.mountpoint);

@@ -26,7 +26,9 @@ class LoopFilesystem {
   LoopFilesystem(const LoopFilesystem&) = delete;
   LoopFilesystem& operator=(const LoopFilesystem&) = delete;
 
-  [[nodiscard]] const std::filesystem::path& mountpoint() const noexcept { return opts_.mountpoint; }
+  [[nodiscard]] const std::filesystem::path& mountpoint() const noexcept {
+    return opts_.mountpoint;
+  }
   [[nodiscard]] const std::string& loop_device() const noexcept { return loop_; }
   [[nodiscard]] DeviceId device() const noexcept { return device_; }
   [[nodiscard]] const std::string& fs_type() const noexcept { return opts_.fs_type; }

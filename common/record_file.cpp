@@ -114,8 +114,9 @@ FrameParser::FrameParser(std::span<const std::byte> data) : data_(data) {
     throw Error("not a v2p stream: bad magic");
   }
   if (h.version != kStreamVersion) {
-    throw Error("v2p stream version " + std::to_string(h.version) + " is not supported (this build reads version " +
-                std::to_string(kStreamVersion) + ")");
+    throw Error("v2p stream version " + std::to_string(h.version) +
+                " is not supported (this build reads version " + std::to_string(kStreamVersion) +
+                ")");
   }
   pos_ = sizeof h;
 }
@@ -158,9 +159,15 @@ void StreamWriter::write(FrameType type, std::span<const std::byte> payload) {
   }
 }
 
-void StreamWriter::write(const ContextRecord& r) { write(FrameType::kContextRecord, bytes_of(r)); }
-void StreamWriter::write(const PhysEvent& e) { write(FrameType::kPhysEvent, bytes_of(e)); }
-void StreamWriter::write(const LostEvents& l) { write(FrameType::kLostEvents, bytes_of(l)); }
+void StreamWriter::write(const ContextRecord& r) {
+  write(FrameType::kContextRecord, bytes_of(r));
+}
+void StreamWriter::write(const PhysEvent& e) {
+  write(FrameType::kPhysEvent, bytes_of(e));
+}
+void StreamWriter::write(const LostEvents& l) {
+  write(FrameType::kLostEvents, bytes_of(l));
+}
 void StreamWriter::write(const VdiskDeclaration& d) {
   const auto payload = encode_vdisk_declaration(d);
   write(FrameType::kVdiskDeclaration, payload);

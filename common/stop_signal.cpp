@@ -11,7 +11,9 @@ std::atomic<int> g_stop_signal{0};
 constexpr std::array<int, 3> kSignals{SIGINT, SIGTERM, SIGHUP};
 std::array<struct sigaction, kSignals.size()> g_previous{};
 
-extern "C" void on_stop_signal(int sig) { g_stop_signal.store(sig, std::memory_order_relaxed); }
+extern "C" void on_stop_signal(int sig) {
+  g_stop_signal.store(sig, std::memory_order_relaxed);
+}
 
 }  // namespace
 
@@ -28,7 +30,11 @@ StopSignal::~StopSignal() {
   for (std::size_t i = 0; i < kSignals.size(); ++i) sigaction(kSignals[i], &g_previous[i], nullptr);
 }
 
-bool StopSignal::requested() const noexcept { return g_stop_signal.load(std::memory_order_relaxed) != 0; }
-int StopSignal::signal() const noexcept { return g_stop_signal.load(std::memory_order_relaxed); }
+bool StopSignal::requested() const noexcept {
+  return g_stop_signal.load(std::memory_order_relaxed) != 0;
+}
+int StopSignal::signal() const noexcept {
+  return g_stop_signal.load(std::memory_order_relaxed);
+}
 
 }  // namespace v2p

@@ -40,7 +40,8 @@ std::string join(const std::vector<std::string>& argv) {
 }
 
 // Spawns argv with stdout → out_fd and stderr → err_fd (the write ends of pipes).
-pid_t spawn(const std::vector<std::string>& args, int out_fd, int err_fd, int close_a, int close_b) {
+pid_t spawn(const std::vector<std::string>& args, int out_fd, int err_fd, int close_a,
+            int close_b) {
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
@@ -153,7 +154,8 @@ ChildProcess::~ChildProcess() {
 std::vector<std::string> ChildProcess::read_lines() {
   char buf[4096];
   ssize_t n;
-  while ((n = ::read(out_fd_, buf, sizeof buf)) > 0) partial_.append(buf, static_cast<std::size_t>(n));
+  while ((n = ::read(out_fd_, buf, sizeof buf)) > 0)
+    partial_.append(buf, static_cast<std::size_t>(n));
   std::vector<std::string> lines;
   std::size_t start = 0, nl;
   while ((nl = partial_.find('\n', start)) != std::string::npos) {

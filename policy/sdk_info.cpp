@@ -2,6 +2,8 @@
 
 namespace v2p {
 
-SdkVersion sdk_version() noexcept { return {kSdkAbiVersion, kSdkVersionString}; }
+SdkVersion sdk_version() noexcept {
+  return {kSdkAbiVersion, kSdkVersionString};
+}
 
 }  // namespace v2p

@@ -18,6 +18,7 @@
 #include <optional>
 #include <vector>
 
+#include "v2p/export.hpp"
 #include "v2p/types.hpp"
 
 namespace v2p {
@@ -52,7 +53,7 @@ struct Mapping {
 
 // Thread-compatible: concurrent const calls are safe, a mutator needs exclusive access (the
 // Correlator serialises them). Copyable (deep copy) and movable.
-class V2PMap {
+class V2P_API V2PMap {
  public:
   V2PMap();
   ~V2PMap();
@@ -62,7 +63,8 @@ class V2PMap {
   V2PMap& operator=(V2PMap&&) noexcept;
 
   // The extent pieces overlapping [offset, offset + length), clipped to it, by voffset.
-  std::vector<MappedExtent> lookup(VdiskKey vdisk, VirtualOffset offset, std::uint64_t length) const;
+  std::vector<MappedExtent> lookup(VdiskKey vdisk, VirtualOffset offset,
+                                   std::uint64_t length) const;
   // The extent containing `offset`, unclipped; no allocation (the point-lookup fast path).
   std::optional<MappedExtent> find(VdiskKey vdisk, VirtualOffset offset) const noexcept;
   // Every extent of the vdisk, ordered by voffset.

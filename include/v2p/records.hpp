@@ -48,8 +48,8 @@ enum class PhysEventKind : std::uint8_t { kQueue = 0, kRemap = 1, kComplete = 2 
 
 // One physical-layer I/O as the pfilter saw it (shared with the eBPF side, see pfilter/).
 struct PhysEvent {
-  std::uint64_t ts_ns = 0;   // bpf_ktime_get_ns == CLOCK_MONOTONIC
-  std::uint64_t sector = 0;  // 512-byte sector on dev
+  std::uint64_t ts_ns = 0;       // bpf_ktime_get_ns == CLOCK_MONOTONIC
+  std::uint64_t sector = 0;      // 512-byte sector on dev
   std::uint64_t old_sector = 0;  // remap only: sector on old_dev
   std::uint64_t latency_ns = 0;  // complete only
   std::uint32_t dev = 0;         // kernel encoding (major << 20 | minor)
@@ -59,8 +59,8 @@ struct PhysEvent {
   std::uint32_t tid = 0;
   std::uint32_t cmd_flags = 0;  // REQ_OP_* | REQ_* as the kernel had them
   std::uint16_t ioprio = 0;
-  std::uint8_t op = 0;    // IoOp
-  std::uint8_t kind = 0;  // PhysEventKind
+  std::uint8_t op = 0;     // IoOp
+  std::uint8_t kind = 0;   // PhysEventKind
   std::int32_t error = 0;  // complete only
   char comm[16] = {};
 

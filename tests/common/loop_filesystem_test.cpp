@@ -22,7 +22,8 @@ TEST_P(LoopFilesystemTest, MakesAndRemovesEverything) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root (loop devices, mount)";
   const std::string mkfs = "mkfs." + GetParam();
   if (!have_tool(mkfs)) GTEST_SKIP() << "needs " << mkfs;
-  const auto dir = std::filesystem::path("/var/tmp") / ("v2p-loopfs-test." + std::to_string(::getpid()));
+  const auto dir =
+      std::filesystem::path("/var/tmp") / ("v2p-loopfs-test." + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   std::string dev;
   {
@@ -39,13 +40,16 @@ TEST_P(LoopFilesystemTest, MakesAndRemovesEverything) {
   std::filesystem::remove_all(dir);
 }
 
-INSTANTIATE_TEST_SUITE_P(FileSystems, LoopFilesystemTest, ::testing::Values("ext4", "xfs", "btrfs"));
+INSTANTIATE_TEST_SUITE_P(FileSystems, LoopFilesystemTest,
+                         ::testing::Values("ext4", "xfs", "btrfs"));
 
 TEST(LoopFilesystem, FailedSetUpUndoesItself) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root (loop devices)";
-  const auto dir = std::filesystem::path("/var/tmp") / ("v2p-loopfs-fail." + std::to_string(::getpid()));
+  const auto dir =
+      std::filesystem::path("/var/tmp") / ("v2p-loopfs-fail." + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
-  EXPECT_THROW(LoopFilesystem({dir / "backing.img", dir / "mnt", 64ULL << 20, "nofs", true}), Error);
+  EXPECT_THROW(LoopFilesystem({dir / "backing.img", dir / "mnt", 64ULL << 20, "nofs", true}),
+               Error);
   EXPECT_FALSE(std::filesystem::exists(dir / "backing.img"));
   const auto listing = run_command({"losetup", "-a"});
   EXPECT_EQ(listing.out.find(dir.string()), std::string::npos) << listing.out;

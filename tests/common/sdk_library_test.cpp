@@ -17,7 +17,9 @@ TEST(SdkLibrary, InternalSymbolsStayHidden) {
   ASSERT_NE(self, nullptr) << dlerror();
   EXPECT_NE(dlsym(self, "_ZN3v2p11sdk_versionEv"), nullptr);
   // v2p::system_error(std::string const&, int) is internal to the library.
-  EXPECT_EQ(dlsym(self, "_ZN3v2p12system_errorERKNSt7__cxx1112basic_stringIcSt11char_traitsIcESaIcEEEi"), nullptr);
+  EXPECT_EQ(
+      dlsym(self, "_ZN3v2p12system_errorERKNSt7__cxx1112basic_stringIcSt11char_traitsIcESaIcEEEi"),
+      nullptr);
   dlclose(self);
 }
 

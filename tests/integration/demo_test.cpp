@@ -90,11 +90,39 @@ TEST(Demo, CtrlCCleansUpEverything) {
   expect_nothing_left_behind();
 }
 
+// Wait until the demo prints `marker` (or exits); returns everything it printed.
+std::string read_until(ChildProcess& demo, const std::string& marker) {
+  std::string seen;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (seen.find(marker) == std::string::npos && !demo.exited() &&
+         std::chrono::steady_clock::now() < deadline) {
+    for (const auto& l : demo.read_lines()) seen += l + "\n";
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return seen;
+}
+
+TEST(Demo, NextRunCleansUpAfterAKilledOne) {
+  if (auto why = skip_reason(); !why.empty()) GTEST_SKIP() << why;
+  if (!have_tool("fio")) GTEST_SKIP() << "needs fio";
+  {
+    ChildProcess killed({v2p_binary(), "demo", "--workload", "qemu-io"});
+    const auto seen = read_until(killed, "[3/6]");
+    ASSERT_NE(seen.find("[3/6]"), std::string::npos) << seen;
+    killed.terminate(SIGKILL);
+    while (!killed.exited()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_EQ(count_v2p_loop_devices(), 1) << "SIGKILL leaves the loop device behind";
+  const auto r = run_command({v2p_binary(), "demo", "--workload", "fio", "--mib", "4"});
+  EXPECT_NE(r.out.find("left by an earlier demo"), std::string::npos) << r.out;
+  expect_verified_demo(r);
+}
+
 TEST(Demo, WithoutRootSaysSoInOneLine) {
   if (!have_tool("setpriv")) GTEST_SKIP() << "needs setpriv (util-linux)";
   if (::geteuid() != 0) GTEST_SKIP() << "needs root to drop to another user";
-  const auto r = run_command({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                              v2p_binary(), "demo"});
+  const auto r = run_command(
+      {"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", v2p_binary(), "demo"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("needs root"), std::string::npos) << r.err;
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
