@@ -76,6 +76,10 @@ void print_summary(const correlator::Correlator& corr, const correlator::VerifyR
       "\nsummary: {} vfilter records, {} block-layer events, {} joined exactly, {} unattributed, "
       "{} lost\n",
       s.records, s.events, s.joined_exact, s.unattributed, s.lost_events);
+  if (s.incomplete_requests + s.ambiguous_reads > 0) {
+    fmt::print("         not mapped: {} requests whose bios did not add up, {} reads over holes\n",
+               s.incomplete_requests, s.ambiguous_reads);
+  }
   fmt::print(
       "         map accuracy {:.2f}% over {:.1f} MiB, coverage {:.2f}%; workload {}; {:.1f} s\n",
       100.0 * r.accuracy(), mib(r.bytes_observed), 100.0 * r.coverage(),
