@@ -2,9 +2,6 @@
 // and a sparse vdisk image, serves the image through the vfilter, attaches the pfilter probe to
 // the loop device, drives a real NBD client, joins both streams into the V2P map live, verifies
 // the map against FIEMAP and removes everything it made — on success, failure and Ctrl-C.
-#include <fcntl.h>
-#include <linux/fs.h>
-#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <fmt/core.h>
@@ -15,16 +12,15 @@
 
 #include "cli/demo_report.hpp"
 #include "cli/demo_workload.hpp"
+#include "cli/live_chain.hpp"
 #include "cli/privileges.hpp"
 #include "cli/subcommand.hpp"
 #include "common/clock.hpp"
 #include "common/error.hpp"
 #include "common/loop_filesystem.hpp"
+#include "common/sparse_image.hpp"
 #include "common/stop_signal.hpp"
-#include "correlator/correlator.hpp"
 #include "correlator/verify.hpp"
-#include "pfilter/probe.hpp"
-#include "vfilter/server.hpp"
 
 namespace v2p::cli {
 namespace {
@@ -59,42 +55,6 @@ class Workdir {
   std::filesystem::path path_;
 };
 
-// On btrfs the image is made NOCOW, as libvirt makes its images there: with data checksums on,
-// btrfs turns O_DIRECT writes into buffered ones (measured on 6.18), whose writeback bios no
-// longer carry the request's ioprio tag. The flag only takes while the file is still empty.
-void create_sparse_image(const std::filesystem::path& image, std::uint64_t bytes, bool nocow) {
-  const int fd = ::open(image.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0600);
-  if (fd < 0) throw system_error("cannot create " + image.string());
-  int flags = 0;
-  const bool nocow_failed =
-      nocow && (::ioctl(fd, FS_IOC_GETFLAGS, &flags) != 0 ||
-                (flags |= FS_NOCOW_FL, ::ioctl(fd, FS_IOC_SETFLAGS, &flags) != 0));
-  const int err = errno;
-  ::close(fd);
-  if (nocow_failed) throw system_error("cannot mark " + image.string() + " NOCOW", err);
-  std::filesystem::resize_file(image, bytes);
-}
-
-// Moves whatever both filters produced since the last call into the correlator.
-class ChainPump {
- public:
-  ChainPump(pfilter::Probe& probe, vfilter::QueueSink& sink, correlator::Correlator& corr)
-      : probe_(probe), sink_(sink), corr_(corr) {}
-
-  void pump(int wait_ms) {
-    probe_.poll(wait_ms, [this](const PhysEvent& e) { corr_.on_event(e); });
-    for (const auto& d : sink_.drain_declarations()) corr_.declare(d);
-    for (const auto& r : sink_.drain()) corr_.on_record(r);
-    corr_.on_lost(probe_.lost_events());
-    corr_.advance(monotonic_ns());
-  }
-
- private:
-  pfilter::Probe& probe_;
-  vfilter::QueueSink& sink_;
-  correlator::Correlator& corr_;
-};
-
 int run_demo(const DemoOptions& o) {
   require_root_and_btf("v2p demo");
   StopSignal stop;
@@ -115,25 +75,16 @@ int run_demo(const DemoOptions& o) {
   fmt::print("      {} mounted at {}; vdisk image {} ({} MiB, sparse)\n", fs.loop_device(),
              fs.mountpoint().string(), image.string(), o.image_mib);
 
+  const auto socket = workdir.path() / "vfilter.sock";
   fmt::print("[2/6] pfilter: eBPF probe on {} (block_bio_queue, block_bio_remap, completion)\n",
              fs.loop_device());
-  pfilter::ProbeOptions probe_options;
-  probe_options.devices = {fs.device()};
-  auto probe = pfilter::Probe::attach(probe_options);
-
   fmt::print("[3/6] vfilter: NBD export '{}' of {}/{} on {}\n", o.vdisk, o.vm, o.vdisk,
-             (workdir.path() / "vfilter.sock").string());
-  vfilter::QueueSink sink;
-  vfilter::ServerConfig server_config;
-  server_config.vdisks = {{o.vm, o.vdisk, image, o.vdisk, false}};
-  server_config.unix_socket = workdir.path() / "vfilter.sock";
-  auto server = vfilter::Server::start(server_config, &sink);
+             socket.string());
+  LiveChain chain({{fs.device()}, {{o.vm, o.vdisk, image, o.vdisk, false}}, socket});
+  const auto& corr = chain.correlator();
 
-  correlator::Correlator corr;
-  ChainPump chain(*probe, sink, corr);
-
-  Workload workload({parse_workload_kind(o.workload), server_config.unix_socket, o.vdisk,
-                     o.guest_dir, o.workload_mib});
+  Workload workload(
+      {parse_workload_kind(o.workload), socket, o.vdisk, o.guest_dir, o.workload_mib});
   fmt::print("[4/6] workload: {}\n", workload.description());
   double next_report = 1.0;
   while (!workload.exited() && !stop.requested()) {
@@ -150,9 +101,7 @@ int run_demo(const DemoOptions& o) {
     fmt::print("v2p demo: interrupted (signal {}); cleaning up\n", stop.signal());
     return 130;
   }
-  // Let the last completions and their block-layer events arrive, then close every window.
-  for (int i = 0; i < 5; ++i) chain.pump(100);
-  corr.advance(monotonic_ns() + correlator::kDefaultHorizonNs);
+  chain.settle();
   print_progress_line(elapsed(), corr);
 
   fmt::print("[5/6] V2P map\n");
