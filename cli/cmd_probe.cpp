@@ -163,7 +163,7 @@ const Register kProbe(
      [](CLI::App& app) -> std::function<int()> {
        auto a = std::make_shared<ProbeArgs>();
        app.add_option("--device", a->devices,
-                      "block device, mount point or file (repeatable; "
+                      "block device, MAJ:MIN, mount point or file (repeatable; "
                       "default: all devices)");
        app.add_option("--pid", a->pids, "process id (repeatable; default: all)");
        app.add_option("--record", a->record, "write a v2p stream file");

@@ -21,7 +21,8 @@ struct Bio {
 
 // Does a bio carry data of the kind a request of op `request_op` moves?
 constexpr bool carries_data_of(const Bio& b, IoOp request_op) noexcept {
-  return b.bytes > 0 && b.op == request_op && (request_op == IoOp::kRead || request_op == IoOp::kWrite);
+  return b.bytes > 0 && b.op == request_op &&
+         (request_op == IoOp::kRead || request_op == IoOp::kWrite);
 }
 
 // (tgid, slot) packed into one hash key.

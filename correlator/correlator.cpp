@@ -28,7 +28,9 @@ void Correlator::declare(const VdiskDeclaration& d) {
   s_->declarations[{VmId{d.vm_id}, VdiskId{d.vdisk_id}}] = d;
 }
 
-void Correlator::add_backend_process(std::uint32_t tgid) { s_->window.add_backend(tgid); }
+void Correlator::add_backend_process(std::uint32_t tgid) {
+  s_->window.add_backend(tgid);
+}
 
 void Correlator::on_record(const ContextRecord& r) {
   ++s_->stats.records;
@@ -66,7 +68,9 @@ void Correlator::on_event(const PhysEvent& e) {
   }
 }
 
-void Correlator::on_lost(std::uint64_t lost_total) { s_->stats.lost_events = lost_total; }
+void Correlator::on_lost(std::uint64_t lost_total) {
+  s_->stats.lost_events = lost_total;
+}
 
 void Correlator::advance(std::uint64_t now_ns) {
   s_->tag.advance(now_ns);
@@ -81,8 +85,12 @@ void Correlator::drain() {
   s_->trims.expire(UINT64_MAX, 0);
 }
 
-const V2PMap& Correlator::map() const { return s_->map; }
-V2PMap& Correlator::mutable_map() { return s_->map; }
+const V2PMap& Correlator::map() const {
+  return s_->map;
+}
+V2PMap& Correlator::mutable_map() {
+  return s_->map;
+}
 
 Stats Correlator::stats() const {
   Stats st = s_->stats;
@@ -103,10 +111,16 @@ std::vector<VdiskDeclaration> Correlator::vdisk_declarations() const {
   return out;
 }
 
-std::vector<std::uint32_t> Correlator::backend_processes() const { return s_->window.backends(); }
+std::vector<std::uint32_t> Correlator::backend_processes() const {
+  return s_->window.backends();
+}
 
-std::uint64_t Correlator::watermark_ns() const { return s_->watermark; }
-void Correlator::set_watermark_ns(std::uint64_t ns) { s_->watermark = ns; }
+std::uint64_t Correlator::watermark_ns() const {
+  return s_->watermark;
+}
+void Correlator::set_watermark_ns(std::uint64_t ns) {
+  s_->watermark = ns;
+}
 
 void Correlator::set_window_observer(std::function<void(const WindowDecision&)> observer) {
   s_->window.set_observer(std::move(observer));

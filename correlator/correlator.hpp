@@ -41,15 +41,15 @@ struct Options {
 };
 
 struct Stats {
-  std::uint64_t records = 0;          // ContextRecords received
-  std::uint64_t events = 0;           // queue (bio submission) events received
-  std::uint64_t joined_exact = 0;     // bios joined by tag
-  std::uint64_t joined_window = 0;    // bios joined by completion window
-  std::uint64_t unattributed = 0;     // bios owned by no request (journal, metadata, others)
-  std::uint64_t pending_records = 0;  // requests waiting for bios
-  std::uint64_t pending_events = 0;   // bios waiting for a request
-  std::uint64_t lost_events = 0;      // dropped by the kernel ring buffer (from on_lost)
-  std::uint64_t other_events = 0;     // remap/complete events (not used for mapping)
+  std::uint64_t records = 0;              // ContextRecords received
+  std::uint64_t events = 0;               // queue (bio submission) events received
+  std::uint64_t joined_exact = 0;         // bios joined by tag
+  std::uint64_t joined_window = 0;        // bios joined by completion window
+  std::uint64_t unattributed = 0;         // bios owned by no request (journal, metadata, others)
+  std::uint64_t pending_records = 0;      // requests waiting for bios
+  std::uint64_t pending_events = 0;       // bios waiting for a request
+  std::uint64_t lost_events = 0;          // dropped by the kernel ring buffer (from on_lost)
+  std::uint64_t other_events = 0;         // remap/complete events (not used for mapping)
   std::uint64_t incomplete_requests = 0;  // a write whose bios never added up: not mapped
   std::uint64_t ambiguous_reads = 0;      // a read partly over holes: bios cannot be placed
   std::uint64_t trims = 0;                // discard / write-zeroes requests that unmapped a range

@@ -35,10 +35,10 @@ class Fd {
   int fd_;
 };
 
-constexpr std::uint32_t kUnplaceable =
-    FIEMAP_EXTENT_UNKNOWN | FIEMAP_EXTENT_DELALLOC | FIEMAP_EXTENT_ENCODED |
-    FIEMAP_EXTENT_DATA_ENCRYPTED | FIEMAP_EXTENT_NOT_ALIGNED | FIEMAP_EXTENT_DATA_INLINE |
-    FIEMAP_EXTENT_DATA_TAIL;
+constexpr std::uint32_t kUnplaceable = FIEMAP_EXTENT_UNKNOWN | FIEMAP_EXTENT_DELALLOC |
+                                       FIEMAP_EXTENT_ENCODED | FIEMAP_EXTENT_DATA_ENCRYPTED |
+                                       FIEMAP_EXTENT_NOT_ALIGNED | FIEMAP_EXTENT_DATA_INLINE |
+                                       FIEMAP_EXTENT_DATA_TAIL;
 
 }  // namespace
 
@@ -67,8 +67,8 @@ std::vector<LayoutExtent> fiemap(const std::filesystem::path& file) {
       last = last || (x.fe_flags & FIEMAP_EXTENT_LAST);
       start = x.fe_logical + x.fe_length;
       if (x.fe_flags & kUnplaceable) continue;
-      out.push_back({x.fe_logical, x.fe_length, x.fe_physical,
-                     (x.fe_flags & FIEMAP_EXTENT_UNWRITTEN) != 0});
+      out.push_back(
+          {x.fe_logical, x.fe_length, x.fe_physical, (x.fe_flags & FIEMAP_EXTENT_UNWRITTEN) != 0});
     }
     if (last) break;
   }
@@ -128,8 +128,9 @@ std::vector<LayoutExtent> btrfs_to_device(const std::vector<LayoutExtent>& logic
     std::uint64_t done = 0;
     while (done < e.length) {
       const std::uint64_t addr = e.device_offset + done;
-      auto it = std::upper_bound(chunks.begin(), chunks.end(), addr,
-                                 [](std::uint64_t a, const BtrfsChunk& c) { return a < c.logical; });
+      auto it =
+          std::upper_bound(chunks.begin(), chunks.end(), addr,
+                           [](std::uint64_t a, const BtrfsChunk& c) { return a < c.logical; });
       if (it == chunks.begin() || addr >= std::prev(it)->logical + std::prev(it)->length) {
         throw Error("btrfs logical address " + std::to_string(addr) + " is in no chunk");
       }
@@ -166,7 +167,8 @@ std::vector<LayoutExtent> image_layout(const std::filesystem::path& image) {
     const std::uint64_t guest = m.at("start"), len = m.at("length"), foff = m.at("offset");
     // Compose guest → file offset with file offset → device.
     for (const auto& f : file) {
-      const std::uint64_t a = std::max(foff, f.logical), b = std::min(foff + len, f.logical + f.length);
+      const std::uint64_t a = std::max(foff, f.logical),
+                          b = std::min(foff + len, f.logical + f.length);
       if (a >= b) continue;
       out.push_back({guest + (a - foff), b - a, f.device_offset + (a - f.logical), f.unwritten});
     }

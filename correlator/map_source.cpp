@@ -38,7 +38,8 @@ DeviceId parse_device(const std::string& text) {
   }
   struct stat st {};
   if (::stat(text.c_str(), &st) != 0) throw system_error("cannot stat device " + text);
-  if (!S_ISBLK(st.st_mode)) throw Error(text + " is not a block device (give MAJOR:MINOR or /dev/…)");
+  if (!S_ISBLK(st.st_mode))
+    throw Error(text + " is not a block device (give MAJOR:MINOR or /dev/…)");
   return DeviceId::from_major_minor(::major(st.st_rdev), ::minor(st.st_rdev));
 }
 
@@ -55,9 +56,9 @@ DeviceId filesystem_device(const std::filesystem::path& path) {
     }
     std::string fstype, source;
     f >> fstype >> source;
-    const bool prefix = target == mountpoint ||
-                        (target.rfind(mountpoint, 0) == 0 &&
-                         (mountpoint == "/" || target[mountpoint.size()] == '/'));
+    const bool prefix =
+        target == mountpoint || (target.rfind(mountpoint, 0) == 0 &&
+                                 (mountpoint == "/" || target[mountpoint.size()] == '/'));
     if (prefix && mountpoint.size() >= best_mount.size()) {
       best_mount = mountpoint;
       best_source = source;
@@ -89,8 +90,8 @@ std::vector<VdiskKey> select_vdisks(const Correlator& c, const std::string& vm,
     }
   }
   if (out.empty() && (!vm.empty() || !vdisk.empty())) {
-    throw Error("no vdisk matches --vm '" + vm + "' --vdisk '" + vdisk + "' (known:" +
-                (known.empty() ? std::string(" none") : known) + ")");
+    throw Error("no vdisk matches --vm '" + vm + "' --vdisk '" + vdisk +
+                "' (known:" + (known.empty() ? std::string(" none") : known) + ")");
   }
   return out;
 }

@@ -31,7 +31,8 @@ DeviceId filesystem_device(const std::filesystem::path& path);
 
 // The vdisks to act on: those matching vm / vdisk (names or numeric ids; empty = any).
 // Throws v2p::Error naming the known vdisks when nothing matches.
-std::vector<VdiskKey> select_vdisks(const Correlator& c, const std::string& vm, const std::string& vdisk);
+std::vector<VdiskKey> select_vdisks(const Correlator& c, const std::string& vm,
+                                    const std::string& vdisk);
 
 // "vm/vdisk" from the declarations, or "vm<id>/vdisk<id>".
 std::string vdisk_label(const Correlator& c, VdiskKey key);

@@ -10,7 +10,6 @@ namespace {
 struct Item {
   std::uint64_t at_ns;
   std::uint32_t file;
-  std::uint64_t seq;  // order inside its file, kept for equal times
   FrameType type;
   ContextRecord record;
   PhysEvent event;
@@ -27,10 +26,9 @@ ReplayResult replay_streams(Correlator& c, const std::vector<std::filesystem::pa
   std::vector<std::uint64_t> lost(files.size(), 0);
   for (std::uint32_t f = 0; f < files.size(); ++f) {
     StreamReader reader(files[f]);
-    std::uint64_t seq = 0;
     while (auto frame = reader.next()) {
       ++res.frames;
-      Item it{0, f, seq++, frame->type, {}, {}, {}};
+      Item it{0, f, frame->type, {}, {}, {}};
       switch (frame->type) {
         case FrameType::kVdiskDeclaration:
           c.declare(decode_vdisk_declaration(frame->payload));
@@ -50,9 +48,9 @@ ReplayResult replay_streams(Correlator& c, const std::vector<std::filesystem::pa
         default:
           continue;  // frames this reader does not use (device declarations, future types)
       }
-      const bool covered = after_ns != 0 && (frame->type == FrameType::kPhysEvent
-                                                 ? it.at_ns <= events_after
-                                                 : it.at_ns <= after_ns);
+      const bool covered =
+          after_ns != 0 &&
+          (frame->type == FrameType::kPhysEvent ? it.at_ns <= events_after : it.at_ns <= after_ns);
       if (covered) {
         ++res.skipped;
         continue;
@@ -60,14 +58,21 @@ ReplayResult replay_streams(Correlator& c, const std::vector<std::filesystem::pa
       items.push_back(it);
     }
   }
-  std::stable_sort(items.begin(), items.end(), [](const Item& a, const Item& b) {
-    return a.at_ns < b.at_ns;
-  });
-  for (const auto& it : items) {
+  // Sort (time, position) pairs rather than the 200-byte items; the position keeps equal times
+  // in file order.
+  std::vector<std::pair<std::uint64_t, std::uint32_t>> order(items.size());
+  for (std::uint32_t i = 0; i < items.size(); ++i) order[i] = {items[i].at_ns, i};
+  std::sort(order.begin(), order.end());
+  for (const auto& [at, index] : order) {
+    const Item& it = items[index];
     c.advance(it.at_ns);
     switch (it.type) {
-      case FrameType::kContextRecord: c.on_record(it.record); break;
-      case FrameType::kPhysEvent: c.on_event(it.event); break;
+      case FrameType::kContextRecord:
+        c.on_record(it.record);
+        break;
+      case FrameType::kPhysEvent:
+        c.on_event(it.event);
+        break;
       case FrameType::kLostEvents: {
         lost[it.file] = it.lost.lost_total;
         std::uint64_t total = 0;
@@ -75,7 +80,8 @@ ReplayResult replay_streams(Correlator& c, const std::vector<std::filesystem::pa
         c.on_lost(total);
         break;
       }
-      default: break;
+      default:
+        break;
     }
   }
   c.drain();

@@ -119,14 +119,15 @@ Snapshot decode_snapshot(std::span<const std::byte> bytes) {
   std::memcpy(&sum, bytes.data() + body.size(), sizeof sum);
   Reader r(body.subspan(sizeof kSnapshotMagic));
   if (const auto v = r.get<std::uint32_t>(); v != kSnapshotVersion) {
-    throw Error("map snapshot version " + std::to_string(v) + " is not supported (this build reads " +
-                std::to_string(kSnapshotVersion) + ")");
+    throw Error("map snapshot version " + std::to_string(v) +
+                " is not supported (this build reads " + std::to_string(kSnapshotVersion) + ")");
   }
   if (fnv1a(body) != sum) throw Error("map snapshot checksum mismatch (file corrupt or torn)");
   r.get<std::uint32_t>();
   Snapshot s;
   s.as_of_ns = r.get<std::uint64_t>();
-  for (auto n = r.count(4); n > 0; --n) s.declarations.push_back(decode_vdisk_declaration(r.bytes()));
+  for (auto n = r.count(4); n > 0; --n)
+    s.declarations.push_back(decode_vdisk_declaration(r.bytes()));
   for (auto n = r.count(4); n > 0; --n) s.backends.push_back(r.get<std::uint32_t>());
   for (auto nv = r.count(16); nv > 0; --nv) {
     const VdiskKey key{VmId{r.get<std::uint32_t>()}, VdiskId{r.get<std::uint32_t>()}};
@@ -162,7 +163,8 @@ void save_snapshot(const Correlator& c, const std::filesystem::path& path) {
 Snapshot load_snapshot(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error("cannot open map snapshot " + path.string());
-  const std::vector<char> raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::vector<char> raw((std::istreambuf_iterator<char>(in)),
+                              std::istreambuf_iterator<char>());
   return decode_snapshot(std::as_bytes(std::span<const char>(raw)));
 }
 

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <type_traits>
 #include <vector>
 
 namespace v2p::correlator {
@@ -58,9 +59,8 @@ class SortedChunks {
     if (leaves_.empty()) return end();
     const std::size_t li = leaf_for(k);
     const Leaf& l = *leaves_[li];
-    const auto it = std::lower_bound(l.e, l.e + l.n, k, [](const E& a, const Key& b) {
-      return KeyOf{}(a) < b;
-    });
+    const auto it = std::lower_bound(l.e, l.e + l.n, k,
+                                     [](const E& a, const Key& b) { return KeyOf{}(a) < b; });
     const auto idx = static_cast<std::size_t>(it - l.e);
     if (idx == l.n) return {li + 1, 0};
     return {li, idx};
@@ -71,11 +71,7 @@ class SortedChunks {
     const auto fi = std::upper_bound(firsts_.begin(), firsts_.end(), k);
     if (fi == firsts_.begin()) return std::nullopt;
     const auto li = static_cast<std::size_t>(fi - firsts_.begin()) - 1;
-    const Leaf& l = *leaves_[li];
-    const auto it = std::upper_bound(l.e, l.e + l.n, k, [](const Key& a, const E& b) {
-      return a < KeyOf{}(b);
-    });
-    return Pos{li, static_cast<std::size_t>(it - l.e) - 1};
+    return Pos{li, leaf_upper_bound(li, k) - 1};
   }
 
   void insert(const E& v) {
@@ -177,6 +173,34 @@ class SortedChunks {
         ++li;
         l = leaves_[li].get();
         idx = 0;
+      } else if (li + 1 < leaves_.size() && leaves_[li + 1]->n < kCap) {
+        // B*-tree style: spill one entry into a neighbour with room before splitting, which
+        // keeps leaves about 85% full under random inserts instead of about 70%.
+        Leaf& right = *leaves_[li + 1];
+        if (idx == kCap) {
+          l = &right;
+          ++li;
+          idx = 0;
+        } else {
+          std::move_backward(right.e, right.e + right.n, right.e + right.n + 1);
+          right.e[0] = l->e[kCap - 1];
+          ++right.n;
+          --l->n;
+          firsts_[li + 1] = KeyOf{}(right.e[0]);
+        }
+      } else if (li > 0 && leaves_[li - 1]->n < kCap) {
+        Leaf& left = *leaves_[li - 1];
+        if (idx == 0) {
+          l = &left;
+          --li;
+          idx = left.n;
+        } else {
+          left.e[left.n++] = l->e[0];
+          std::move(l->e + 1, l->e + l->n, l->e);
+          --l->n;
+          --idx;
+          firsts_[li] = KeyOf{}(l->e[0]);
+        }
       } else {
         split(li);
         if (idx > l->n) {
@@ -191,6 +215,37 @@ class SortedChunks {
     ++l->n;
     if (idx == 0) firsts_[li] = k;
     ++size_;
+  }
+
+  // First index in leaf li with key > k. For integer keys (voffsets, roughly uniform inside a
+  // leaf) the position is first guessed by interpolating between this leaf's first key and the
+  // next leaf's, which the index already holds: a point lookup then touches one or two cache
+  // lines of the leaf instead of one per binary-search probe.
+  std::size_t leaf_upper_bound(std::size_t li, const Key& k) const noexcept {
+    const Leaf& l = *leaves_[li];
+    auto key_at = [&](std::size_t i) { return KeyOf{}(l.e[i]); };
+    if constexpr (std::is_integral_v<Key>) {
+      if (li + 1 < firsts_.size() && l.n > 2) {
+        const Key lo = firsts_[li], hi = firsts_[li + 1];
+        auto g = static_cast<std::size_t>(static_cast<double>(k - lo) /
+                                          static_cast<double>(hi - lo) * static_cast<double>(l.n));
+        g = std::min(g, l.n - 1);
+        // Walk a few steps from the guess; fall back to binary search when it was far off.
+        for (int step = 0; step < 4; ++step) {
+          if (key_at(g) <= k) {
+            if (g + 1 == l.n || key_at(g + 1) > k) return g + 1;
+            ++g;
+          } else {
+            if (g == 0) return 0;
+            if (key_at(g - 1) <= k) return g;
+            --g;
+          }
+        }
+      }
+    }
+    const auto it = std::upper_bound(l.e, l.e + l.n, k,
+                                     [](const Key& a, const E& b) { return a < KeyOf{}(b); });
+    return static_cast<std::size_t>(it - l.e);
   }
 
   // Index of the leaf that holds (or would hold) key k.

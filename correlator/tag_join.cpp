@@ -9,7 +9,9 @@ bool in_window(const ContextRecord& r, std::uint64_t ts) noexcept {
   return r.submit_ns <= ts && ts <= r.complete_ns;
 }
 
-IoOp op_of(const ContextRecord& r) noexcept { return static_cast<IoOp>(r.op); }
+IoOp op_of(const ContextRecord& r) noexcept {
+  return static_cast<IoOp>(r.op);
+}
 
 // std::erase_if for any vector-like container (the predicate runs exactly once per element).
 template <class C, class P>

@@ -33,7 +33,7 @@ class TagJoin {
   using Bios = boost::container::small_vector<Bio, 4>;
   struct Request {
     ContextRecord rec;
-    Bios bios;               // data bios, in arrival order
+    Bios bios;                // data bios, in arrival order
     std::uint64_t bytes = 0;  // sum of data bio bytes
   };
   // Buckets stay allocated once a (tgid, slot) was seen: slots are few and reused constantly.

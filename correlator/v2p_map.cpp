@@ -19,8 +19,8 @@ using correlator::FwdEntry;
 using correlator::FwdKey;
 using correlator::kSector;
 using correlator::kVdiskMask;
-using correlator::rev_entry;
 using correlator::quantize_confidence;
+using correlator::rev_entry;
 using correlator::RevEntry;
 using correlator::RevKey;
 using correlator::sectors_for;
@@ -62,7 +62,7 @@ struct V2PMap::Impl {
   std::vector<DeviceId> devices;
   std::vector<Reverse> reverse;  // per device index
   std::unordered_map<VdiskKey, std::uint16_t> index;
-  std::vector<VdiskKey> keys;    // per vdisk index
+  std::vector<VdiskKey> keys;      // per vdisk index
   std::vector<VdiskState> states;  // per vdisk index
   std::size_t extents = 0;
   std::uint64_t max_sectors = 0;  // longest extent ever held, in sectors (never shrinks)
@@ -72,6 +72,9 @@ struct V2PMap::Impl {
     std::uint64_t v0, v1;
   };
   std::vector<Victim> victims;
+  // Set by evict_physical for the insert that follows it (see there).
+  std::optional<Reverse::Pos> rev_hint;
+  bool rev_hint_valid = false;
 
   std::uint16_t intern(DeviceId d) {
     for (std::size_t i = 0; i < devices.size(); ++i) {
@@ -98,13 +101,25 @@ struct V2PMap::Impl {
     return states[it->second];
   }
   const VdiskState* find_state(VdiskKey key) const {
+    // A host has a handful of vdisks: a scan of the key table beats hashing.
+    if (keys.size() <= 16) {
+      for (std::size_t i = 0; i < keys.size(); ++i) {
+        if (keys[i] == key) return &states[i];
+      }
+      return nullptr;
+    }
     const auto it = index.find(key);
     return it == index.end() ? nullptr : &states[it->second];
   }
 
   MappedExtent to_public(const FwdEntry& e) const {
-    return {VirtualOffset{e.voffset}, e.length,        devices[e.dev],          PhysicalSector{e.sector},
-            e.generation,             e.last_seen_ns,  confidence_of(e.conf_q)};
+    return {VirtualOffset{e.voffset},
+            e.length,
+            devices[e.dev],
+            PhysicalSector{e.sector},
+            e.generation,
+            e.last_seen_ms * correlator::kNsPerMs,
+            confidence_of(static_cast<std::uint16_t>(e.conf_q))};
   }
 
   // Entries overlapping [v0, v1), unclipped, in order. Returns the position of the last entry
@@ -147,7 +162,7 @@ struct V2PMap::Impl {
         if (mergeable(left, e)) {
           left.length += e.length;
           max_sectors = std::max(max_sectors, sectors_for(left.length));
-          left.last_seen_ns = std::max(left.last_seen_ns, e.last_seen_ns);
+          touch(left, e);
           vs.mapped += e.length;
           absorb_right(vs, left.voffset);
           return;
@@ -171,7 +186,7 @@ struct V2PMap::Impl {
       FwdEntry& left = f.get(*lp);
       left.length += e.length;
       max_sectors = std::max(max_sectors, sectors_for(left.length));
-      left.last_seen_ns = std::max(left.last_seen_ns, e.last_seen_ns);
+      touch(left, e);
       vs.mapped += e.length;
       const auto rp = f.next(*lp);
       if (!f.at_end(rp) && mergeable(left, f.get(rp))) absorb_right(vs, left.voffset);
@@ -187,14 +202,18 @@ struct V2PMap::Impl {
       right.length += e.length;
       max_sectors = std::max(max_sectors, sectors_for(right.length));
       right.sector = e.sector;
-      right.last_seen_ns = std::max(right.last_seen_ns, e.last_seen_ns);
+      touch(right, e);
       r.insert(rev_entry(right.sector, vs.index, right.voffset));
       vs.mapped += e.length;
       return;
     }
     f.insert_after(lp, e);
     max_sectors = std::max(max_sectors, sectors_for(e.length));
-    reverse[e.dev].insert(rev_entry(e.sector, vs.index, e.voffset));
+    if (rev_hint_valid) {
+      reverse[e.dev].insert_after(rev_hint, rev_entry(e.sector, vs.index, e.voffset));
+    } else {
+      reverse[e.dev].insert(rev_entry(e.sector, vs.index, e.voffset));
+    }
     vs.mapped += e.length;
     ++extents;
   }
@@ -211,7 +230,7 @@ struct V2PMap::Impl {
     FwdEntry& left = vs.fwd.get(pos);
     left.length += right.length;
     max_sectors = std::max(max_sectors, sectors_for(left.length));
-    left.last_seen_ns = std::max(left.last_seen_ns, right.last_seen_ns);
+    touch(left, right);
     vs.mapped += right.length;
   }
 
@@ -231,14 +250,19 @@ struct V2PMap::Impl {
   }
 
   // Removes every claim on sectors [s0, s1) of device `dev`, in every vdisk.
+  // Leaves rev_hint at the reverse position a new entry for sector s0 goes after, when nothing
+  // was evicted (the reverse index is then unchanged).
   void evict_physical(std::uint16_t dev, std::uint64_t s0, std::uint64_t s1) {
     victims.clear();
+    rev_hint.reset();
+    rev_hint_valid = true;
     const Reverse& r = reverse[dev];
     if (r.empty()) return;
     auto consider = [&](const RevEntry& re) {
       const VdiskState& vs = states[re.vdisk()];
       const FwdEntry& f = vs.fwd.get(vs.fwd.lower_bound(re.voffset));
-      const std::uint64_t a = std::max(s0, f.sector), b = std::min(s1, f.sector + sectors_for(f.length));
+      const std::uint64_t a = std::max(s0, f.sector),
+                          b = std::min(s1, f.sector + sectors_for(f.length));
       if (a >= b) return;
       const std::uint64_t va = f.voffset + (a - f.sector) * kSector;
       const std::uint64_t vb = std::min(f.end(), f.voffset + (b - f.sector) * kSector);
@@ -247,14 +271,16 @@ struct V2PMap::Impl {
     // Under exclusivity only the last extent starting before s0 can reach into the range, and
     // only if it starts within the longest extent length ever mapped.
     if (s0 > 0) {
-      if (auto p = r.last_le(rev_entry(s0 - 1, kVdiskMask, std::numeric_limits<std::uint64_t>::max()))) {
-        if (r.get(*p).sector() + max_sectors > s0) consider(r.get(*p));
-      }
+      rev_hint =
+          r.last_le(rev_entry(s0 - 1, kVdiskMask, std::numeric_limits<std::uint64_t>::max()));
+      if (rev_hint && r.get(*rev_hint).sector() + max_sectors > s0) consider(r.get(*rev_hint));
     }
-    for (auto pos = r.lower_bound(rev_entry(s0, 0, 0)); !r.at_end(pos) && r.get(pos).sector() < s1;
-         pos = r.next(pos)) {
+    // The entry after the last one before s0 is the first at or after s0.
+    for (auto pos = rev_hint ? r.next(*rev_hint) : r.begin();
+         !r.at_end(pos) && r.get(pos).sector() < s1; pos = r.next(pos)) {
       consider(r.get(pos));
     }
+    rev_hint_valid = victims.empty();
     for (const auto& v : victims) cut(states[v.vdisk], v.v0, v.v1);
   }
 
@@ -272,7 +298,7 @@ struct V2PMap::Impl {
     if (at < fresh.end()) return false;
     for (const auto& o : old_scratch) {
       FwdEntry& e = vs.fwd.get(vs.fwd.lower_bound(o.voffset));
-      e.last_seen_ns = std::max(e.last_seen_ns, fresh.last_seen_ns);
+      touch(e, fresh);
     }
     return true;
   }
@@ -283,7 +309,8 @@ struct V2PMap::Impl {
     const std::uint16_t q = quantize_confidence(m.confidence);
     VdiskState& vs = state(key);
     const std::uint64_t v0 = m.voffset.value(), v1 = v0 + m.length;
-    const FwdEntry fresh{v0, m.length, m.sector.value(), m.seen_ns, 1, dev, q};
+    const FwdEntry fresh =
+        correlator::make_entry(v0, m.length, m.sector.value(), dev, q, m.seen_ns, 1);
 
     // What the new observation becomes, piece by piece, given what the map held there.
     const auto left = overlapping(vs.fwd, v0, v1, old_scratch);
@@ -292,7 +319,8 @@ struct V2PMap::Impl {
       const std::size_t before = vs.fwd.size();
       evict_physical(dev, fresh.sector, fresh.sector + sectors_for(m.length));
       // Eviction may have reshaped this vdisk's tree; the neighbour position is then stale.
-      insert_fresh(vs, fresh, vs.fwd.size() == before && victims.empty() ? left : search_left(vs, v0));
+      insert_fresh(vs, fresh,
+                   vs.fwd.size() == before && victims.empty() ? left : search_left(vs, v0));
       return;
     }
     if (refresh_only(vs, fresh)) return;
@@ -316,9 +344,9 @@ struct V2PMap::Impl {
       emit(at, a, 1, q);
       const bool same_place = o.dev == dev && phys_byte(o, a) == phys_byte(fresh, a);
       if (same_place) {
-        emit(a, b, o.generation, std::max(o.conf_q, q));
+        emit(a, b, o.generation, std::max(static_cast<std::uint16_t>(o.conf_q), q));
       } else {
-        emit(a, b, o.generation + 1, q);
+        emit(a, b, correlator::next_generation(o.generation), q);
       }
       at = b;
     }
@@ -404,7 +432,9 @@ std::vector<VdiskKey> V2PMap::vdisks() const {
   return out;
 }
 
-std::size_t V2PMap::extent_count() const noexcept { return impl_->extents; }
+std::size_t V2PMap::extent_count() const noexcept {
+  return impl_->extents;
+}
 
 std::uint64_t V2PMap::mapped_bytes(VdiskKey vdisk) const noexcept {
   const VdiskState* vs = impl_->find_state(vdisk);
@@ -418,7 +448,9 @@ std::size_t V2PMap::memory_bytes() const noexcept {
   return total;
 }
 
-void V2PMap::map(VdiskKey vdisk, const Mapping& m) { impl_->map(vdisk, m); }
+void V2PMap::map(VdiskKey vdisk, const Mapping& m) {
+  impl_->map(vdisk, m);
+}
 
 void V2PMap::unmap(VdiskKey vdisk, VirtualOffset offset, std::uint64_t length) {
   impl_->unmap(vdisk, offset.value(), offset.value() + length);
@@ -428,16 +460,14 @@ void V2PMap::restore(VdiskKey vdisk, const MappedExtent& e) {
   if (e.length == 0) return;
   auto& vs = impl_->state(vdisk);
   impl_->cut(vs, e.voffset.value(), e.voffset.value() + e.length);
-  FwdEntry f{e.voffset.value(),
-             e.length,
-             e.sector.value(),
-             e.last_seen_ns,
-             static_cast<std::uint32_t>(e.generation),
-             impl_->intern(e.device),
-             quantize_confidence(e.confidence)};
+  const FwdEntry f =
+      correlator::make_entry(e.voffset.value(), e.length, e.sector.value(), impl_->intern(e.device),
+                             quantize_confidence(e.confidence), e.last_seen_ns, e.generation);
   impl_->insert_coalesced(vs, f);
 }
 
-void V2PMap::clear() noexcept { *impl_ = Impl{}; }
+void V2PMap::clear() noexcept {
+  *impl_ = Impl{};
+}
 
 }  // namespace v2p

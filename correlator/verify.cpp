@@ -11,7 +11,9 @@ void note(VerifyReport& r, std::string s) {
   if (r.mismatches.size() < kMaxMismatches) r.mismatches.push_back(std::move(s));
 }
 
-std::string dev_name(DeviceId d) { return fmt::format("{}:{}", d.major(), d.minor()); }
+std::string dev_name(DeviceId d) {
+  return fmt::format("{}:{}", d.major(), d.minor());
+}
 
 }  // namespace
 

@@ -13,10 +13,10 @@
 namespace v2p::correlator {
 
 struct VerifyReport {
-  std::uint64_t bytes_observed = 0;   // bytes the map places
-  std::uint64_t bytes_right = 0;      // ... where the image really has them
-  std::uint64_t bytes_wrong = 0;      // ... elsewhere, or where the image has a hole
-  std::uint64_t bytes_allocated = 0;  // bytes the image has allocated (ground truth)
+  std::uint64_t bytes_observed = 0;     // bytes the map places
+  std::uint64_t bytes_right = 0;        // ... where the image really has them
+  std::uint64_t bytes_wrong = 0;        // ... elsewhere, or where the image has a hole
+  std::uint64_t bytes_allocated = 0;    // bytes the image has allocated (ground truth)
   std::vector<std::string> mismatches;  // the first few, one sentence each
 
   [[nodiscard]] double accuracy() const noexcept {

@@ -19,7 +19,9 @@ bool WindowJoin::is_backend(std::uint32_t tgid) const noexcept {
   return std::find(backends_.begin(), backends_.end(), tgid) != backends_.end();
 }
 
-void WindowJoin::on_event(std::uint32_t tgid, const Bio& b) { events_.push_back({tgid, b}); }
+void WindowJoin::on_event(std::uint32_t tgid, const Bio& b) {
+  events_.push_back({tgid, b});
+}
 
 void WindowJoin::on_record(const ContextRecord& r) {
   const auto op = static_cast<IoOp>(r.op);
@@ -66,14 +68,15 @@ void WindowJoin::assign(const Pending& p) {
   const float confidence =
       consistent_.empty() ? 1.0f / static_cast<float>(cands_.size()) : kept_confidence;
   const Mapping m{VirtualOffset{predicted(c)}, b.bytes, DeviceId::from_kernel(b.dev),
-                  PhysicalSector{b.sector}, b.ts_ns, confidence};
+                  PhysicalSector{b.sector},    b.ts_ns, confidence};
   c.consumed += b.bytes;
   trims_.surviving(c.rec.key(), m.voffset.value(), m.voffset.value() + m.length, b.ts_ns,
                    [&](std::uint64_t a, std::uint64_t e) {
                      Mapping piece = m;
                      piece.voffset = VirtualOffset{a};
                      piece.length = e - a;
-                     piece.sector = PhysicalSector{m.sector.value() + (a - m.voffset.value()) / 512};
+                     piece.sector =
+                         PhysicalSector{m.sector.value() + (a - m.voffset.value()) / 512};
                      map_.map(c.rec.key(), piece);
                    });
   ++stats_.joined_window;
@@ -100,6 +103,8 @@ void WindowJoin::advance(std::uint64_t now_ns) {
   });
 }
 
-void WindowJoin::drain() { advance(UINT64_MAX); }
+void WindowJoin::drain() {
+  advance(UINT64_MAX);
+}
 
 }  // namespace v2p::correlator

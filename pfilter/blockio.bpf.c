@@ -69,7 +69,6 @@ struct inflight {
 
 struct {
   __uint(type, BPF_MAP_TYPE_LRU_HASH);
-  __uint(map_flags, BPF_F_NO_COMMON_LRU); /* per-CPU LRU lists: no global lock per update */
   __uint(max_entries, 65536);
   __type(key, __u64); /* struct bio * */
   __type(value, struct inflight);

@@ -5,7 +5,8 @@
 # the median ratio with/without (target >= 0.97). Then runs pfilter_event_rate if it was built.
 # Usage: bench/pfilter/run.sh [path/to/v2p] [path/to/pfilter_event_rate]   (as root)
 # Env: RUNS (default 5), RUNTIME seconds per fio run (default 10), SIZE_MIB (default 512),
-#      BATCH_KIB (probe --batch-kib, default 64; 0 = wake the consumer for every event).
+#      BATCH_KIB (probe --batch-kib, default 64; 0 = wake the consumer for every event),
+#      PROBE_ARGS (more `v2p probe` options, e.g. --no-completions).
 set -euo pipefail
 
 V2P=${1:-build/cli/v2p}
@@ -14,6 +15,7 @@ RUNS=${RUNS:-5}
 RUNTIME=${RUNTIME:-10}
 SIZE_MIB=${SIZE_MIB:-512}
 BATCH_KIB=${BATCH_KIB:-64}
+PROBE_ARGS=${PROBE_ARGS:-}
 
 [ "$(id -u)" -eq 0 ] || { echo "run.sh: needs root (loop devices, eBPF)" >&2; exit 1; }
 [ -x "$V2P" ] || { echo "run.sh: no v2p binary at $V2P (pass its path)" >&2; exit 1; }
@@ -32,7 +34,7 @@ trap cleanup EXIT INT TERM
 # Real blocks (not a sparse file), so every read goes down to the disk below.
 dd if=/dev/zero of="$WORK/backing.img" bs=1M count="$SIZE_MIB" oflag=direct status=none
 LOOP=$(losetup --find --show --direct-io=on "$WORK/backing.img")
-echo "probe: v2p probe --device $LOOP --no-pin --batch-kib $BATCH_KIB"
+echo "probe: v2p probe --device $LOOP --no-pin --batch-kib $BATCH_KIB $PROBE_ARGS"
 echo "device: $LOOP (backing $WORK/backing.img, ${SIZE_MIB} MiB, direct I/O)"
 
 fio_iops() {
@@ -42,7 +44,7 @@ fio_iops() {
 }
 
 run_with_probe() {
-  "$V2P" probe --device "$LOOP" --stats-interval 0 --no-pin --batch-kib "$BATCH_KIB" 2> "$WORK/probe.log" &
+  "$V2P" probe --device "$LOOP" --stats-interval 0 --no-pin --batch-kib "$BATCH_KIB" $PROBE_ARGS 2> "$WORK/probe.log" &
   PROBE_PID=$!
   # Attached once it prints its first line.
   for _ in $(seq 50); do grep -q attached "$WORK/probe.log" 2>/dev/null && break; sleep 0.1; done
@@ -62,15 +64,21 @@ for i in $(seq "$RUNS"); do
   echo "run $i: without ${without[-1]} IOPS, with probe ${with[-1]} IOPS"
 done
 
+# The median of the per-pair ratios as well: pairs ran back to back, so they share the machine's
+# load of the moment better than two medians taken across all runs.
+ratios=()
+for i in "${!with[@]}"; do ratios+=("$(awk -v a="${with[$i]}" -v b="${without[$i]}" 'BEGIN {printf "%.4f", a/b}')"); done
+
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 mw=$(median "${without[@]}"); mp=$(median "${with[@]}")
 echo "median: without $mw IOPS, with probe $mp IOPS, ratio $(awk -v a="$mp" -v b="$mw" 'BEGIN {printf "%.3f", a/b}') (target >= 0.97)"
+echo "median of per-pair ratios: $(median "${ratios[@]}") (pairs: ${ratios[*]})"
 
 # The probe's own cost, which other load on the machine cannot blur: kernel time per program
 # call (kernel.bpf_stats_enabled, which itself adds a little) and the consumer's CPU time.
 stats_before=$(sysctl -n kernel.bpf_stats_enabled)
 sysctl -qw kernel.bpf_stats_enabled=1
-"$V2P" probe --device "$LOOP" --stats-interval 0 --no-pin --batch-kib "$BATCH_KIB" 2> "$WORK/probe.log" &
+"$V2P" probe --device "$LOOP" --stats-interval 0 --no-pin --batch-kib "$BATCH_KIB" $PROBE_ARGS 2> "$WORK/probe.log" &
 PROBE_PID=$!
 for _ in $(seq 50); do grep -q attached "$WORK/probe.log" 2>/dev/null && break; sleep 0.1; done
 iops=$(fio_iops)

@@ -148,11 +148,13 @@ class Simulator {
 
   void foreign_io(std::uint64_t from, std::uint64_t to) {
     if (chance(o_.journal_per_request)) {
-      events_.push_back(bio(uni(from, to), uni(0, o_.meta_blocks - 1), 1, IoOp::kWrite, kJournalTgid, 0));
+      events_.push_back(
+          bio(uni(from, to), uni(0, o_.meta_blocks - 1), 1, IoOp::kWrite, kJournalTgid, 0));
       ++out_.untagged_foreign_bios;
     }
     if (chance(o_.metadata_per_request)) {
-      events_.push_back(bio(uni(from, to), uni(0, o_.meta_blocks - 1), 1, IoOp::kRead, kVfilterTgid, 0));
+      events_.push_back(
+          bio(uni(from, to), uni(0, o_.meta_blocks - 1), 1, IoOp::kRead, kVfilterTgid, 0));
       ++out_.untagged_foreign_bios;
     }
   }
@@ -172,7 +174,7 @@ class Simulator {
       slot = *free_slots_.begin();
       free_slots_.erase(free_slots_.begin());
     }
-    const IoOp op = chance(o_.trim_fraction) ? IoOp::kDiscard
+    const IoOp op = chance(o_.trim_fraction)   ? IoOp::kDiscard
                     : chance(o_.read_fraction) ? IoOp::kRead
                                                : IoOp::kWrite;
     InFlight f{0, slot, v, vb0, n, {}};
@@ -233,9 +235,8 @@ class Simulator {
   // Two in-order streams (records by completion, events by time), each delayed by up to the
   // skew, merged by arrival.
   void deliver() {
-    std::stable_sort(records_.begin(), records_.end(), [](const auto& a, const auto& b) {
-      return a.complete_ns < b.complete_ns;
-    });
+    std::stable_sort(records_.begin(), records_.end(),
+                     [](const auto& a, const auto& b) { return a.complete_ns < b.complete_ns; });
     std::stable_sort(events_.begin(), events_.end(),
                      [](const auto& a, const auto& b) { return a.ts_ns < b.ts_ns; });
     std::vector<Delivery> rec, ev;
@@ -269,7 +270,9 @@ class Simulator {
 
 }  // namespace
 
-SimOutput simulate(const SimOptions& options) { return Simulator(options).run(); }
+SimOutput simulate(const SimOptions& options) {
+  return Simulator(options).run();
+}
 
 void write_stream(const SimOutput& out, const std::filesystem::path& path) {
   StreamWriter w(path);

@@ -17,19 +17,19 @@ namespace v2p::correlator::sim {
 
 struct SimOptions {
   std::uint64_t seed = 1;
-  std::uint32_t tagged_vdisks = 2;   // served by the vfilter (tagged requests)
-  std::uint32_t backend_vdisks = 0;  // served by an opaque backend (untagged, one block each)
+  std::uint32_t tagged_vdisks = 2;      // served by the vfilter (tagged requests)
+  std::uint32_t backend_vdisks = 0;     // served by an opaque backend (untagged, one block each)
   std::uint64_t vdisk_blocks = 4096;    // 4 KiB blocks per vdisk
   std::uint64_t device_blocks = 32768;  // data region of the device
   std::uint64_t meta_blocks = 1024;     // journal and metadata region (device start)
   std::uint32_t requests = 1500;
-  std::uint32_t concurrency = 8;        // requests in flight at most
+  std::uint32_t concurrency = 8;  // requests in flight at most
   std::uint32_t max_request_blocks = 32;
-  std::uint32_t max_bio_blocks = 16;    // the file system splits larger runs
+  std::uint32_t max_bio_blocks = 16;  // the file system splits larger runs
   double read_fraction = 0.3;
   double trim_fraction = 0.05;
-  double fragmentation = 0.2;  // chance an allocated block starts a new random run
-  bool copy_on_write = false;  // overwrites relocate (btrfs-like)
+  double fragmentation = 0.2;         // chance an allocated block starts a new random run
+  bool copy_on_write = false;         // overwrites relocate (btrfs-like)
   double journal_per_request = 0.3;   // other-process bios per request
   double metadata_per_request = 0.1;  // untagged bios of the vfilter itself
   std::uint64_t max_delivery_skew_ns = 50'000'000;

@@ -23,7 +23,8 @@ std::string binary() {
 }
 
 std::filesystem::path tmp(const std::string& name) {
-  return std::filesystem::temp_directory_path() / ("v2p-cli-" + std::to_string(::getpid()) + "-" + name);
+  return std::filesystem::temp_directory_path() /
+         ("v2p-cli-" + std::to_string(::getpid()) + "-" + name);
 }
 
 class MapCli : public ::testing::Test {
@@ -41,7 +42,8 @@ class MapCli : public ::testing::Test {
 };
 
 TEST_F(MapCli, JsonMatchesTheLibrary) {
-  const auto r = run_command({binary(), "map", "--stream", stream_.string(), "--json", "--vm", "vm1"});
+  const auto r =
+      run_command({binary(), "map", "--stream", stream_.string(), "--json", "--vm", "vm1"});
   ASSERT_TRUE(r.ok()) << r.err;
   const auto j = nlohmann::json::parse(r.out);
   ASSERT_EQ(j["vdisks"].size(), 1u);
@@ -56,11 +58,13 @@ TEST_F(MapCli, JsonMatchesTheLibrary) {
 
 TEST_F(MapCli, WhoseFindsTheOwnerAndSaysWhenThereIsNone) {
   const auto& [vb, pb] = *sim_.truth.at(sim_.tagged[1]).begin();
-  auto r = run_command({binary(), "whose", "7:0", std::to_string(pb * 8 + 1), "--stream", stream_.string()});
+  auto r = run_command(
+      {binary(), "whose", "7:0", std::to_string(pb * 8 + 1), "--stream", stream_.string()});
   ASSERT_TRUE(r.ok()) << r.out << r.err;
   EXPECT_NE(r.out.find("vm2/disk0"), std::string::npos) << r.out;
   char want[64];
-  std::snprintf(want, sizeof want, "voffset %#llx", static_cast<unsigned long long>(vb * 4096 + 512));
+  std::snprintf(want, sizeof want, "voffset %#llx",
+                static_cast<unsigned long long>(vb * 4096 + 512));
   EXPECT_NE(r.out.find(want), std::string::npos) << r.out;
   r = run_command({binary(), "whose", "7:0", "3", "--stream", stream_.string()});  // journal area
   EXPECT_EQ(r.exit_code, 1) << r.out;
@@ -68,7 +72,8 @@ TEST_F(MapCli, WhoseFindsTheOwnerAndSaysWhenThereIsNone) {
 
 TEST_F(MapCli, SnapshotSavedByOneRunIsLoadedByTheNext) {
   const auto snap = tmp("map.v2pmap");
-  const auto a = run_command({binary(), "map", "--stream", stream_.string(), "--json", "--save-snapshot", snap.string()});
+  const auto a = run_command(
+      {binary(), "map", "--stream", stream_.string(), "--json", "--save-snapshot", snap.string()});
   ASSERT_TRUE(a.ok()) << a.err;
   const auto b = run_command({binary(), "map", "--snapshot", snap.string(), "--json"});
   ASSERT_TRUE(b.ok()) << b.err;
@@ -84,7 +89,8 @@ TEST_F(MapCli, MissingSourceIsAnActionableError) {
 
 // A stream the chain would have recorded for an image: one tagged write per layout extent.
 void write_stream_for(const std::vector<LayoutExtent>& layout, const std::filesystem::path& image,
-                      DeviceId dev, const std::filesystem::path& out, std::int64_t perturb_sectors) {
+                      DeviceId dev, const std::filesystem::path& out,
+                      std::int64_t perturb_sectors) {
   StreamWriter w(out);
   w.write(VdiskDeclaration{1, 1, "vm1", "disk0", image.string()});
   std::uint64_t t = 1'000'000;
@@ -123,7 +129,8 @@ class VerifyCli : public ::testing::TestWithParam<std::string> {};
 TEST_P(VerifyCli, ExactMapPassesPerturbedMapFails) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root (loop devices, mount)";
   if (!have_tool("mkfs." + GetParam())) GTEST_SKIP() << "needs mkfs." << GetParam();
-  const auto dir = std::filesystem::path("/var/tmp") / ("v2p-cli-verify." + std::to_string(::getpid()));
+  const auto dir =
+      std::filesystem::path("/var/tmp") / ("v2p-cli-verify." + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   {
     LoopFilesystem fs({dir / "backing.img", dir / "mnt", 512ULL << 20, GetParam(), true});
@@ -138,14 +145,16 @@ TEST_P(VerifyCli, ExactMapPassesPerturbedMapFails) {
     const auto good = dir / "good.v2ps", bad = dir / "bad.v2ps";
     write_stream_for(layout, image, fs.device(), good, 0);
     write_stream_for(layout, image, fs.device(), bad, 8);
-    auto r = run_command({binary(), "verify", "--image", image.string(), "--stream", good.string()});
+    auto r =
+        run_command({binary(), "verify", "--image", image.string(), "--stream", good.string()});
     EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
     EXPECT_NE(r.out.find("accuracy 100.00%"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("coverage 100.00%"), std::string::npos) << r.out;
     r = run_command({binary(), "verify", "--image", image.string(), "--stream", bad.string()});
     EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
     EXPECT_NE(r.out.find("mismatch:"), std::string::npos) << r.out;
-    r = run_command({binary(), "verify", "--image", image.string(), "--stream", bad.string(), "--allow-mismatch"});
+    r = run_command({binary(), "verify", "--image", image.string(), "--stream", bad.string(),
+                     "--allow-mismatch"});
     EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
   }
   std::filesystem::remove_all(dir);

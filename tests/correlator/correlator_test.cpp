@@ -85,7 +85,7 @@ TEST(Correlator, ReusedSlotIsTellApartByWindow) {
 TEST(Correlator, UntaggedIoOfOtherProcessesIsNeverAttributed) {
   Correlator c;
   c.on_record(record(1, 1000, 2000, 0, 4096));
-  c.on_event(bio(0, 1500, 77, 4096, IoOp::kWrite, 999));  // jbd2
+  c.on_event(bio(0, 1500, 77, 4096, IoOp::kWrite, 999));       // jbd2
   c.on_event(bio(0, 1500, 78, 4096, IoOp::kWrite, kVfilter));  // metadata read-modify-write
   c.on_event(bio(2, 1500, 79, 4096));                          // tagged, no record ever
   c.advance(2000 + kDefaultHorizonNs + 1);

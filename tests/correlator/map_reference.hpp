@@ -24,7 +24,8 @@ class ReferenceMap {
   };
 
   // All in sectors.
-  void map(VdiskKey k, std::uint64_t v, std::uint64_t n, DeviceId dev, std::uint64_t p, float conf) {
+  void map(VdiskKey k, std::uint64_t v, std::uint64_t n, DeviceId dev, std::uint64_t p,
+           float conf) {
     const std::uint16_t q = correlator::quantize_confidence(conf);
     std::vector<Cell> fresh(n);
     for (std::uint64_t i = 0; i < n; ++i) {

@@ -140,7 +140,8 @@ TEST(V2PMap, MatchesReferenceTwinOnRandomOperations) {
         ref.unmap(k, v, n);
       }
       for (const auto key : keys) {
-        ASSERT_EQ(without_time(real.extents(key)), ref.extents(key)) << "seed " << seed << " op " << op;
+        ASSERT_EQ(without_time(real.extents(key)), ref.extents(key))
+            << "seed " << seed << " op " << op;
         ASSERT_EQ(real.mapped_bytes(key), ref.mapped_sectors(key) * kS) << "seed " << seed;
       }
       if (op % 10 == 0) {

@@ -81,8 +81,8 @@ TEST(Simulated, TaggedPathRecoversTheHiddenLayoutExactly) {
       for (const auto& [vb, pb] : want) {
         if (!got.contains(vb) && diff.size() < 800) diff += " missing " + std::to_string(vb) + ";";
       }
-      ASSERT_EQ(got, want) << diff << " seed " << seed << " vm " << key.vm.value() << " (" << got.size()
-                           << " blocks recovered, " << want.size() << " in truth)";
+      ASSERT_EQ(got, want) << diff << " seed " << seed << " vm " << key.vm.value() << " ("
+                           << got.size() << " blocks recovered, " << want.size() << " in truth)";
       for (const auto& e : r.corr->map().extents(key)) ASSERT_EQ(e.confidence, 1.0f);
     }
     const auto s = r.corr->stats();
@@ -130,8 +130,10 @@ TEST(Simulated, CompletionWindowConfidenceIsCalibrated) {
     for (const auto& d : r.decisions) {
       const auto it = r.sim.backend_bios.find({d.event_ts, d.mapping.sector.value()});
       ASSERT_NE(it, r.sim.backend_bios.end());
-      const bool right = it->second.vdisk == d.vdisk && it->second.voffset == d.mapping.voffset.value();
-      auto& b = buckets[d.consistent ? 0 : static_cast<int>(std::min<std::uint32_t>(d.candidates, 5))];
+      const bool right =
+          it->second.vdisk == d.vdisk && it->second.voffset == d.mapping.voffset.value();
+      auto& b =
+          buckets[d.consistent ? 0 : static_cast<int>(std::min<std::uint32_t>(d.candidates, 5))];
       b.confidence_sum += d.confidence;
       ++b.n;
       b.right += right ? 1 : 0;
@@ -139,7 +141,8 @@ TEST(Simulated, CompletionWindowConfidenceIsCalibrated) {
     }
     // Window joins never touch tagged vdisks' exactness.
     for (const auto key : r.sim.tagged) {
-      ASSERT_EQ(blocks_of(r.corr->map(), key, r.sim.device), r.sim.truth.at(key)) << "seed " << seed;
+      ASSERT_EQ(blocks_of(r.corr->map(), key, r.sim.device), r.sim.truth.at(key))
+          << "seed " << seed;
     }
   }
   ASSERT_GT(decisions, 1000u);

@@ -12,7 +12,8 @@ namespace v2p::correlator {
 namespace {
 
 std::filesystem::path tmp(const std::string& name) {
-  return std::filesystem::temp_directory_path() / ("v2p-snap-" + std::to_string(::getpid()) + "-" + name);
+  return std::filesystem::temp_directory_path() /
+         ("v2p-snap-" + std::to_string(::getpid()) + "-" + name);
 }
 
 void expect_same_maps(const V2PMap& a, const V2PMap& b) {
@@ -63,8 +64,9 @@ TEST(Snapshot, RoundTripsExactly) {
 
 TEST(Snapshot, CorruptionAndTruncationAreRefused) {
   Correlator c;
-  c.mutable_map().map({VmId{1}, VdiskId{1}}, {VirtualOffset{0}, 4096, DeviceId::from_major_minor(7, 0),
-                                              PhysicalSector{8}, 5, 1.0f});
+  c.mutable_map().map(
+      {VmId{1}, VdiskId{1}},
+      {VirtualOffset{0}, 4096, DeviceId::from_major_minor(7, 0), PhysicalSector{8}, 5, 1.0f});
   auto bytes = encode_snapshot(snapshot_of(c));
   for (std::size_t cut = 0; cut < bytes.size(); cut += 7) {
     EXPECT_THROW(decode_snapshot(std::span(bytes).first(cut)), Error) << cut;

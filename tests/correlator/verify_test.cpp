@@ -22,14 +22,16 @@ const VdiskKey kKey{VmId{1}, VdiskId{1}};
 constexpr std::uint64_t kMiB = 1 << 20;
 
 std::filesystem::path workdir(const std::string& what) {
-  auto d = std::filesystem::path("/var/tmp") / ("v2p-verify-" + what + "." + std::to_string(::getpid()));
+  auto d =
+      std::filesystem::path("/var/tmp") / ("v2p-verify-" + what + "." + std::to_string(::getpid()));
   std::filesystem::create_directories(d);
   return d;
 }
 
 // Writes `len` bytes of a seeded pattern at `off` and syncs, interleaved by the caller with
 // writes to another file so the allocator fragments the image.
-void write_at(const std::filesystem::path& p, std::uint64_t off, std::uint64_t len, std::uint32_t seed) {
+void write_at(const std::filesystem::path& p, std::uint64_t off, std::uint64_t len,
+              std::uint32_t seed) {
   std::vector<char> buf(len);
   std::mt19937 rng(seed);
   for (auto& c : buf) c = static_cast<char>(rng());
@@ -68,7 +70,8 @@ void expect_layout_matches_device(const std::vector<LayoutExtent>& layout,
 
 V2PMap map_of(const std::vector<LayoutExtent>& layout, DeviceId dev) {
   V2PMap m;
-  for (const auto& e : layout_extents(layout, dev)) m.map(kKey, {e.voffset, e.length, dev, e.sector, 1, 1.0f});
+  for (const auto& e : layout_extents(layout, dev))
+    m.map(kKey, {e.voffset, e.length, dev, e.sector, 1, 1.0f});
   return m;
 }
 
@@ -85,7 +88,8 @@ TEST_P(VerifyOnRealFs, MapFromGroundTruthIsExactAndPerturbationIsReported) {
     std::filesystem::resize_file(image, 64 * kMiB);
     std::mt19937 rng(7);
     for (std::uint32_t i = 0; i < 24; ++i) {
-      write_at(image, (rng() % 60) * kMiB + (rng() % 16) * 4096, 256 * 1024 + (rng() % 8) * 4096, i);
+      write_at(image, (rng() % 60) * kMiB + (rng() % 16) * 4096, 256 * 1024 + (rng() % 8) * 4096,
+               i);
       write_at(fs.mountpoint() / "filler", i * 128 * 1024, 128 * 1024, 1000 + i);
     }
     const auto layout = image_layout(image);
@@ -110,7 +114,8 @@ TEST_P(VerifyOnRealFs, MapFromGroundTruthIsExactAndPerturbationIsReported) {
     })) {
       hole += 4096;
     }
-    m.map(kKey, {VirtualOffset{hole}, 4096, fs.device(), PhysicalSector{(501 * kMiB) / 512}, 2, 1.0f});
+    m.map(kKey,
+          {VirtualOffset{hole}, 4096, fs.device(), PhysicalSector{(501 * kMiB) / 512}, 2, 1.0f});
     r = verify_against_fiemap(m, kKey, image, fs.device());
     EXPECT_EQ(r.bytes_wrong, 8192u);
     EXPECT_LT(r.accuracy(), 1.0);
@@ -135,8 +140,8 @@ TEST(VerifyQcow2, ComposesQemuImgMapWithFiemap) {
     LoopFilesystem fs({dir / "backing.img", dir / "mnt", 256 * kMiB, "ext4", true});
     const auto image = fs.mountpoint() / "vm.qcow2";
     run_checked({"qemu-img", "create", "-q", "-f", "qcow2", image.string(), "64M"});
-    run_checked({"qemu-io", "-f", "qcow2", "-c", "write -P 0xab 1M 1M", "-c", "write -P 0xcd 10M 512k",
-                 image.string()});
+    run_checked({"qemu-io", "-f", "qcow2", "-c", "write -P 0xab 1M 1M", "-c",
+                 "write -P 0xcd 10M 512k", image.string()});
     ASSERT_TRUE(is_qcow2(image));
     const auto layout = image_layout(image);
     std::uint64_t total = 0;
@@ -145,7 +150,8 @@ TEST(VerifyQcow2, ComposesQemuImgMapWithFiemap) {
       const std::uint64_t in_first = l.logical >= kMiB && l.logical < 2 * kMiB;
       const auto dev_bytes = read_at(fs.loop_device(), l.device_offset & ~4095ULL, 4096, true);
       ASSERT_EQ(dev_bytes.size(), 4096u);
-      EXPECT_EQ(static_cast<unsigned char>(dev_bytes[l.device_offset & 4095]), in_first ? 0xab : 0xcd)
+      EXPECT_EQ(static_cast<unsigned char>(dev_bytes[l.device_offset & 4095]),
+                in_first ? 0xab : 0xcd)
           << "guest offset " << l.logical;
     }
     EXPECT_EQ(total, kMiB + kMiB / 2);

@@ -14,8 +14,7 @@
 namespace v2p::test {
 
 TaggedBlock tagged_block(std::uint64_t offset, std::uint16_t slot) {
-  return {offset, slot,
-          static_cast<std::uint16_t>(tag::ioprio_for_slot(slot) | kBestEffortDefault)};
+  return {offset, slot, tag::ioprio_for_slot(slot)};
 }
 
 void write_tagged(const std::filesystem::path& file, const std::vector<TaggedBlock>& blocks,

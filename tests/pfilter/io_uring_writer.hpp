@@ -8,19 +8,13 @@
 
 namespace v2p::test {
 
-// IOPRIO_CLASS_BE, level 4: what the kernel gives untagged I/O (IOPRIO_DEFAULT). A hint under
-// class NONE does not reach the block layer on 6.18: submit_bio() replaces a class-NONE ioprio
-// with the task's default before block_bio_queue (measured; see docs/pfilter.md), so the tag
-// must carry an explicit class.
-inline constexpr std::uint16_t kBestEffortDefault = (2 << 13) | 4;
-
 struct TaggedBlock {
   std::uint64_t offset = 0;  // bytes, block aligned
   std::uint16_t slot = 0;
   std::uint16_t ioprio = 0;  // what goes into the SQE
 };
 
-// tag::ioprio_for_slot(slot) with the class that lets the hint survive.
+// A block tagged as the vfilter tags it: tag::ioprio_for_slot(slot).
 TaggedBlock tagged_block(std::uint64_t offset, std::uint16_t slot);
 
 // Writes `block_size` bytes at each offset of `file` (created if absent) with O_DIRECT through

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -64,21 +65,32 @@ std::vector<PhysEvent> drain(Probe& probe) {
   return events;
 }
 
-bool pfilter_programs_loaded() {
-  const auto r = run_command({"bpftool", "prog", "show"});
+// Ids of the programs pinned in `dir` ("ID: tracing name v2p_… " from bpftool).
+std::vector<std::string> pinned_program_ids(const fs::path& dir) {
+  std::vector<std::string> ids;
   for (const char* name : {"v2p_bio_queue", "v2p_bio_remap", "v2p_rq_done", "v2p_bio_done"}) {
-    if (r.out.find(name) != std::string::npos) return true;
+    if (!fs::exists(dir / name)) continue;
+    const auto r = run_command({"bpftool", "prog", "show", "pinned", (dir / name).string()});
+    const auto colon = r.out.find(':');
+    if (r.ok() && colon != std::string::npos) ids.push_back(r.out.substr(0, colon));
+  }
+  return ids;
+}
+
+// The kernel frees a detached program after an RCU grace period, so allow it a moment. Other
+// probes may run meanwhile (a demo, a benchmark), so look for our programs by id, not by name.
+bool programs_gone(const std::vector<std::string>& ids) {
+  for (int i = 0; i < 50; ++i) {
+    bool any = false;
+    for (const auto& id : ids) any = any || run_command({"bpftool", "prog", "show", "id", id}).ok();
+    if (!any) return true;
+    ::usleep(100'000);
   }
   return false;
 }
 
-// The kernel frees a detached program after an RCU grace period, so allow it a moment.
-bool pfilter_programs_gone() {
-  for (int i = 0; i < 50; ++i) {
-    if (!pfilter_programs_loaded()) return true;
-    ::usleep(100'000);
-  }
-  return false;
+fs::path test_pin_dir(const std::string& what) {
+  return "/sys/fs/bpf/v2p-test-" + what + "-" + std::to_string(::getpid());
 }
 
 // The image file as an operator would create it for a VM: on btrfs with NOCOW (chattr +C), since
@@ -116,6 +128,7 @@ TEST_P(ProbeOnFilesystem, SeesTaggedWritesAtTheFiemapSectors) {
   }
   ProbeOptions options;
   options.devices = {host.device()};
+  options.pin = false;  // pinning has its own tests; a demo may own the default directory
   auto probe = Probe::attach(options);
 
   // Eight 4 KiB blocks 64 KiB apart, each with its own slot.
@@ -127,6 +140,9 @@ TEST_P(ProbeOnFilesystem, SeesTaggedWritesAtTheFiemapSectors) {
   test::write_tagged(other.mountpoint() / "v2p-noise.raw", blocks);  // excluded by the filter
   const auto events = drain(*probe);
   ASSERT_GT(events.size(), 0U);
+  // btrfs gives the file an anonymous st_dev; the mount table must still lead to the loop device.
+  EXPECT_EQ(device_of_path(image), host.device());
+  EXPECT_EQ(device_of_path(host.mountpoint()), host.device());
   EXPECT_EQ(probe->lost_events(), 0U);
 
   for (const auto& e : events) {
@@ -227,8 +243,8 @@ TEST(Probe, IoprioHintNeedsAnExplicitClass) {
   options.tgids = {static_cast<std::uint32_t>(::getpid())};
   options.pin = false;
   auto probe = Probe::attach(options);
-  const std::uint16_t none_class = 5 << 3;                             // slot 5, class NONE
-  const std::uint16_t be_class = test::kBestEffortDefault | (6 << 3);  // slot 6, class BE
+  const std::uint16_t none_class = 5 << 3;                      // slot 5, class NONE
+  const std::uint16_t be_class = tag::kDefaultBase | (6 << 3);  // slot 6, class BE
   test::write_tagged(host.mountpoint() / "a.raw", {{0, 5, none_class}, {65536, 6, be_class}});
   const auto events = drain(*probe);
   auto seen = [&events](std::uint16_t ioprio) {
@@ -238,7 +254,7 @@ TEST(Probe, IoprioHintNeedsAnExplicitClass) {
   };
   EXPECT_TRUE(seen(be_class));
   EXPECT_FALSE(seen(none_class))
-      << "class-NONE hints now survive: tag::ioprio_for_slot works as is";
+      << "class-NONE hints now survive: tag::ioprio_for_slot could use class NONE again";
 }
 
 TEST(Probe, TgidFilterExcludesOtherProcesses) {
@@ -396,32 +412,61 @@ TEST(Probe, ReportsPartitionRemaps) {
 
 TEST(Probe, PinsWhileAttachedAndLeavesNothingBehind) {
   V2P_REQUIRE_ROOT_AND_BTF();
-  const fs::path dir = "/sys/fs/bpf/v2p";
+  const fs::path dir = test_pin_dir("pins");
+  std::vector<std::string> ids;
   {
     ProbeOptions options;
     options.devices = {DeviceId::from_major_minor(7, 1000)};  // nothing does I/O there
+    options.pin_dir = dir;
     auto probe = Probe::attach(options);
     EXPECT_EQ(probe->pin_dir(), dir);
-    for (const char* name : {"v2p_bio_queue", "v2p_bio_remap", "v2p_rq_done", "v2p_events",
-                             "v2p_devices", "v2p_tgids", "v2p_counters"}) {
+    for (const char* name :
+         {"v2p_bio_queue", "v2p_bio_remap", "v2p_rq_done", "v2p_bio_done", "v2p_events",
+          "v2p_devices", "v2p_tgids", "v2p_counters", "v2p_inflight"}) {
       EXPECT_TRUE(fs::exists(dir / name)) << name;
     }
-    EXPECT_TRUE(pfilter_programs_loaded());
+    ids = pinned_program_ids(dir);
+    EXPECT_EQ(ids.size(), 4U);
     // A second probe on the same pin directory is refused with a reason, not allowed to unpin.
     EXPECT_THROW(Probe::attach(options), Error);
+    EXPECT_TRUE(fs::exists(dir / "v2p_events"));
   }
   EXPECT_FALSE(fs::exists(dir));
-  EXPECT_TRUE(pfilter_programs_gone());
+  EXPECT_TRUE(programs_gone(ids));
+}
+
+TEST(Probe, DefaultPinDirectoryIsRemoved) {
+  V2P_REQUIRE_ROOT_AND_BTF();
+  const fs::path dir = "/sys/fs/bpf/v2p";
+  std::vector<std::string> ids;
+  {
+    ProbeOptions options;
+    options.devices = {DeviceId::from_major_minor(7, 1000)};
+    std::unique_ptr<Probe> probe;
+    try {
+      probe = Probe::attach(options);
+    } catch (const Error& e) {
+      if (std::string(e.what()).find("another v2p probe") != std::string::npos) {
+        GTEST_SKIP() << "another v2p probe (a demo?) owns " << dir;
+      }
+      throw;
+    }
+    ids = pinned_program_ids(dir);
+    EXPECT_EQ(ids.size(), 4U);
+  }
+  EXPECT_FALSE(fs::exists(dir));
+  EXPECT_TRUE(programs_gone(ids));
 }
 
 TEST(Probe, ReplacesAStalePinDirectory) {
   V2P_REQUIRE_ROOT_AND_BTF();
-  const fs::path dir = "/sys/fs/bpf/v2p";
+  const fs::path dir = test_pin_dir("stale");
   fs::create_directories(dir / "leftover");  // as if a killed run had left it
   {
     ProbeOptions options;
     options.devices = {DeviceId::from_major_minor(7, 1000)};
     options.completions = false;
+    options.pin_dir = dir;
     auto probe = Probe::attach(options);
     EXPECT_FALSE(fs::exists(dir / "leftover"));
     EXPECT_FALSE(fs::exists(dir / "v2p_rq_done"));

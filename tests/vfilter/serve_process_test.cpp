@@ -55,6 +55,10 @@ struct Stream {
 
 Stream read_stream(const std::filesystem::path& p) {
   Stream s;
+  // Still empty while the writer buffers its header (StreamReader memcpy's from a null pointer
+  // for an empty file, which UBSan rejects).
+  std::error_code ec;
+  if (std::filesystem::file_size(p, ec) == 0 || ec) return s;
   StreamReader reader(p);
   while (auto f = reader.next()) {
     if (f->type == FrameType::kVdiskDeclaration)
