@@ -23,7 +23,10 @@ class PinDirectory {
   std::filesystem::path entry(const std::string& name);
 
  private:
+  void release_lock() noexcept;
+
   std::filesystem::path dir_;
+  std::filesystem::path lock_;
   int lock_fd_ = -1;
   std::vector<std::filesystem::path> entries_;
 };

@@ -94,8 +94,8 @@ fs::path test_pin_dir(const std::string& what) {
 }
 
 // The image file as an operator would create it for a VM: on btrfs with NOCOW (chattr +C), since
-// btrfs turns O_DIRECT writes to checksummed files into buffered ones (Linux 6.15+), which lose
-// the submitter's ioprio and are written back later.
+// btrfs turns O_DIRECT writes to checksummed files into buffered ones (measured on 6.18), which
+// lose the submitter's ioprio and are written back later.
 fs::path create_image(const fs::path& path, const std::string& fs_type) {
   const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) throw system_error("cannot create " + path.string());
