@@ -183,7 +183,7 @@ StreamReader::StreamReader(const std::filesystem::path& path) {
   if (!in) throw Error("cannot open stream file " + path.string());
   std::vector<char> raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   data_.resize(raw.size());
-  std::memcpy(data_.data(), raw.data(), raw.size());
+  if (!raw.empty()) std::memcpy(data_.data(), raw.data(), raw.size());
   parser_.emplace(std::span<const std::byte>(data_));
 }
 

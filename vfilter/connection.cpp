@@ -18,6 +18,7 @@
 #include "vfilter/nbd_wire.hpp"
 #include "vfilter/request.hpp"
 #include "vfilter/slot_allocator.hpp"
+#include "vfilter/tsan_handoff.hpp"
 
 namespace v2p::vfilter {
 
@@ -388,6 +389,7 @@ void Connection::submit(Pending* p) {
       sqe->ioprio = p->tagged ? v2p::tag::ioprio_for_slot(p->slot.slot()) : 0;
       io_uring_sqe_set_data(sqe, p);
       p->submit_ns = monotonic_ns();
+      handoff_release(p);
       do {
         rc = io_uring_submit(&ring_);
       } while (rc == -EINTR || rc == -EAGAIN || rc == -EBUSY);
@@ -480,6 +482,7 @@ void Connection::complete_loop() noexcept {
     const int rc = io_uring_wait_cqe(&ring_, &cqe);
     if (rc == 0) {
       auto* p = static_cast<Pending*>(io_uring_cqe_get_data(cqe));
+      if (p != nullptr) handoff_acquire(p);
       const int res = cqe->res;
       io_uring_cqe_seen(&ring_, cqe);
       if (p != nullptr) on_host_complete(p, res);

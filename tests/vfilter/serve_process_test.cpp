@@ -24,11 +24,19 @@ bool have_python_nbd() {
   return run_command({"env", "PATH=/usr/bin:/bin", "python3", "-c", "import nbd"}).ok();
 }
 
+// Children die with the test process even when it aborts (a sanitizer report, a crash), so no
+// server or QEMU outlives a failed run. setpriv execs, so the pid stays the child's.
+std::vector<std::string> dies_with_parent(std::vector<std::string> argv) {
+  static const bool have_setpriv = have_tool("setpriv");
+  if (have_setpriv) argv.insert(argv.begin(), {"setpriv", "--pdeathsig", "KILL", "--"});
+  return argv;
+}
+
 // Starts `v2p serve` with `args` and waits for its ready line.
 std::unique_ptr<ChildProcess> start_serve(const std::vector<std::string>& args) {
   std::vector<std::string> argv = {serve_binary(), "serve"};
   argv.insert(argv.end(), args.begin(), args.end());
-  auto child = std::make_unique<ChildProcess>(argv);
+  auto child = std::make_unique<ChildProcess>(dies_with_parent(argv));
   bool ready = false;
   std::string seen;
   eventually([&] {
@@ -167,22 +175,31 @@ TEST(ServeProcess, QemuAttachesWithTheDocumentedLines) {
   make_image(image, 8 << 20);
   const std::vector<std::vector<std::string>> disk_args = {
       {"-blockdev",
-       "driver=nbd,node-name=disk0,server.type=unix,server.path=" + sock.string() +
-           ",export=disk0",
+       "driver=nbd,node-name=disk0,server.type=unix,server.path=" + sock.string() + ",export=disk0",
        "-device", "virtio-blk-pci,drive=disk0"},
-      {"-drive", "driver=nbd,server.type=unix,server.path=" + sock.string() +
-                     ",export=disk0,if=virtio"}};
+      {"-drive",
+       "driver=nbd,server.type=unix,server.path=" + sock.string() + ",export=disk0,if=virtio"}};
   for (std::size_t variant = 0; variant < disk_args.size(); ++variant) {
     SCOPED_TRACE(disk_args[variant][1]);
     const auto rec = dir.path() / ("rec" + std::to_string(variant) + ".v2p");
     auto child = start_serve({"--image", image.string(), "--vdisk", "disk0", "--socket",
                               sock.string(), "--record", rec.string()});
     // -S: QEMU opens its block devices (and so connects) but never runs the guest.
-    std::vector<std::string> argv = {"qemu-system-x86_64", "-accel", "tcg", "-name",
-                                     "guest=qvm" + std::to_string(variant), "-S", "-display",
-                                     "none", "-monitor", "none", "-serial", "none", "-nodefaults"};
+    std::vector<std::string> argv = {"qemu-system-x86_64",
+                                     "-accel",
+                                     "tcg",
+                                     "-name",
+                                     "guest=qvm" + std::to_string(variant),
+                                     "-S",
+                                     "-display",
+                                     "none",
+                                     "-monitor",
+                                     "none",
+                                     "-serial",
+                                     "none",
+                                     "-nodefaults"};
     argv.insert(argv.end(), disk_args[variant].begin(), disk_args[variant].end());
-    ChildProcess qemu(argv);
+    ChildProcess qemu(dies_with_parent(argv));
     const bool declared = eventually([&] {
       if (qemu.exited()) return true;
       try {

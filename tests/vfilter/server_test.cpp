@@ -164,6 +164,29 @@ TEST(Server, InFlightSlotsAreDistinctAcrossConnections) {
   EXPECT_EQ(SlotAllocator::instance().in_use(), 0u);
 }
 
+// With every slot of the process taken, a request waits; it is submitted with the first slot
+// that comes free, never untagged.
+TEST(Server, ExhaustedSlotsMakeRequestsWaitNotGoUntagged) {
+  TestServer s;
+  NbdTestClient c(s.socket, "disk0");
+  s.sink.drain();
+  auto& slots = SlotAllocator::instance();
+  std::vector<std::uint16_t> held;
+  while (const auto slot = slots.try_acquire()) held.push_back(slot);
+  ASSERT_EQ(held.size(), tag::kMaxSlot);
+  ASSERT_TRUE(c.send_request(kCmdWrite, 0, 42, 0, 4096, pattern(4096, 16).data()));
+  const std::uint16_t freed = held.back();
+  held.pop_back();
+  slots.release(freed);
+  const auto reply = c.read_reply();  // only possible once the server got the freed slot
+  EXPECT_EQ(reply.error, 0u);
+  EXPECT_EQ(reply.cookie, 42u);
+  for (auto slot : held) slots.release(slot);
+  const auto recs = s.sink.drain();
+  ASSERT_EQ(recs.size(), 1u);
+  EXPECT_EQ(recs[0].slot, freed);
+}
+
 TEST(Server, ErrorRepliesKeepTheConnectionUsable) {
   TestServer s(1 << 20);
   NbdTestClient c(s.socket, "disk0");
