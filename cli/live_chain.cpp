@@ -7,6 +7,9 @@ namespace v2p::cli {
 LiveChain::LiveChain(const LiveChainOptions& options) : socket_(options.socket) {
   pfilter::ProbeOptions probe_options;
   probe_options.devices = options.devices;
+  // Unpinned: the pins in /sys/fs/bpf/v2p belong to an operator's long-running `v2p probe`,
+  // which may well be running while a demo or a test starts its own chain.
+  probe_options.pin = false;
   probe_ = pfilter::Probe::attach(probe_options);
   vfilter::ServerConfig server_config;
   server_config.vdisks = options.vdisks;
