@@ -7,6 +7,7 @@
 #include <iterator>
 
 #include "common/error.hpp"
+#include "common/payload_codec.hpp"
 
 namespace v2p {
 namespace {
@@ -25,44 +26,6 @@ struct StreamHeader {
 };
 static_assert(sizeof(StreamHeader) == 16);
 
-void append_u32(std::vector<std::byte>& out, std::uint32_t v) {
-  const auto* p = reinterpret_cast<const std::byte*>(&v);
-  out.insert(out.end(), p, p + sizeof v);
-}
-
-void append_string(std::vector<std::byte>& out, const std::string& s) {
-  append_u32(out, static_cast<std::uint32_t>(s.size()));
-  const auto* p = reinterpret_cast<const std::byte*>(s.data());
-  out.insert(out.end(), p, p + s.size());
-}
-
-class PayloadCursor {
- public:
-  explicit PayloadCursor(std::span<const std::byte> p) : p_(p) {}
-  std::uint32_t u32() {
-    need(sizeof(std::uint32_t));
-    std::uint32_t v;
-    std::memcpy(&v, p_.data() + pos_, sizeof v);
-    pos_ += sizeof v;
-    return v;
-  }
-  std::string string() {
-    const std::uint32_t n = u32();
-    need(n);
-    std::string s(reinterpret_cast<const char*>(p_.data() + pos_), n);
-    pos_ += n;
-    return s;
-  }
-  bool at_end() const { return pos_ == p_.size(); }
-
- private:
-  void need(std::size_t n) const {
-    if (p_.size() - pos_ < n) throw Error("vdisk declaration frame is truncated");
-  }
-  std::span<const std::byte> p_;
-  std::size_t pos_ = 0;
-};
-
 template <class T>
 std::span<const std::byte> bytes_of(const T& v) {
   return {reinterpret_cast<const std::byte*>(&v), sizeof v};
@@ -71,24 +34,24 @@ std::span<const std::byte> bytes_of(const T& v) {
 }  // namespace
 
 std::vector<std::byte> encode_vdisk_declaration(const VdiskDeclaration& d) {
-  std::vector<std::byte> out;
-  append_u32(out, d.vm_id);
-  append_u32(out, d.vdisk_id);
-  append_string(out, d.vm_name);
-  append_string(out, d.vdisk_name);
-  append_string(out, d.image_path);
-  return out;
+  PayloadWriter out;
+  out.put(d.vm_id);
+  out.put(d.vdisk_id);
+  out.put_string(d.vm_name);
+  out.put_string(d.vdisk_name);
+  out.put_string(d.image_path);
+  return std::move(out).take();
 }
 
 VdiskDeclaration decode_vdisk_declaration(std::span<const std::byte> payload) {
-  PayloadCursor c(payload);
+  PayloadReader in(payload, "vdisk declaration frame");
   VdiskDeclaration d;
-  d.vm_id = c.u32();
-  d.vdisk_id = c.u32();
-  d.vm_name = c.string();
-  d.vdisk_name = c.string();
-  d.image_path = c.string();
-  if (!c.at_end()) throw Error("vdisk declaration frame has trailing bytes");
+  d.vm_id = in.get<std::uint32_t>();
+  d.vdisk_id = in.get<std::uint32_t>();
+  d.vm_name = in.get_string();
+  d.vdisk_name = in.get_string();
+  d.image_path = in.get_string();
+  in.expect_end();
   return d;
 }
 
