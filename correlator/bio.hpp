@@ -7,6 +7,21 @@
 
 namespace v2p::correlator {
 
+// REQ_META in PhysEvent::cmd_flags (bio->bi_opf): bit 12 (__REQ_META) on the kernel this was
+// measured on, 6.18 (docs/formats.md lists the positions; they follow enum req_flag_bits and
+// move between kernel versions, so this is the one place to change). File systems set it on
+// their own metadata I/O: btrfs tree blocks and their DUP copies, the superblock. File data is
+// never written with it.
+inline constexpr unsigned kReqMetaBit = 12;
+inline constexpr std::uint32_t kReqMeta = 1u << kReqMetaBit;
+
+// A bio that can never be a request's data: file-system metadata (REQ_META), or an empty bio
+// (a cache flush, REQ_PREFLUSH with no payload). Such bios may carry a request's tag when the
+// submitting thread's own ioprio is the tag (the synchronous CoW write path, docs/design.md).
+constexpr bool is_metadata(const PhysEvent& e) noexcept {
+  return (e.cmd_flags & kReqMeta) != 0 || e.bytes == 0;
+}
+
 struct Bio {
   std::uint64_t ts_ns = 0;
   std::uint64_t sector = 0;

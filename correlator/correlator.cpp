@@ -59,7 +59,15 @@ void Correlator::on_event(const PhysEvent& e) {
   s_->watermark = std::max(s_->watermark, e.ts_ns);
   const Bio b = Bio::of(e);
   s_->tag.note_event_time(e.ts_ns);
-  if (const std::uint16_t slot = tag::slot_from_ioprio(e.ioprio); slot != 0) {
+  const std::uint16_t slot = tag::slot_from_ioprio(e.ioprio);
+  if (is_metadata(e) && (slot != 0 || s_->window.is_backend(e.tgid))) {
+    // Metadata written on behalf of a request (tagged by the thread's ioprio) or by a backend:
+    // counting its bytes would shift the offsets of the request's real data bios.
+    ++s_->stats.metadata;
+    ++s_->stats.unattributed;
+    return;
+  }
+  if (slot != 0) {
     s_->tag.on_event(e.tgid, slot, b);
   } else if (s_->window.is_backend(e.tgid)) {
     s_->window.on_event(e.tgid, b);

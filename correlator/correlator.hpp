@@ -46,6 +46,9 @@ struct Stats {
   std::uint64_t joined_exact = 0;         // bios joined by tag
   std::uint64_t joined_window = 0;        // bios joined by completion window
   std::uint64_t unattributed = 0;         // bios owned by no request (journal, metadata, others)
+  // Of those, bios of a tagged request or a backend process that are file-system metadata
+  // (REQ_META) or empty (flush): never a request's data, never in the map.
+  std::uint64_t metadata = 0;
   std::uint64_t pending_records = 0;      // requests waiting for bios
   std::uint64_t pending_events = 0;       // bios waiting for a request
   std::uint64_t lost_events = 0;          // dropped by the kernel ring buffer (from on_lost)

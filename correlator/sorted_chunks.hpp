@@ -1,17 +1,26 @@
 // A sorted sequence stored as a two-level B+tree: fixed-capacity leaves of entries in key order
-// plus a flat index of each leaf's first key. Chosen over std::map for memory (no per-entry node:
-// about 8 bytes of index per leaf of 32 entries) and for cache-friendly lookups; inserts and
-// erases move at most one leaf. Appending at the end fills leaves completely, which is the common
-// case for a vdisk written front to back.
+// plus a flat index of each leaf's first key and of (leaf pointer, entry count). Chosen over
+// std::map for memory (no per-entry node: 24 bytes of index per leaf of 32 entries) and for
+// cache-friendly lookups; inserts and erases move at most one leaf. Appending at the end fills
+// leaves completely, which is the common case for a vdisk written front to back.
+//
+// Point lookups (last_le) touch the leaf itself only once: the leaf is chosen by a branchless
+// search of the first keys (a few KiB per 100 000 entries: L1/L2-resident), the entry count comes
+// from the index, and the position inside the leaf is guessed by interpolation before the leaf
+// is read, so the cache lines around the guess are fetched in parallel.
 #pragma once
+
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <cassert>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <new>
 #include <optional>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace v2p::correlator {
@@ -26,8 +35,12 @@ class SortedChunks {
 
   SortedChunks() = default;
   SortedChunks(const SortedChunks& o) : firsts_(o.firsts_), size_(o.size_) {
-    leaves_.reserve(o.leaves_.size());
-    for (const auto& l : o.leaves_) leaves_.push_back(std::make_unique<Leaf>(*l));
+    nodes_.reserve(o.nodes_.size());
+    for (const auto& nd : o.nodes_) {
+      Leaf* l = alloc_leaf();
+      *l = *nd.leaf;
+      nodes_.push_back({l, nd.n});
+    }
   }
   SortedChunks& operator=(const SortedChunks& o) {
     if (this != &o) *this = SortedChunks(o);
@@ -39,53 +52,53 @@ class SortedChunks {
   [[nodiscard]] std::size_t size() const noexcept { return size_; }
   [[nodiscard]] bool empty() const noexcept { return size_ == 0; }
   [[nodiscard]] Pos begin() const noexcept { return {0, 0}; }
-  [[nodiscard]] bool at_end(Pos p) const noexcept { return p.leaf >= leaves_.size(); }
-  E& get(Pos p) noexcept { return leaves_[p.leaf]->e[p.idx]; }
-  const E& get(Pos p) const noexcept { return leaves_[p.leaf]->e[p.idx]; }
+  [[nodiscard]] bool at_end(Pos p) const noexcept { return p.leaf >= nodes_.size(); }
+  E& get(Pos p) noexcept { return nodes_[p.leaf].leaf->e[p.idx]; }
+  const E& get(Pos p) const noexcept { return nodes_[p.leaf].leaf->e[p.idx]; }
 
   Pos next(Pos p) const noexcept {
-    if (++p.idx == leaves_[p.leaf]->n) return {p.leaf + 1, 0};
+    if (++p.idx == nodes_[p.leaf].n) return {p.leaf + 1, 0};
     return p;
   }
   // The previous position, or nullopt at the first entry.
   std::optional<Pos> prev(Pos p) const noexcept {
     if (p.idx > 0) return Pos{p.leaf, p.idx - 1};
     if (p.leaf == 0) return std::nullopt;
-    return Pos{p.leaf - 1, leaves_[p.leaf - 1]->n - 1};
+    return Pos{p.leaf - 1, nodes_[p.leaf - 1].n - 1};
   }
 
   // First entry with key >= k (at_end when none).
   Pos lower_bound(const Key& k) const noexcept {
-    if (leaves_.empty()) return end();
+    if (nodes_.empty()) return end();
     const std::size_t li = leaf_for(k);
-    const Leaf& l = *leaves_[li];
-    const auto it = std::lower_bound(l.e, l.e + l.n, k,
-                                     [](const E& a, const Key& b) { return KeyOf{}(a) < b; });
-    const auto idx = static_cast<std::size_t>(it - l.e);
-    if (idx == l.n) return {li + 1, 0};
+    const Node& nd = nodes_[li];
+    const E* e = nd.leaf->e;
+    const auto it =
+        std::lower_bound(e, e + nd.n, k, [](const E& a, const Key& b) { return KeyOf{}(a) < b; });
+    const auto idx = static_cast<std::size_t>(it - e);
+    if (idx == nd.n) return {li + 1, 0};
     return {li, idx};
   }
 
   // Last entry with key <= k.
   std::optional<Pos> last_le(const Key& k) const noexcept {
-    const auto fi = std::upper_bound(firsts_.begin(), firsts_.end(), k);
-    if (fi == firsts_.begin()) return std::nullopt;
-    const auto li = static_cast<std::size_t>(fi - firsts_.begin()) - 1;
+    if (firsts_.empty() || k < firsts_.front()) return std::nullopt;
+    const std::size_t li = leaf_for(k);
     return Pos{li, leaf_upper_bound(li, k) - 1};
   }
 
   void insert(const E& v) {
     const Key k = KeyOf{}(v);
-    if (leaves_.empty()) {
+    if (nodes_.empty()) {
       insert_at(0, 0, v);
       return;
     }
     const std::size_t li = leaf_for(k);
-    const Leaf& l = *leaves_[li];
+    const Node& nd = nodes_[li];
+    const E* e = nd.leaf->e;
     const auto idx = static_cast<std::size_t>(
-        std::upper_bound(l.e, l.e + l.n, k,
-                         [](const Key& a, const E& b) { return a < KeyOf{}(b); }) -
-        l.e);
+        std::upper_bound(e, e + nd.n, k, [](const Key& a, const E& b) { return a < KeyOf{}(b); }) -
+        e);
     insert_at(li, idx, v);
   }
 
@@ -109,16 +122,18 @@ class SortedChunks {
 
   // Erases the entry at p; positions after it are invalidated.
   void erase(Pos p) {
-    Leaf& l = *leaves_[p.leaf];
-    std::move(l.e + p.idx + 1, l.e + l.n, l.e + p.idx);
-    --l.n;
+    Node& nd = nodes_[p.leaf];
+    E* e = nd.leaf->e;
+    std::move(e + p.idx + 1, e + nd.n, e + p.idx);
+    --nd.n;
     --size_;
-    if (l.n == 0) {
-      leaves_.erase(leaves_.begin() + static_cast<std::ptrdiff_t>(p.leaf));
+    if (nd.n == 0) {
+      free_leaf(nd.leaf);
+      nodes_.erase(nodes_.begin() + static_cast<std::ptrdiff_t>(p.leaf));
       firsts_.erase(firsts_.begin() + static_cast<std::ptrdiff_t>(p.leaf));
       return;
     }
-    if (p.idx == 0) firsts_[p.leaf] = KeyOf{}(l.e[0]);
+    if (p.idx == 0) firsts_[p.leaf] = KeyOf{}(e[0]);
     maybe_merge(p.leaf);
   }
 
@@ -132,160 +147,284 @@ class SortedChunks {
 
   template <class F>
   void for_each(F&& f) const {
-    for (const auto& l : leaves_) {
-      for (std::size_t i = 0; i < l->n; ++i) f(l->e[i]);
+    for (const auto& nd : nodes_) {
+      for (std::size_t i = 0; i < nd.n; ++i) f(nd.leaf->e[i]);
     }
   }
 
   void clear() noexcept {
-    leaves_.clear();
+    nodes_.clear();
     firsts_.clear();
+    slabs_.clear();
+    free_.clear();
+    slab_used_ = slab_cap_ = slab_leaves_ = 0;
     size_ = 0;
   }
 
-  // Heap bytes: leaves (with an allocator header each) and the leaf index.
+  // Heap bytes: leaf slabs (with an allocator header each, free leaves included) and the index.
   [[nodiscard]] std::size_t memory_bytes() const noexcept {
     constexpr std::size_t kMallocHeader = 16;
-    return leaves_.size() * (sizeof(Leaf) + kMallocHeader) +
-           leaves_.capacity() * sizeof(std::unique_ptr<Leaf>) + firsts_.capacity() * sizeof(Key);
+    std::size_t slabs = 0;
+    for (std::size_t i = 0; i < slabs_.size(); ++i) {
+      const Slab& sl = slabs_[i];
+      if (!sl.mapped()) {
+        slabs += sl.leaves() * sizeof(Leaf) + kMallocHeader;
+      } else {
+        // Pages of a mapping become resident only when a leaf in them is first handed out.
+        const std::size_t used = i + 1 == slabs_.size() ? slab_used_ : sl.leaves();
+        slabs += (used * sizeof(Leaf) + kPage - 1) / kPage * kPage;
+      }
+    }
+    return slabs + slabs_.capacity() * sizeof(Slab) + nodes_.capacity() * sizeof(Node) +
+           firsts_.capacity() * sizeof(Key) + free_.capacity() * sizeof(Leaf*);
   }
 
  private:
-  struct Leaf {
-    std::size_t n = 0;
+  // Cache-line aligned, so no entry of a power-of-two size straddles two lines.
+  struct alignas(64) Leaf {
     E e[kCap];
   };
+  // The entry count lives in the index next to the pointer, so a lookup knows where to look in
+  // the leaf before reading it.
+  struct Node {
+    Leaf* leaf = nullptr;
+    std::size_t n = 0;
+  };
+  static_assert(std::is_trivially_destructible_v<Leaf>);
 
-  Pos end() const noexcept { return {leaves_.size(), 0}; }
+  // Leaves come from slabs owned by the tree, not one heap block each: no allocator header per
+  // leaf, and a tree's leaves stay dense in memory instead of interleaved with everything else
+  // the process allocates. Slabs grow from 4 to 64 leaves on the heap, so a small tree stays
+  // small. Past kHeapLeaves leaves a tree takes 2 MiB anonymous mappings instead, handed out in
+  // order (pages become resident as they are used) and collapsed into one transparent huge page
+  // once full: random lookups over a large map then miss the TLB far less. Freed leaves are
+  // reused. Leaves are constructed when handed out.
+  static constexpr std::size_t kFirstSlab = 4, kMaxSlab = 64, kHeapLeaves = 512;
+  static constexpr std::size_t kPage = 4096, kHugePage = std::size_t{2} << 20;
+
+  class Slab {
+   public:
+    Slab(std::size_t leaves, bool mapped) : leaves_(leaves) {
+      if (mapped) mem_ = map_huge_aligned();
+      if (mem_ == nullptr) {
+        mem_ = static_cast<Leaf*>(
+            ::operator new(leaves * sizeof(Leaf), std::align_val_t{alignof(Leaf)}));
+        mapped_ = false;
+      } else {
+        mapped_ = true;
+      }
+    }
+    Slab(Slab&& o) noexcept
+        : mem_(std::exchange(o.mem_, nullptr)), leaves_(o.leaves_), mapped_(o.mapped_) {}
+    Slab& operator=(Slab&&) = delete;
+    Slab(const Slab&) = delete;
+    ~Slab() {
+      if (mem_ == nullptr) return;
+      if (mapped_) {
+        ::munmap(mem_, kHugePage);
+      } else {
+        ::operator delete(mem_, std::align_val_t{alignof(Leaf)});
+      }
+    }
+    [[nodiscard]] Leaf* at(std::size_t i) const noexcept { return mem_ + i; }
+    [[nodiscard]] std::size_t leaves() const noexcept { return leaves_; }
+    [[nodiscard]] bool mapped() const noexcept { return mapped_; }
+    // Best effort: without THP (or on kernels before 6.1) the slab keeps its 4 KiB pages.
+    void collapse() const noexcept {
+#ifdef MADV_COLLAPSE
+      if (mapped_ && ::madvise(mem_, kHugePage, MADV_COLLAPSE) == 0) return;
+#endif
+      if (mapped_) ::madvise(mem_, kHugePage, MADV_HUGEPAGE);
+    }
+
+   private:
+    // A 2 MiB-aligned 2 MiB anonymous mapping, or nullptr.
+    static Leaf* map_huge_aligned() noexcept {
+      void* p = ::mmap(nullptr, 2 * kHugePage, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+      if (p == MAP_FAILED) return nullptr;
+      auto* b = static_cast<char*>(p);
+      const auto addr = reinterpret_cast<std::uintptr_t>(b);
+      char* aligned = b + ((kHugePage - addr % kHugePage) % kHugePage);
+      if (aligned > b) ::munmap(b, static_cast<std::size_t>(aligned - b));
+      char* end = b + 2 * kHugePage;
+      if (aligned + kHugePage < end) {
+        ::munmap(aligned + kHugePage, static_cast<std::size_t>(end - (aligned + kHugePage)));
+      }
+      return reinterpret_cast<Leaf*>(aligned);
+    }
+
+    Leaf* mem_ = nullptr;
+    std::size_t leaves_ = 0;
+    bool mapped_ = false;
+  };
+
+  Leaf* alloc_leaf() {
+    if (!free_.empty()) {
+      Leaf* l = free_.back();
+      free_.pop_back();
+      return new (l) Leaf{};
+    }
+    if (slab_used_ == slab_cap_) {
+      if (!slabs_.empty()) slabs_.back().collapse();
+      const bool mapped = slab_leaves_ >= kHeapLeaves;
+      slab_cap_ = mapped           ? kHugePage / sizeof(Leaf)
+                  : slabs_.empty() ? kFirstSlab
+                                   : std::min(kMaxSlab, 2 * slab_cap_);
+      slabs_.emplace_back(slab_cap_, mapped);
+      slab_used_ = 0;
+      slab_leaves_ += slab_cap_;
+    }
+    return new (slabs_.back().at(slab_used_++)) Leaf{};
+  }
+  void free_leaf(Leaf* l) { free_.push_back(l); }
+
+  Pos end() const noexcept { return {nodes_.size(), 0}; }
 
   void insert_at(std::size_t li, std::size_t idx, const E& v) {
     const Key k = KeyOf{}(v);
-    if (leaves_.empty()) {
-      leaves_.push_back(std::make_unique<Leaf>());
+    if (nodes_.empty()) {
+      nodes_.push_back({alloc_leaf(), 0});
       firsts_.push_back(k);
     }
-    Leaf* l = leaves_[li].get();
-    if (l->n == kCap) {
-      if (li + 1 == leaves_.size() && idx == kCap) {
+    if (nodes_[li].n == kCap) {
+      if (li + 1 == nodes_.size() && idx == kCap) {
         // Appending: start a new leaf and leave this one full.
-        leaves_.push_back(std::make_unique<Leaf>());
+        nodes_.push_back({alloc_leaf(), 0});
         firsts_.push_back(k);
         ++li;
-        l = leaves_[li].get();
         idx = 0;
-      } else if (li + 1 < leaves_.size() && leaves_[li + 1]->n < kCap) {
+      } else if (li + 1 < nodes_.size() && nodes_[li + 1].n < kCap) {
         // B*-tree style: spill one entry into a neighbour with room before splitting, which
         // keeps leaves about 85% full under random inserts instead of about 70%.
-        Leaf& right = *leaves_[li + 1];
         if (idx == kCap) {
-          l = &right;
           ++li;
           idx = 0;
         } else {
-          std::move_backward(right.e, right.e + right.n, right.e + right.n + 1);
-          right.e[0] = l->e[kCap - 1];
+          Node& l = nodes_[li];
+          Node& right = nodes_[li + 1];
+          E* r = right.leaf->e;
+          std::move_backward(r, r + right.n, r + right.n + 1);
+          r[0] = l.leaf->e[kCap - 1];
           ++right.n;
-          --l->n;
-          firsts_[li + 1] = KeyOf{}(right.e[0]);
+          --l.n;
+          firsts_[li + 1] = KeyOf{}(r[0]);
         }
-      } else if (li > 0 && leaves_[li - 1]->n < kCap) {
-        Leaf& left = *leaves_[li - 1];
+      } else if (li > 0 && nodes_[li - 1].n < kCap) {
+        Node& left = nodes_[li - 1];
         if (idx == 0) {
-          l = &left;
           --li;
           idx = left.n;
         } else {
-          left.e[left.n++] = l->e[0];
-          std::move(l->e + 1, l->e + l->n, l->e);
-          --l->n;
+          Node& l = nodes_[li];
+          E* e = l.leaf->e;
+          left.leaf->e[left.n++] = e[0];
+          std::move(e + 1, e + l.n, e);
+          --l.n;
           --idx;
-          firsts_[li] = KeyOf{}(l->e[0]);
+          firsts_[li] = KeyOf{}(e[0]);
         }
       } else {
         split(li);
-        if (idx > l->n) {
-          idx -= l->n;
+        if (idx > nodes_[li].n) {
+          idx -= nodes_[li].n;
           ++li;
-          l = leaves_[li].get();
         }
       }
     }
-    std::move_backward(l->e + idx, l->e + l->n, l->e + l->n + 1);
-    l->e[idx] = v;
-    ++l->n;
+    Node& nd = nodes_[li];
+    E* e = nd.leaf->e;
+    std::move_backward(e + idx, e + nd.n, e + nd.n + 1);
+    e[idx] = v;
+    ++nd.n;
     if (idx == 0) firsts_[li] = k;
     ++size_;
   }
 
   // First index in leaf li with key > k. For integer keys (voffsets, roughly uniform inside a
   // leaf) the position is first guessed by interpolating between this leaf's first key and the
-  // next leaf's, which the index already holds: a point lookup then touches one or two cache
-  // lines of the leaf instead of one per binary-search probe.
+  // next leaf's, which the index already holds, without reading the leaf. The keys of a window
+  // around the guess are then counted without branches: their cache lines are fetched in
+  // parallel (one memory round trip), and the outcome is the same whichever way the guess was
+  // off. Only when the answer lies outside the window (a few percent of random probes) does a
+  // binary search follow.
   std::size_t leaf_upper_bound(std::size_t li, const Key& k) const noexcept {
-    const Leaf& l = *leaves_[li];
-    auto key_at = [&](std::size_t i) { return KeyOf{}(l.e[i]); };
+    const Node& nd = nodes_[li];
+    const E* e = nd.leaf->e;
+    const std::size_t n = nd.n;
     if constexpr (std::is_integral_v<Key>) {
-      if (li + 1 < firsts_.size() && l.n > 2) {
+      constexpr std::size_t kWindow = 10;
+      if (li + 1 < firsts_.size() && n >= kWindow && firsts_[li + 1] > firsts_[li]) {
         const Key lo = firsts_[li], hi = firsts_[li + 1];
-        auto g = static_cast<std::size_t>(static_cast<double>(k - lo) /
-                                          static_cast<double>(hi - lo) * static_cast<double>(l.n));
-        g = std::min(g, l.n - 1);
-        // Walk a few steps from the guess; fall back to binary search when it was far off.
-        for (int step = 0; step < 4; ++step) {
-          if (key_at(g) <= k) {
-            if (g + 1 == l.n || key_at(g + 1) > k) return g + 1;
-            ++g;
-          } else {
-            if (g == 0) return 0;
-            if (key_at(g - 1) <= k) return g;
-            --g;
-          }
-        }
+        const auto g = static_cast<std::size_t>(static_cast<double>(k - lo) /
+                                                static_cast<double>(hi - lo) *
+                                                static_cast<double>(n));
+        // The answer is one past the last key <= k; interpolation puts that key within ±4 of g
+        // for 97% of uniformly random probes.
+        const std::size_t a = std::min(g > 4 ? g - 4 : 0, n - kWindow);
+        std::size_t c = 0;
+        for (std::size_t i = 0; i < kWindow; ++i) c += KeyOf{}(e[a + i]) <= k ? 1 : 0;
+        if ((c > 0 || a == 0) && (c < kWindow || a + kWindow == n)) return a + c;
       }
     }
-    const auto it = std::upper_bound(l.e, l.e + l.n, k,
-                                     [](const Key& a, const E& b) { return a < KeyOf{}(b); });
-    return static_cast<std::size_t>(it - l.e);
+    const auto it =
+        std::upper_bound(e, e + n, k, [](const Key& x, const E& y) { return x < KeyOf{}(y); });
+    return static_cast<std::size_t>(it - e);
   }
 
-  // Index of the leaf that holds (or would hold) key k.
+  // Index of the leaf that holds (or would hold) key k: the last leaf whose first key is <= k,
+  // or 0. Branchless (conditional moves), so the outcome of one probe never stalls the next and
+  // independent lookups overlap their cache misses.
   std::size_t leaf_for(const Key& k) const noexcept {
-    const auto fi = std::upper_bound(firsts_.begin(), firsts_.end(), k);
-    return fi == firsts_.begin() ? 0 : static_cast<std::size_t>(fi - firsts_.begin()) - 1;
+    const Key* base = firsts_.data();
+    std::size_t n = firsts_.size();
+    while (n > 1) {
+      const std::size_t half = n / 2;
+      __builtin_prefetch(base + half / 2);
+      __builtin_prefetch(base + half + half / 2);
+      base = (base[half] <= k) ? base + half : base;
+      n -= half;
+    }
+    return static_cast<std::size_t>(base - firsts_.data());
   }
 
   void split(std::size_t li) {
-    Leaf& l = *leaves_[li];
-    auto right = std::make_unique<Leaf>();
+    Leaf* right = alloc_leaf();
+    Node& l = nodes_[li];
     const std::size_t keep = l.n / 2;
-    std::copy(l.e + keep, l.e + l.n, right->e);
-    right->n = l.n - keep;
+    std::copy(l.leaf->e + keep, l.leaf->e + l.n, right->e);
+    const std::size_t moved = l.n - keep;
     l.n = keep;
-    firsts_.insert(firsts_.begin() + static_cast<std::ptrdiff_t>(li + 1), KeyOf{}(right->e[0]));
-    leaves_.insert(leaves_.begin() + static_cast<std::ptrdiff_t>(li + 1), std::move(right));
+    const Key first = KeyOf{}(right->e[0]);
+    firsts_.insert(firsts_.begin() + static_cast<std::ptrdiff_t>(li + 1), first);
+    nodes_.insert(nodes_.begin() + static_cast<std::ptrdiff_t>(li + 1), Node{right, moved});
   }
 
   // Keeps leaves at least a quarter full by folding a sparse leaf into a neighbour.
   void maybe_merge(std::size_t li) {
-    if (leaves_[li]->n >= kCap / 4) return;
+    if (nodes_[li].n >= kCap / 4) return;
     std::size_t left = li;
-    if (li + 1 < leaves_.size() && leaves_[li]->n + leaves_[li + 1]->n <= kCap * 3 / 4) {
+    if (li + 1 < nodes_.size() && nodes_[li].n + nodes_[li + 1].n <= kCap * 3 / 4) {
       left = li;
-    } else if (li > 0 && leaves_[li - 1]->n + leaves_[li]->n <= kCap * 3 / 4) {
+    } else if (li > 0 && nodes_[li - 1].n + nodes_[li].n <= kCap * 3 / 4) {
       left = li - 1;
     } else {
       return;
     }
-    Leaf& a = *leaves_[left];
-    Leaf& b = *leaves_[left + 1];
-    std::copy(b.e, b.e + b.n, a.e + a.n);
+    Node& a = nodes_[left];
+    const Node& b = nodes_[left + 1];
+    std::copy(b.leaf->e, b.leaf->e + b.n, a.leaf->e + a.n);
     a.n += b.n;
-    leaves_.erase(leaves_.begin() + static_cast<std::ptrdiff_t>(left + 1));
+    free_leaf(b.leaf);
+    nodes_.erase(nodes_.begin() + static_cast<std::ptrdiff_t>(left + 1));
     firsts_.erase(firsts_.begin() + static_cast<std::ptrdiff_t>(left + 1));
   }
 
-  std::vector<std::unique_ptr<Leaf>> leaves_;
+  std::vector<Node> nodes_;
   std::vector<Key> firsts_;
+  std::vector<Slab> slabs_;
+  std::vector<Leaf*> free_;
+  std::size_t slab_used_ = 0, slab_cap_ = 0, slab_leaves_ = 0;
   std::size_t size_ = 0;
 };
 

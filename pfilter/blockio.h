@@ -19,7 +19,12 @@
 /* Slots of the per-CPU counter array v2p_counters. */
 #define V2P_COUNTER_RING_FULL 0 /* events dropped because the ring buffer was full */
 #define V2P_COUNTER_EVENTS 1    /* events committed to the ring buffer */
-#define V2P_COUNTER_SLOTS 2
+/* queued bios whose in-flight entry another bio took: their completion goes unreported */
+#define V2P_COUNTER_INFLIGHT_EVICTED 2
+#define V2P_COUNTER_SLOTS 3
+
+/* Filter set members checked inline (no map lookup) before the hash map: see blockio.bpf.c. */
+#define V2P_SET_INLINE 8
 
 struct v2p_blockio_event {
   __u64 ts_ns;      /* bpf_ktime_get_ns() == CLOCK_MONOTONIC */

@@ -94,12 +94,28 @@ void check_options(const ProbeOptions& o) {
   }
 }
 
-void set_member(bpf_map* map, std::uint32_t key, const char* what) {
+// Adds key to a filter set: into a free inline entry while there is one (the programs compare
+// those without a map lookup; the mapping is shared with them, so this works while attached),
+// else into the hash map, which the programs consult once *overflow is set.
+void add_to_set(std::uint32_t* inline_set, std::uint32_t* overflow, bpf_map* map, std::uint32_t key,
+                const char* what) {
+  if (key != 0) {
+    for (int i = 0; i < V2P_SET_INLINE; ++i) {
+      const std::uint32_t v = __atomic_load_n(&inline_set[i], __ATOMIC_RELAXED);
+      if (v == key) return;
+      if (v == 0) {
+        __atomic_store_n(&inline_set[i], key, __ATOMIC_RELEASE);
+        return;
+      }
+    }
+  }
   const std::uint8_t one = 1;
   if (bpf_map__update_elem(map, &key, sizeof key, &one, sizeof one, BPF_ANY) != 0) {
     throw system_error(std::string("cannot add ") + what + " " + std::to_string(key) +
-                       " to the pfilter filter (at most 1024)");
+                       " to the pfilter filter (at most " + std::to_string(V2P_SET_INLINE + 1024) +
+                       ")");
   }
+  __atomic_store_n(overflow, 1u, __ATOMIC_RELEASE);
 }
 
 }  // namespace
@@ -121,6 +137,14 @@ struct Probe::Impl {
   static int on_sample(void* ctx, void* data, std::size_t size) noexcept;
   std::uint64_t counter(std::uint32_t slot) const;
   void pin();
+  void add_device(std::uint32_t dev) {
+    add_to_set(skel->bss->v2p_dev_set, &skel->bss->v2p_dev_overflow, skel->maps.v2p_devices, dev,
+               "device");
+  }
+  void add_tgid(std::uint32_t tgid) {
+    add_to_set(skel->bss->v2p_tgid_set, &skel->bss->v2p_tgid_overflow, skel->maps.v2p_tgids, tgid,
+               "tgid");
+  }
 };
 
 int Probe::Impl::on_sample(void* ctx, void* data, std::size_t size) noexcept {
@@ -199,14 +223,17 @@ std::unique_ptr<Probe> Probe::attach(const ProbeOptions& options) {
   skel.rodata->wakeup_bytes = options.wakeup_bytes;
   skel.rodata->bio_remapped_bit = static_cast<std::uint8_t>(bio_remapped_bit().value_or(0xff));
   bpf_map__set_max_entries(skel.maps.v2p_events, options.ring_bytes);
+  // Without completions nothing uses the in-flight table (the verifier drops that code): keep
+  // one entry instead of 4 MiB.
+  if (!options.completions) bpf_map__set_max_entries(skel.maps.v2p_inflight, 1);
   bpf_program__set_autoload(skel.progs.v2p_rq_done, options.completions);
   bpf_program__set_autoload(skel.progs.v2p_bio_done, options.completions);
   if (const int rc = blockio_bpf__load(&skel); rc != 0) {
     throw Error("loading the pfilter eBPF programs failed (" + std::string(std::strerror(-rc)) +
                 "): " + (g_libbpf_last.empty() ? "no detail from libbpf" : g_libbpf_last));
   }
-  for (const auto d : options.devices) set_member(skel.maps.v2p_devices, d.kernel(), "device");
-  for (const auto t : options.tgids) set_member(skel.maps.v2p_tgids, t, "tgid");
+  for (const auto d : options.devices) impl->add_device(d.kernel());
+  for (const auto t : options.tgids) impl->add_tgid(t);
   if (const int rc = blockio_bpf__attach(&skel); rc != 0) {
     throw Error("attaching the pfilter programs to the block tracepoints failed (" +
                 std::string(std::strerror(-rc)) + "): " + g_libbpf_last);
@@ -240,12 +267,16 @@ std::uint64_t Probe::committed_events() const {
   return impl_->counter(V2P_COUNTER_EVENTS);
 }
 
+std::uint64_t Probe::unreported_completions() const {
+  return impl_->counter(V2P_COUNTER_INFLIGHT_EVICTED);
+}
+
 void Probe::add_device(DeviceId d) {
-  if (impl_->filter_devices) set_member(impl_->skel->maps.v2p_devices, d.kernel(), "device");
+  if (impl_->filter_devices) impl_->add_device(d.kernel());
 }
 
 void Probe::add_tgid(std::uint32_t tgid) {
-  if (impl_->filter_tgids) set_member(impl_->skel->maps.v2p_tgids, tgid, "tgid");
+  if (impl_->filter_tgids) impl_->add_tgid(tgid);
 }
 
 const std::filesystem::path& Probe::pin_dir() const noexcept {

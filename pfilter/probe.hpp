@@ -18,8 +18,11 @@ namespace v2p::pfilter {
 struct ProbeOptions {
   std::vector<DeviceId> devices;     // empty = all devices
   std::vector<std::uint32_t> tgids;  // empty = all processes
-  bool completions = true;           // attach the completion program (latency)
-  bool pin = true;                   // pin programs and maps under pin_dir
+  // Attach the completion programs (kind 2 events with latency). Off by default: mapping needs
+  // only queue and remap events, and completions about double the probe's kernel time per I/O
+  // (measured in docs/pfilter.md). `v2p probe` turns them on unless --no-completions.
+  bool completions = false;
+  bool pin = true;  // pin programs and maps under pin_dir
   std::filesystem::path pin_dir = "/sys/fs/bpf/v2p";
   std::uint32_t ring_bytes = 16u << 20;  // a power of two, at least one page
   // 0: wake the consumer as soon as an event waits (lowest latency). Otherwise only once this many
@@ -44,6 +47,10 @@ class Probe {
   std::uint64_t lost_events() const;
   // Events the kernel committed to the ring buffer, since attach.
   std::uint64_t committed_events() const;
+  // Queued bios whose completion cannot be reported because their in-flight entry was taken by
+  // another bio (entries of completions never seen are reused; see blockio.bpf.c). 0 without
+  // completions.
+  std::uint64_t unreported_completions() const;
 
   // Filters can grow at run time. On a probe that filters nothing (empty list at attach) they
   // change nothing: everything already passes.

@@ -1,12 +1,18 @@
 #!/bin/bash
 # Probe overhead under fio: 4 KiB io_uring random reads at QD32 on a file-backed loop device
 # (direct I/O to the backing file), alternately without and with `v2p probe` attached to that
-# device, RUNS times each in ABBA order so drift hits both sides alike. Prints each run's IOPS and
-# the median ratio with/without (target >= 0.97). Then runs pfilter_event_rate if it was built.
+# device, RUNS times each in ABBA order so drift hits both sides alike. Done for each probe
+# configuration in CONFIGS:
+#   mapping  queue + remap events only (--no-completions): what the correlator and the demo need
+#   full     queue + remap + completion events (latency), `v2p probe`'s default
+# Prints each run's IOPS and the median ratio with/without (target >= 0.97), then the probe's own
+# cost per program call (kernel.bpf_stats_enabled) and per rejected call. Then runs
+# pfilter_event_rate if it was built.
 # Usage: bench/pfilter/run.sh [path/to/v2p] [path/to/pfilter_event_rate]   (as root)
 # Env: RUNS (default 5), RUNTIME seconds per fio run (default 10), SIZE_MIB (default 512),
 #      BATCH_KIB (probe --batch-kib, default 64; 0 = wake the consumer for every event),
-#      PROBE_ARGS (more `v2p probe` options, e.g. --no-completions).
+#      CONFIGS (default "mapping full"), PROBE_ARGS (more `v2p probe` options for every config),
+#      EVENT_RATE_ARGS (default "2 5 16 $BATCH_KIB 1"; "skip" to skip it).
 set -euo pipefail
 
 V2P=${1:-build/cli/v2p}
@@ -15,7 +21,9 @@ RUNS=${RUNS:-5}
 RUNTIME=${RUNTIME:-10}
 SIZE_MIB=${SIZE_MIB:-512}
 BATCH_KIB=${BATCH_KIB:-64}
+CONFIGS=${CONFIGS:-mapping full}
 PROBE_ARGS=${PROBE_ARGS:-}
+EVENT_RATE_ARGS=${EVENT_RATE_ARGS:-2 5 16 $BATCH_KIB 1}
 
 [ "$(id -u)" -eq 0 ] || { echo "run.sh: needs root (loop devices, eBPF)" >&2; exit 1; }
 [ -x "$V2P" ] || { echo "run.sh: no v2p binary at $V2P (pass its path)" >&2; exit 1; }
@@ -24,9 +32,11 @@ command -v fio >/dev/null || { echo "run.sh: needs fio" >&2; exit 1; }
 WORK=$(mktemp -d /var/tmp/v2p-bench-pfilter.XXXXXX)
 LOOP=""
 PROBE_PID=""
+STATS_BEFORE=$(sysctl -n kernel.bpf_stats_enabled)
 cleanup() {
   [ -n "$PROBE_PID" ] && kill -TERM "$PROBE_PID" 2>/dev/null && wait "$PROBE_PID" 2>/dev/null || true
   [ -n "$LOOP" ] && losetup -d "$LOOP" 2>/dev/null || true
+  sysctl -qw kernel.bpf_stats_enabled="$STATS_BEFORE" || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT INT TERM
@@ -34,7 +44,6 @@ trap cleanup EXIT INT TERM
 # Real blocks (not a sparse file), so every read goes down to the disk below.
 dd if=/dev/zero of="$WORK/backing.img" bs=1M count="$SIZE_MIB" oflag=direct status=none
 LOOP=$(losetup --find --show --direct-io=on "$WORK/backing.img")
-echo "probe: v2p probe --device $LOOP --no-pin --batch-kib $BATCH_KIB $PROBE_ARGS"
 echo "device: $LOOP (backing $WORK/backing.img, ${SIZE_MIB} MiB, direct I/O)"
 
 fio_iops() {
@@ -43,53 +52,93 @@ fio_iops() {
       --output-format=json | python3 -c 'import json,sys; print(int(json.load(sys.stdin)["jobs"][0]["read"]["iops"]))'
 }
 
-run_with_probe() {
-  "$V2P" probe --device "$LOOP" --stats-interval 0 --no-pin --batch-kib "$BATCH_KIB" $PROBE_ARGS 2> "$WORK/probe.log" &
+prog_ids() { bpftool prog show | awk -F: '/^[0-9]+:/ {printf "%s ", $1}'; }
+
+# Starts `v2p probe` on $1 with the config's options; sets PROBE_PID and MINE (the ids of the
+# programs it loaded, so other probes running on the machine are not counted).
+start_probe() {
+  local before
+  before=" $(prog_ids)"
+  "$V2P" probe --device "$1" --stats-interval 0 --no-pin --batch-kib "$BATCH_KIB" $ARGS 2> "$WORK/probe.log" &
   PROBE_PID=$!
   # Attached once it prints its first line.
   for _ in $(seq 50); do grep -q attached "$WORK/probe.log" 2>/dev/null && break; sleep 0.1; done
   grep -q attached "$WORK/probe.log" || { cat "$WORK/probe.log" >&2; exit 1; }
-  fio_iops
+  MINE=""
+  for id in $(prog_ids); do
+    case "$before" in *" $id "*) ;; *) MINE+="$id ";; esac
+  done
+}
+
+stop_probe() {
   kill -TERM "$PROBE_PID"; wait "$PROBE_PID" || true; PROBE_PID=""
+}
+
+run_with_probe() {
+  start_probe "$LOOP"
+  fio_iops
+  stop_probe
   tail -1 "$WORK/probe.log" >&2
 }
 
-without=(); with=()
-for i in $(seq "$RUNS"); do
-  if (( i % 2 )); then
-    without+=("$(fio_iops)"); with+=("$(run_with_probe)")
-  else
-    with+=("$(run_with_probe)"); without+=("$(fio_iops)")
-  fi
-  echo "run $i: without ${without[-1]} IOPS, with probe ${with[-1]} IOPS"
-done
-
-# The median of the per-pair ratios as well: pairs ran back to back, so they share the machine's
-# load of the moment better than two medians taken across all runs.
-ratios=()
-for i in "${!with[@]}"; do ratios+=("$(awk -v a="${with[$i]}" -v b="${without[$i]}" 'BEGIN {printf "%.4f", a/b}')"); done
+# ns per call of the programs in MINE.
+program_costs() {
+  for id in $MINE; do
+    bpftool prog show id "$id" | awk '/name v2p_/ {for (i = 1; i <= NF; i++) {if ($i == "name") n = $(i+1); if ($i == "run_time_ns") t = $(i+1); if ($i == "run_cnt") c = $(i+1)}; if (c > 0) printf "  %-14s %9d calls %6.0f ns/call\n", n, c, t / c}'
+  done
+}
 
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-mw=$(median "${without[@]}"); mp=$(median "${with[@]}")
-echo "median: without $mw IOPS, with probe $mp IOPS, ratio $(awk -v a="$mp" -v b="$mw" 'BEGIN {printf "%.3f", a/b}') (target >= 0.97)"
-echo "median of per-pair ratios: $(median "${ratios[@]}") (pairs: ${ratios[*]})"
 
-# The probe's own cost, which other load on the machine cannot blur: kernel time per program
-# call (kernel.bpf_stats_enabled, which itself adds a little) and the consumer's CPU time.
-stats_before=$(sysctl -n kernel.bpf_stats_enabled)
-sysctl -qw kernel.bpf_stats_enabled=1
-"$V2P" probe --device "$LOOP" --stats-interval 0 --no-pin --batch-kib "$BATCH_KIB" $PROBE_ARGS 2> "$WORK/probe.log" &
-PROBE_PID=$!
-for _ in $(seq 50); do grep -q attached "$WORK/probe.log" 2>/dev/null && break; sleep 0.1; done
-iops=$(fio_iops)
-read -r utime stime < <(awk '{print $14, $15}' "/proc/$PROBE_PID/stat")
-echo "cost at $iops IOPS (bpf_stats on):"
-bpftool prog show | awk '/name v2p_/ {for (i = 1; i <= NF; i++) {if ($i == "name") n = $(i+1); if ($i == "run_time_ns") t = $(i+1); if ($i == "run_cnt") c = $(i+1)}; if (c > 0) printf "  %-14s %9d calls %6.0f ns/call\n", n, c, t / c; t = 0; c = 0}'
-echo "  consumer (v2p probe): $(( (utime + stime) * 1000 / $(getconf CLK_TCK) )) ms CPU in ${RUNTIME} s"
-kill -TERM "$PROBE_PID"; wait "$PROBE_PID" || true; PROBE_PID=""
-sysctl -qw kernel.bpf_stats_enabled="$stats_before"
+for config in $CONFIGS; do
+  case "$config" in
+    mapping) ARGS="--no-completions $PROBE_ARGS" ;;
+    full) ARGS="$PROBE_ARGS" ;;
+    *) echo "run.sh: unknown config $config (mapping, full)" >&2; exit 1 ;;
+  esac
+  echo "== $config: v2p probe --device $LOOP --no-pin --batch-kib $BATCH_KIB $ARGS"
+  without=(); with=()
+  for i in $(seq "$RUNS"); do
+    if (( i % 2 )); then
+      without+=("$(fio_iops)"); with+=("$(run_with_probe)")
+    else
+      with+=("$(run_with_probe)"); without+=("$(fio_iops)")
+    fi
+    echo "run $i: without ${without[-1]} IOPS, with probe ${with[-1]} IOPS"
+  done
 
-if [ -x "$EVENT_RATE" ]; then
-  echo "event delivery:"
-  "$EVENT_RATE" 2 5 16
+  # The median of the per-pair ratios as well: pairs ran back to back, so they share the machine's
+  # load of the moment better than two medians taken across all runs.
+  ratios=()
+  for i in "${!with[@]}"; do ratios+=("$(awk -v a="${with[$i]}" -v b="${without[$i]}" 'BEGIN {printf "%.4f", a/b}')"); done
+  mw=$(median "${without[@]}"); mp=$(median "${with[@]}")
+  echo "median: without $mw IOPS, with probe $mp IOPS, ratio $(awk -v a="$mp" -v b="$mw" 'BEGIN {printf "%.3f", a/b}') (target >= 0.97)"
+  echo "median of per-pair ratios: $(median "${ratios[@]}") (pairs: ${ratios[*]})"
+
+  # The probe's own cost, which other load on the machine cannot blur as much: kernel time per
+  # program call (kernel.bpf_stats_enabled, which itself adds some tens of ns) and the consumer's
+  # CPU time. Then the same with a filter nothing matches: what rejecting a bio costs.
+  sysctl -qw kernel.bpf_stats_enabled=1
+  start_probe "$LOOP"
+  # The consumer's CPU time during the run only (loading the programs and reading the kernel's
+  # BTF at start cost tens of ms of their own).
+  cpu0=$(awk '{print $14 + $15}' "/proc/$PROBE_PID/stat")
+  iops=$(fio_iops)
+  cpu1=$(awk '{print $14 + $15}' "/proc/$PROBE_PID/stat")
+  echo "cost at $iops IOPS (bpf_stats on; each I/O is one bio on $LOOP and one on the disk below):"
+  program_costs
+  echo "  consumer (v2p probe): $(( (cpu1 - cpu0) * 1000 / $(getconf CLK_TCK) )) ms CPU in ${RUNTIME} s"
+  stop_probe
+  start_probe 7:1048575  # no such device: every call is a rejection
+  iops=$(fio_iops)
+  echo "rejections only, at $iops IOPS:"
+  program_costs
+  stop_probe
+  sysctl -qw kernel.bpf_stats_enabled="$STATS_BEFORE"
+done
+
+if [ -x "$EVENT_RATE" ] && [ "$EVENT_RATE_ARGS" != skip ]; then
+  echo "== event delivery: $EVENT_RATE $EVENT_RATE_ARGS"
+  # shellcheck disable=SC2086
+  "$EVENT_RATE" $EVENT_RATE_ARGS
 fi

@@ -55,6 +55,24 @@ class ScratchDir {
   fs::path path_;
 };
 
+std::string comm_of(const PhysEvent& e) {
+  return std::string(e.comm, ::strnlen(e.comm, sizeof e.comm));
+}
+
+// As bpf_get_current_comm() gives it: NUL-terminated, the rest zero.
+bool zero_padded_comm(const PhysEvent& e) {
+  const auto n = ::strnlen(e.comm, sizeof e.comm);
+  return n < sizeof e.comm &&
+         std::all_of(e.comm + n, e.comm + sizeof e.comm, [](char c) { return c == 0; });
+}
+
+std::string own_comm() {
+  std::ifstream in("/proc/self/comm");
+  std::string name;
+  std::getline(in, name);
+  return name;
+}
+
 std::vector<PhysEvent> drain(Probe& probe) {
   std::vector<PhysEvent> events;
   // Completions arrive a little after the writes return; two quiet polls mean we have them.
@@ -128,6 +146,7 @@ TEST_P(ProbeOnFilesystem, SeesTaggedWritesAtTheFiemapSectors) {
   }
   ProbeOptions options;
   options.devices = {host.device()};
+  options.completions = true;
   options.pin = false;  // pinning has its own tests; a demo may own the default directory
   auto probe = Probe::attach(options);
 
@@ -144,6 +163,7 @@ TEST_P(ProbeOnFilesystem, SeesTaggedWritesAtTheFiemapSectors) {
   EXPECT_EQ(device_of_path(image), host.device());
   EXPECT_EQ(device_of_path(host.mountpoint()), host.device());
   EXPECT_EQ(probe->lost_events(), 0U);
+  EXPECT_EQ(probe->unreported_completions(), 0U);
 
   for (const auto& e : events) {
     ASSERT_NE(e.device(), other.device()) << "the device filter let the other loop device through";
@@ -169,6 +189,9 @@ TEST_P(ProbeOnFilesystem, SeesTaggedWritesAtTheFiemapSectors) {
                                     << " (file offset " << b.offset << ")";
     EXPECT_EQ(queued->bytes, 4096U);
     EXPECT_EQ(queued->tgid, static_cast<std::uint32_t>(::getpid()));
+    EXPECT_TRUE(comm_of(*queued) == own_comm() || comm_of(*queued).rfind("iou-wrk-", 0) == 0)
+        << "comm " << comm_of(*queued) << ", expected " << own_comm();
+    EXPECT_TRUE(zero_padded_comm(*queued)) << comm_of(*queued);
     EXPECT_EQ(queued->ioprio, b.ioprio);
     EXPECT_EQ(tag::slot_from_ioprio(queued->ioprio), b.slot);
     const auto done = std::find_if(events.begin(), events.end(), [&](const PhysEvent& e) {
@@ -180,6 +203,8 @@ TEST_P(ProbeOnFilesystem, SeesTaggedWritesAtTheFiemapSectors) {
     EXPECT_EQ(done->error, 0);
     EXPECT_EQ(done->ioprio, queued->ioprio);
     EXPECT_EQ(done->tgid, queued->tgid);
+    EXPECT_EQ(done->tid, queued->tid);
+    EXPECT_EQ(std::memcmp(done->comm, queued->comm, sizeof done->comm), 0);
   }
   // btrfs: FIEMAP gave logical addresses and the chunk tree moved them; others: identity.
   if (fs_type == "btrfs") {
@@ -276,6 +301,53 @@ TEST(Probe, TgidFilterExcludesOtherProcesses) {
   for (const auto& e : events) EXPECT_EQ(e.tgid, static_cast<std::uint32_t>(::getpid()));
   EXPECT_TRUE(std::any_of(events.begin(), events.end(),
                           [](const PhysEvent& e) { return tag::slot_from_ioprio(e.ioprio) == 9; }));
+}
+
+// The first V2P_SET_INLINE devices are compared inline, the rest looked up in a hash map; devices
+// added while attached land in either. Each way the device's I/O must get through, and only its.
+TEST(Probe, DeviceFilterBeyondTheInlineEntriesAndAtRunTime) {
+  V2P_REQUIRE_ROOT_AND_BTF();
+  ScratchDir scratch;
+  LoopFilesystem host(
+      {scratch.path() / "host.img", scratch.path() / "mnt", 256ULL << 20, "ext4", true});
+  LoopFilesystem other(
+      {scratch.path() / "other.img", scratch.path() / "other", 256ULL << 20, "ext4", true});
+  std::vector<DeviceId> nobody;  // devices nothing does I/O on
+  for (unsigned m = 1000; m < 1012; ++m) nobody.push_back(DeviceId::from_major_minor(7, m));
+  const auto sees_only_host = [&](Probe& probe, std::uint16_t slot) {
+    const auto file = "f" + std::to_string(slot) + ".raw";
+    test::write_tagged(host.mountpoint() / file, {test::tagged_block(0, slot)});
+    test::write_tagged(other.mountpoint() / file, {test::tagged_block(0, slot)});
+    const auto events = drain(probe);
+    for (const auto& e : events) EXPECT_EQ(e.device(), host.device());
+    return std::any_of(events.begin(), events.end(), [slot](const PhysEvent& e) {
+      return tag::slot_from_ioprio(e.ioprio) == slot;
+    });
+  };
+  {
+    ProbeOptions options;
+    options.devices = nobody;  // more than fit inline: host goes to the hash map
+    options.devices.push_back(host.device());
+    options.pin = false;
+    auto probe = Probe::attach(options);
+    EXPECT_TRUE(sees_only_host(*probe, 11)) << "a device in the hash map part was filtered out";
+  }
+  {
+    ProbeOptions options;
+    options.devices = {nobody[0]};
+    options.pin = false;
+    auto probe = Probe::attach(options);
+    probe->add_device(host.device());  // a free inline entry, while attached
+    EXPECT_TRUE(sees_only_host(*probe, 12)) << "a device added at run time was filtered out";
+  }
+  {
+    ProbeOptions options;
+    options.devices = nobody;
+    options.pin = false;
+    auto probe = Probe::attach(options);
+    probe->add_device(host.device());  // into the hash map, while attached
+    EXPECT_TRUE(sees_only_host(*probe, 13)) << "a device added at run time was filtered out";
+  }
 }
 
 // glibc's makedev(); <sys/sysmacros.h> would turn DeviceId::major() into a macro call.
@@ -417,6 +489,7 @@ TEST(Probe, PinsWhileAttachedAndLeavesNothingBehind) {
   {
     ProbeOptions options;
     options.devices = {DeviceId::from_major_minor(7, 1000)};  // nothing does I/O there
+    options.completions = true;
     options.pin_dir = dir;
     auto probe = Probe::attach(options);
     EXPECT_EQ(probe->pin_dir(), dir);
@@ -442,6 +515,7 @@ TEST(Probe, DefaultPinDirectoryIsRemoved) {
   {
     ProbeOptions options;
     options.devices = {DeviceId::from_major_minor(7, 1000)};
+    options.completions = true;
     std::unique_ptr<Probe> probe;
     try {
       probe = Probe::attach(options);
