@@ -16,6 +16,21 @@ run_suite() {  # run_suite BUILD_DIR CMAKE_ARGS...
 
 echo "== plain build"
 run_suite "$top/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+echo "== samples, built out of tree against the installed SDK"
+sdk=$top/build/sdk-install
+rm -rf "$sdk"
+cmake --install "$top/build" --prefix "$sdk" >/dev/null
+for sample in "$top"/samples/*/; do
+  name=$(basename "$sample")
+  cmake -S "$sample" -B "$top/build/samples/$name" -G Ninja -DCMAKE_PREFIX_PATH="$sdk" >/dev/null
+  cmake --build "$top/build/samples/$name"
+done
+# A snapshot the SDK did not write is refused with a sentence, not a crash.
+if LD_LIBRARY_PATH=$sdk/lib "$top/build/samples/map-report/v2p-map-report" "$top/README.md"; then
+  echo "map-report accepted a file that is not a snapshot" >&2
+  exit 1
+fi
+
 echo "== sanitizer build (ASan+UBSan)"
 ASAN_OPTIONS=detect_leaks=1 run_suite "$top/build-asan" -DCMAKE_BUILD_TYPE=Debug -DV2P_SANITIZE=ON \
   -DV2P_BUILD_BENCH=OFF
