@@ -41,11 +41,11 @@ struct Options {
 };
 
 struct Stats {
-  std::uint64_t records = 0;              // ContextRecords received
-  std::uint64_t events = 0;               // queue (bio submission) events received
-  std::uint64_t joined_exact = 0;         // bios joined by tag
-  std::uint64_t joined_window = 0;        // bios joined by completion window
-  std::uint64_t unattributed = 0;         // bios owned by no request (journal, metadata, others)
+  std::uint64_t records = 0;        // ContextRecords received
+  std::uint64_t events = 0;         // queue (bio submission) events received
+  std::uint64_t joined_exact = 0;   // bios joined by tag
+  std::uint64_t joined_window = 0;  // bios joined by completion window
+  std::uint64_t unattributed = 0;   // bios owned by no request (journal, metadata, others)
   // Of those, bios of a tagged request or a backend process that are file-system metadata
   // (REQ_META) or empty (flush): never a request's data, never in the map.
   std::uint64_t metadata = 0;
@@ -57,6 +57,9 @@ struct Stats {
   std::uint64_t ambiguous_reads = 0;      // a read partly over holes: bios cannot be placed
   std::uint64_t trims = 0;                // discard / write-zeroes requests that unmapped a range
   std::uint64_t placed_requests = 0;      // tagged requests whose bios entered the map
+  // Backend bios shorter than their request whose offset in it could not be known (the request
+  // had uncertain earlier bios): not placed, also counted in unattributed.
+  std::uint64_t unplaced_window = 0;
 };
 
 // One completion-window assignment: what tests use to check calibration.

@@ -34,7 +34,7 @@ class SortedChunks {
   };
 
   SortedChunks() = default;
-  SortedChunks(const SortedChunks& o) : firsts_(o.firsts_), size_(o.size_) {
+  SortedChunks(const SortedChunks& o) : firsts_(o.firsts_), fences_(o.fences_), size_(o.size_) {
     nodes_.reserve(o.nodes_.size());
     for (const auto& nd : o.nodes_) {
       Leaf* l = alloc_leaf();
@@ -117,7 +117,7 @@ class SortedChunks {
   template <class SetKey>
   void rekey(Pos p, const Key& k, SetKey&& set) {
     set(get(p), k);
-    if (p.idx == 0) firsts_[p.leaf] = k;
+    if (p.idx == 0) set_first(p.leaf, k);
   }
 
   // Erases the entry at p; positions after it are invalidated.
@@ -131,9 +131,10 @@ class SortedChunks {
       free_leaf(nd.leaf);
       nodes_.erase(nodes_.begin() + static_cast<std::ptrdiff_t>(p.leaf));
       firsts_.erase(firsts_.begin() + static_cast<std::ptrdiff_t>(p.leaf));
+      refence_from(p.leaf);
       return;
     }
-    if (p.idx == 0) firsts_[p.leaf] = KeyOf{}(e[0]);
+    if (p.idx == 0) set_first(p.leaf, KeyOf{}(e[0]));
     maybe_merge(p.leaf);
   }
 
@@ -155,6 +156,7 @@ class SortedChunks {
   void clear() noexcept {
     nodes_.clear();
     firsts_.clear();
+    fences_.clear();
     slabs_.clear();
     free_.clear();
     slab_used_ = slab_cap_ = slab_leaves_ = 0;
@@ -176,7 +178,8 @@ class SortedChunks {
       }
     }
     return slabs + slabs_.capacity() * sizeof(Slab) + nodes_.capacity() * sizeof(Node) +
-           firsts_.capacity() * sizeof(Key) + free_.capacity() * sizeof(Leaf*);
+           (firsts_.capacity() + fences_.capacity()) * sizeof(Key) +
+           free_.capacity() * sizeof(Leaf*);
   }
 
  private:
@@ -199,7 +202,7 @@ class SortedChunks {
   // order (pages become resident as they are used) and collapsed into one transparent huge page
   // once full: random lookups over a large map then miss the TLB far less. Freed leaves are
   // reused. Leaves are constructed when handed out.
-  static constexpr std::size_t kFirstSlab = 4, kMaxSlab = 64, kHeapLeaves = 512;
+  static constexpr std::size_t kFirstSlab = 4, kMaxSlab = 64, kHeapLeaves = 128;
   static constexpr std::size_t kPage = 4096, kHugePage = std::size_t{2} << 20;
 
   class Slab {
@@ -208,7 +211,7 @@ class SortedChunks {
       if (mapped) mem_ = map_huge_aligned();
       if (mem_ == nullptr) {
         mem_ = static_cast<Leaf*>(
-            ::operator new(leaves * sizeof(Leaf), std::align_val_t{alignof(Leaf)}));
+            ::operator new (leaves * sizeof(Leaf), std::align_val_t{alignof(Leaf)}));
         mapped_ = false;
       } else {
         mapped_ = true;
@@ -223,18 +226,19 @@ class SortedChunks {
       if (mapped_) {
         ::munmap(mem_, kHugePage);
       } else {
-        ::operator delete(mem_, std::align_val_t{alignof(Leaf)});
+        ::operator delete (mem_, std::align_val_t{alignof(Leaf)});
       }
     }
     [[nodiscard]] Leaf* at(std::size_t i) const noexcept { return mem_ + i; }
     [[nodiscard]] std::size_t leaves() const noexcept { return leaves_; }
     [[nodiscard]] bool mapped() const noexcept { return mapped_; }
-    // Best effort: without THP (or on kernels before 6.1) the slab keeps its 4 KiB pages.
+    // Best effort: without THP (or on kernels before 6.1) the slab keeps its 4 KiB pages, or
+    // khugepaged collapses it later.
     void collapse() const noexcept {
-#ifdef MADV_COLLAPSE
-      if (mapped_ && ::madvise(mem_, kHugePage, MADV_COLLAPSE) == 0) return;
-#endif
-      if (mapped_) ::madvise(mem_, kHugePage, MADV_HUGEPAGE);
+      // MADV_COLLAPSE (Linux 6.1); Debian 12's glibc 2.36 headers do not define it yet.
+      constexpr int kMadvCollapse = 25;
+      if (!mapped_) return;
+      if (::madvise(mem_, kHugePage, kMadvCollapse) != 0) ::madvise(mem_, kHugePage, MADV_HUGEPAGE);
     }
 
    private:
@@ -265,8 +269,7 @@ class SortedChunks {
       free_.pop_back();
       return new (l) Leaf{};
     }
-    if (slab_used_ == slab_cap_) {
-      if (!slabs_.empty()) slabs_.back().collapse();
+    if (slabs_.empty() || slab_used_ == slab_cap_) {  // (empty: also after being moved from)
       const bool mapped = slab_leaves_ >= kHeapLeaves;
       slab_cap_ = mapped           ? kHugePage / sizeof(Leaf)
                   : slabs_.empty() ? kFirstSlab
@@ -275,7 +278,9 @@ class SortedChunks {
       slab_used_ = 0;
       slab_leaves_ += slab_cap_;
     }
-    return new (slabs_.back().at(slab_used_++)) Leaf{};
+    Leaf* l = new (slabs_.back().at(slab_used_++)) Leaf{};
+    if (slab_used_ == slab_cap_) slabs_.back().collapse();  // every page of it is in use now
+    return l;
   }
   void free_leaf(Leaf* l) { free_.push_back(l); }
 
@@ -286,12 +291,14 @@ class SortedChunks {
     if (nodes_.empty()) {
       nodes_.push_back({alloc_leaf(), 0});
       firsts_.push_back(k);
+      refence_from(0);
     }
     if (nodes_[li].n == kCap) {
       if (li + 1 == nodes_.size() && idx == kCap) {
         // Appending: start a new leaf and leave this one full.
         nodes_.push_back({alloc_leaf(), 0});
         firsts_.push_back(k);
+        refence_from(firsts_.size() - 1);
         ++li;
         idx = 0;
       } else if (li + 1 < nodes_.size() && nodes_[li + 1].n < kCap) {
@@ -308,7 +315,7 @@ class SortedChunks {
           r[0] = l.leaf->e[kCap - 1];
           ++right.n;
           --l.n;
-          firsts_[li + 1] = KeyOf{}(r[0]);
+          set_first(li + 1, KeyOf{}(r[0]));
         }
       } else if (li > 0 && nodes_[li - 1].n < kCap) {
         Node& left = nodes_[li - 1];
@@ -322,7 +329,7 @@ class SortedChunks {
           std::move(e + 1, e + l.n, e);
           --l.n;
           --idx;
-          firsts_[li] = KeyOf{}(e[0]);
+          set_first(li, KeyOf{}(e[0]));
         }
       } else {
         split(li);
@@ -337,7 +344,7 @@ class SortedChunks {
     std::move_backward(e + idx, e + nd.n, e + nd.n + 1);
     e[idx] = v;
     ++nd.n;
-    if (idx == 0) firsts_[li] = k;
+    if (idx == 0) set_first(li, k);
     ++size_;
   }
 
@@ -346,8 +353,8 @@ class SortedChunks {
   // next leaf's, which the index already holds, without reading the leaf. The keys of a window
   // around the guess are then counted without branches: their cache lines are fetched in
   // parallel (one memory round trip), and the outcome is the same whichever way the guess was
-  // off. Only when the answer lies outside the window (a few percent of random probes) does a
-  // binary search follow.
+  // off. Only when the answer lies outside the window (a few percent of random probes) is the
+  // whole leaf counted. Other keys (the reverse index) use a binary search.
   std::size_t leaf_upper_bound(std::size_t li, const Key& k) const noexcept {
     const Node& nd = nodes_[li];
     const E* e = nd.leaf->e;
@@ -356,9 +363,8 @@ class SortedChunks {
       constexpr std::size_t kWindow = 10;
       if (li + 1 < firsts_.size() && n >= kWindow && firsts_[li + 1] > firsts_[li]) {
         const Key lo = firsts_[li], hi = firsts_[li + 1];
-        const auto g = static_cast<std::size_t>(static_cast<double>(k - lo) /
-                                                static_cast<double>(hi - lo) *
-                                                static_cast<double>(n));
+        const auto g = static_cast<std::size_t>(
+            static_cast<double>(k - lo) / static_cast<double>(hi - lo) * static_cast<double>(n));
         // The answer is one past the last key <= k; interpolation puts that key within ±4 of g
         // for 97% of uniformly random probes.
         const std::size_t a = std::min(g > 4 ? g - 4 : 0, n - kWindow);
@@ -366,6 +372,11 @@ class SortedChunks {
         for (std::size_t i = 0; i < kWindow; ++i) c += KeyOf{}(e[a + i]) <= k ? 1 : 0;
         if ((c > 0 || a == 0) && (c < kWindow || a + kWindow == n)) return a + c;
       }
+      // Far off (or no next leaf to interpolate to): count the whole leaf, still one round trip
+      // with every line in flight, where a binary search would wait for one line per probe.
+      std::size_t c = 0;
+      for (std::size_t i = 0; i < n; ++i) c += KeyOf{}(e[i]) <= k ? 1 : 0;
+      return c;
     }
     const auto it =
         std::upper_bound(e, e + n, k, [](const Key& x, const E& y) { return x < KeyOf{}(y); });
@@ -373,20 +384,39 @@ class SortedChunks {
   }
 
   // Index of the leaf that holds (or would hold) key k: the last leaf whose first key is <= k,
-  // or 0. Branchless (conditional moves), so the outcome of one probe never stalls the next and
-  // independent lookups overlap their cache misses.
+  // or 0. Two levels, both branchless (conditional moves and counting), so the outcome of one
+  // probe never stalls the next and independent lookups overlap their cache misses: a binary
+  // search of the fences (every 16th first key: L1-resident), then a count over the 16 first
+  // keys below the chosen fence (two cache lines, loaded in parallel).
   std::size_t leaf_for(const Key& k) const noexcept {
-    const Key* base = firsts_.data();
-    std::size_t n = firsts_.size();
+    const Key* base = fences_.data();
+    std::size_t n = fences_.size();
+    if (n == 0) return 0;
     while (n > 1) {
       const std::size_t half = n / 2;
-      __builtin_prefetch(base + half / 2);
-      __builtin_prefetch(base + half + half / 2);
       base = (base[half] <= k) ? base + half : base;
       n -= half;
     }
-    return static_cast<std::size_t>(base - firsts_.data());
+    const std::size_t from = static_cast<std::size_t>(base - fences_.data()) * kFenceStride;
+    const std::size_t to = std::min(from + kFenceStride, firsts_.size());
+    std::size_t below = 0;  // first keys <= k after firsts_[from]
+    for (std::size_t i = from + 1; i < to; ++i) below += firsts_[i] <= k ? 1 : 0;
+    return from + below;
   }
+
+  // Keeps fences_ equal to every kFenceStride-th first key.
+  void set_first(std::size_t li, const Key& k) noexcept {
+    firsts_[li] = k;
+    if (li % kFenceStride == 0) fences_[li / kFenceStride] = k;
+  }
+  // After leaves were inserted or erased at li: the fences from there on moved.
+  void refence_from(std::size_t li) {
+    fences_.resize((firsts_.size() + kFenceStride - 1) / kFenceStride);
+    for (std::size_t j = li / kFenceStride; j < fences_.size(); ++j) {
+      fences_[j] = firsts_[j * kFenceStride];
+    }
+  }
+  static constexpr std::size_t kFenceStride = 16;
 
   void split(std::size_t li) {
     Leaf* right = alloc_leaf();
@@ -397,6 +427,7 @@ class SortedChunks {
     l.n = keep;
     const Key first = KeyOf{}(right->e[0]);
     firsts_.insert(firsts_.begin() + static_cast<std::ptrdiff_t>(li + 1), first);
+    refence_from(li + 1);
     nodes_.insert(nodes_.begin() + static_cast<std::ptrdiff_t>(li + 1), Node{right, moved});
   }
 
@@ -418,10 +449,12 @@ class SortedChunks {
     free_leaf(b.leaf);
     nodes_.erase(nodes_.begin() + static_cast<std::ptrdiff_t>(left + 1));
     firsts_.erase(firsts_.begin() + static_cast<std::ptrdiff_t>(left + 1));
+    refence_from(left + 1);
   }
 
   std::vector<Node> nodes_;
   std::vector<Key> firsts_;
+  std::vector<Key> fences_;  // firsts_[kFenceStride * j]: the upper level of the leaf index
   std::vector<Slab> slabs_;
   std::vector<Leaf*> free_;
   std::size_t slab_used_ = 0, slab_cap_ = 0, slab_leaves_ = 0;

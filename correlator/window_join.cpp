@@ -36,8 +36,9 @@ void WindowJoin::assign(const Pending& p) {
     const ContextRecord& r = records_[i].rec;
     // A record published by a process that is not the backend itself (the vfilter forwarding
     // to it) names tgid 0 or the backend.
-    if (r.submit_ns <= b.ts_ns && b.ts_ns <= r.complete_ns && b.bytes <= r.length &&
-        carries_data_of(b, static_cast<IoOp>(r.op)) && (r.tgid == p.tgid || r.tgid == 0)) {
+    if (r.submit_ns <= b.ts_ns && b.ts_ns <= r.complete_ns &&
+        records_[i].certain + b.bytes <= r.length && carries_data_of(b, static_cast<IoOp>(r.op)) &&
+        (r.tgid == p.tgid || r.tgid == 0)) {
       cands_.push_back(i);
     }
   }
@@ -65,11 +66,28 @@ void WindowJoin::assign(const Pending& p) {
   const std::size_t pick =
       pool[std::uniform_int_distribution<std::size_t>(0, pool.size() - 1)(rng_)];
   Candidate& c = records_[pick];
+  const bool sole = cands_.size() == 1;
+  // Whether the offset inside the request is known: the bio is the whole request, or every
+  // earlier bio of the request went to it with certainty and, for a read, nothing before it was
+  // a hole (read as zeroes without a bio).
+  const bool no_holes =
+      static_cast<IoOp>(c.rec.op) == IoOp::kWrite || (c.rec.flags & kContextNoHole);
+  const bool offset_known =
+      b.bytes == c.rec.length || (sole && no_holes && !c.tainted && c.consumed == c.certain);
+  if (!sole) {
+    for (const std::size_t i : cands_) records_[i].tainted = true;
+  }
+  if (consistent_.empty() && !offset_known) {
+    ++stats_.unplaced_window;
+    ++stats_.unattributed;
+    return;
+  }
   const float confidence =
       consistent_.empty() ? 1.0f / static_cast<float>(cands_.size()) : kept_confidence;
   const Mapping m{VirtualOffset{predicted(c)}, b.bytes, DeviceId::from_kernel(b.dev),
                   PhysicalSector{b.sector},    b.ts_ns, confidence};
   c.consumed += b.bytes;
+  if (sole) c.certain += b.bytes;
   trims_.surviving(c.rec.key(), m.voffset.value(), m.voffset.value() + m.length, b.ts_ns,
                    [&](std::uint64_t a, std::uint64_t e) {
                      Mapping piece = m;

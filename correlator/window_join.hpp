@@ -7,6 +7,17 @@
 // uniform, so an assignment is right with probability 1 / candidates. When the map already
 // places one candidate's bytes exactly where the bio went, that candidate is chosen and the
 // assignment is as good as the mapping it confirms (its confidence is kept).
+//
+// What is not data is kept out before that (docs/correlator.md, "Backend metadata"): REQ_META
+// and empty bios never reach this join (Correlator::on_event counts them as metadata), and a
+// request whose bytes are already all accounted for by certain assignments (it was the only
+// candidate) is no candidate for another bio: a request's data bios add up to its length, so
+// the surplus in its window is the backend's own I/O.
+//
+// A bio shorter than its request (one of several) is placed at the request's offset plus the
+// bytes of the request's earlier bios. That offset is only known when every earlier bio of the
+// request was assigned with certainty; otherwise the bio is not placed (unplaced_window) unless
+// the map confirms it. A bio as long as its request needs no such offset.
 #pragma once
 
 #include <cstdint>
@@ -40,6 +51,10 @@ class WindowJoin {
   struct Candidate {
     ContextRecord rec;
     std::uint64_t consumed = 0;  // bytes of bios assigned so far
+    std::uint64_t certain = 0;   // of those, bytes assigned as the only candidate
+    // A bio in this request's window had several candidates: this request may have lost one of
+    // its bios or gained another's, so the offsets of its later partial bios are unknown.
+    bool tainted = false;
   };
   struct Pending {
     std::uint32_t tgid;

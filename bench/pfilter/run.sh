@@ -52,18 +52,21 @@ fio_iops() {
       --output-format=json | python3 -c 'import json,sys; print(int(json.load(sys.stdin)["jobs"][0]["read"]["iops"]))'
 }
 
-prog_ids() { bpftool prog show | awk -F: '/^[0-9]+:/ {printf "%s ", $1}'; }
+# Other sessions load and unload programs meanwhile, which can make bpftool fail mid-listing.
+prog_ids() { { bpftool prog show 2>/dev/null || true; } | awk -F: '/^[0-9]+:/ {printf "%s ", $1}'; }
 
 # Starts `v2p probe` on $1 with the config's options; sets PROBE_PID and MINE (the ids of the
 # programs it loaded, so other probes running on the machine are not counted).
 start_probe() {
   local before
   before=" $(prog_ids)"
-  "$V2P" probe --device "$1" --stats-interval 0 --no-pin --batch-kib "$BATCH_KIB" $ARGS 2> "$WORK/probe.log" &
+  # Its stdout is not ours: inside $(…) it would otherwise hold the pipe open if we failed.
+  "$V2P" probe --device "$1" --stats-interval 0 --no-pin --batch-kib "$BATCH_KIB" $ARGS \
+    > /dev/null 2> "$WORK/probe.log" &
   PROBE_PID=$!
   # Attached once it prints its first line.
   for _ in $(seq 50); do grep -q attached "$WORK/probe.log" 2>/dev/null && break; sleep 0.1; done
-  grep -q attached "$WORK/probe.log" || { cat "$WORK/probe.log" >&2; exit 1; }
+  grep -q attached "$WORK/probe.log" || { cat "$WORK/probe.log" >&2; stop_probe; exit 1; }
   MINE=""
   for id in $(prog_ids); do
     case "$before" in *" $id "*) ;; *) MINE+="$id ";; esac
@@ -71,20 +74,25 @@ start_probe() {
 }
 
 stop_probe() {
-  kill -TERM "$PROBE_PID"; wait "$PROBE_PID" || true; PROBE_PID=""
+  [ -n "$PROBE_PID" ] || return 0
+  kill -TERM "$PROBE_PID" 2>/dev/null || true; wait "$PROBE_PID" || true; PROBE_PID=""
 }
 
+# Runs in a $(…) subshell: stop the probe whatever fio does (a failed run prints 0).
 run_with_probe() {
+  trap stop_probe EXIT
   start_probe "$LOOP"
-  fio_iops
+  local iops
+  iops=$(fio_iops) || { echo "run.sh: fio failed" >&2; iops=0; }
   stop_probe
   tail -1 "$WORK/probe.log" >&2
+  echo "$iops"
 }
 
 # ns per call of the programs in MINE.
 program_costs() {
   for id in $MINE; do
-    bpftool prog show id "$id" | awk '/name v2p_/ {for (i = 1; i <= NF; i++) {if ($i == "name") n = $(i+1); if ($i == "run_time_ns") t = $(i+1); if ($i == "run_cnt") c = $(i+1)}; if (c > 0) printf "  %-14s %9d calls %6.0f ns/call\n", n, c, t / c}'
+    { bpftool prog show id "$id" 2>/dev/null || true; } | awk '/name v2p_/ {for (i = 1; i <= NF; i++) {if ($i == "name") n = $(i+1); if ($i == "run_time_ns") t = $(i+1); if ($i == "run_cnt") c = $(i+1)}; if (c > 0) printf "  %-14s %9d calls %6.0f ns/call\n", n, c, t / c}'
   done
 }
 

@@ -6,6 +6,7 @@
 
 #include "common/error.hpp"
 #include "common/record_file.hpp"
+#include "correlator/bio.hpp"
 #include "v2p/tag.hpp"
 
 namespace v2p::correlator::sim {
@@ -15,6 +16,9 @@ constexpr std::uint32_t kVfilterTgid = 4100;
 constexpr std::uint32_t kBackendTgid = 4200;
 constexpr std::uint32_t kJournalTgid = 313;  // jbd2
 constexpr std::uint64_t kSectorsPerBlock = kBlock / 512;
+// The other bi_opf flags the simulated metadata bios carry (positions of 6.18, docs/formats.md).
+constexpr std::uint32_t kReqFua = 1u << 17;
+constexpr std::uint32_t kReqPreflush = 1u << 18;
 
 // Block allocator of the data region with a moving cursor, random jumps (fragmentation) and a
 // quarantine for freed blocks (file systems do not reuse blocks freed in an uncommitted
@@ -159,10 +163,38 @@ class Simulator {
     }
   }
 
+  // Metadata bios inside a write's window [from, to]: tagged ones for the vfilter (slot != 0),
+  // REQ_META ones of the backend process.
+  void metadata_io(std::uint64_t from, std::uint64_t to, std::uint32_t tgid, std::uint16_t slot,
+                   std::size_t v) {
+    auto add = [&](std::uint64_t block, std::uint64_t blocks, std::uint32_t flags) {
+      PhysEvent e = bio(uni(from, to), block, blocks, IoOp::kWrite, tgid, slot);
+      e.cmd_flags = flags;
+      events_.push_back(e);
+      return e;
+    };
+    if (slot != 0) {
+      if (o_.tagged_metadata_per_request <= 0 || !chance(o_.tagged_metadata_per_request)) return;
+      const std::uint64_t tree_block = uni(1, o_.meta_blocks / 2 - 1);
+      add(tree_block, 1, kReqMeta);                       // metadata, copy 1
+      add(tree_block + o_.meta_blocks / 2, 1, kReqMeta);  // DUP copy 2
+      add(0, 0, kReqPreflush);                            // empty flush
+      add(0, 1, kReqMeta | kReqPreflush | kReqFua);       // superblock
+      out_.tagged_metadata_bios += 4;
+      return;
+    }
+    if (o_.backend_req_meta_per_request <= 0 || !chance(o_.backend_req_meta_per_request)) return;
+    const PhysEvent e = add(uni(1, o_.meta_blocks - 1), 1, kReqMeta);
+    out_.backend_bios[{e.ts_ns, e.sector}] = {keys_[v], 0, true};
+    ++out_.backend_metadata_bios;
+  }
+
   void submit(std::uint64_t t) {
     const std::size_t v = uni(0, keys_.size() - 1);
     const bool backend = v >= o_.tagged_vdisks;
-    const std::uint64_t n = backend ? 1 : uni(1, o_.max_request_blocks);
+    const std::uint64_t n =
+        backend ? (o_.backend_max_request_blocks > 1 ? uni(1, o_.backend_max_request_blocks) : 1)
+                : uni(1, o_.max_request_blocks);
     std::uint64_t vb0 = uni(0, o_.vdisk_blocks - n);
     for (int tries = 0; overlaps_inflight(v, vb0, n); ++tries) {
       if (tries == 10) return;  // a guest does not issue overlapping requests concurrently
@@ -217,6 +249,7 @@ class Simulator {
     }
     f.complete = ts + uni(10'000, 500'000);
     foreign_io(t, f.complete);
+    if (op == IoOp::kWrite) metadata_io(t, f.complete, backend ? kBackendTgid : tgid, slot, v);
     ContextRecord r;
     r.submit_ns = t;
     r.complete_ns = f.complete;

@@ -32,6 +32,15 @@ struct SimOptions {
   bool copy_on_write = false;         // overwrites relocate (btrfs-like)
   double journal_per_request = 0.3;   // other-process bios per request
   double metadata_per_request = 0.1;  // untagged bios of the vfilter itself
+  // Tagged writes that also carry the request's tag on file-system metadata, as a thread that
+  // sets its own ioprio to the tag and fdatasyncs gets on btrfs (docs/design.md): two REQ_META
+  // copies (DUP), an empty flush bio and a superblock write (REQ_META | PREFLUSH | FUA), at
+  // random times inside the request's window, before, between or after its data bios.
+  double tagged_metadata_per_request = 0.0;
+  // Backend requests of up to this many blocks (each physically contiguous run is one bio).
+  std::uint32_t backend_max_request_blocks = 1;
+  // Backend file-system metadata inside a backend request's window, flagged REQ_META.
+  double backend_req_meta_per_request = 0.0;
   std::uint64_t max_delivery_skew_ns = 50'000'000;
   std::uint64_t reuse_delay_ns = 5'000'000'000;  // freed blocks wait for the journal commit
   std::uint64_t mean_gap_ns = 40'000;            // between submissions
@@ -49,6 +58,7 @@ struct Delivery {
 struct BioTruth {
   VdiskKey vdisk;
   std::uint64_t voffset = 0;
+  bool metadata = false;  // belongs to no request (any assignment is wrong)
 };
 
 struct SimOutput {
@@ -64,7 +74,9 @@ struct SimOutput {
   std::map<std::pair<std::uint64_t, std::uint64_t>, BioTruth> backend_bios;
   std::uint64_t meta_blocks = 0;
   std::uint64_t untagged_foreign_bios = 0;  // journal + metadata bios generated
-  std::uint64_t tagged_bios = 0;
+  std::uint64_t tagged_bios = 0;            // tagged data bios
+  std::uint64_t tagged_metadata_bios = 0;   // tagged REQ_META and empty bios
+  std::uint64_t backend_metadata_bios = 0;  // backend REQ_META bios
 };
 
 inline constexpr std::uint64_t kBlock = 4096;

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "correlator/bio.hpp"
 #include "v2p/tag.hpp"
 
 namespace v2p::correlator {
@@ -146,6 +147,65 @@ TEST(Correlator, BackendIoJoinsByCompletionWindowWithConfidence) {
   EXPECT_FLOAT_EQ(decisions[1].confidence, 0.5f);
   EXPECT_EQ(c.stats().joined_window, 2u);
   EXPECT_TRUE(c.map().whose(kDev, PhysicalSector{400}));
+}
+
+// A thread whose own ioprio is the tag (the synchronous CoW path on btrfs) also tags the file
+// system's metadata and the flush its fdatasync submits: none of it is the request's data.
+TEST(Correlator, TaggedMetadataAndFlushBiosAreNotData) {
+  Correlator c;
+  auto meta = bio(5, 1050, 900000, 16384);
+  meta.cmd_flags = kReqMeta;
+  auto dup = bio(5, 1060, 900032, 16384);
+  dup.cmd_flags = kReqMeta;
+  auto flush = bio(5, 1200, 0, 0);
+  flush.cmd_flags = 1u << 18;  // REQ_PREFLUSH, no payload
+  auto super = bio(5, 1300, 128, 4096);
+  super.cmd_flags = kReqMeta | (1u << 17) | (1u << 18);
+  c.on_event(meta);
+  c.on_event(dup);
+  c.on_event(bio(5, 1100, 8000, 4096));
+  c.on_event(flush);
+  c.on_record(record(5, 1000, 2000, 65536, 8192));
+  EXPECT_EQ(c.map().extent_count(), 0u) << "metadata bytes must not complete the request";
+  c.on_event(bio(5, 1150, 1000, 4096));
+  c.on_event(super);
+  const auto e = c.map().extents(kKey);
+  ASSERT_EQ(e.size(), 2u);
+  EXPECT_EQ(e[0].voffset, VirtualOffset{65536});
+  EXPECT_EQ(e[0].sector, PhysicalSector{8000});
+  EXPECT_EQ(e[1].voffset, VirtualOffset{65536 + 4096});
+  EXPECT_EQ(e[1].sector, PhysicalSector{1000});
+  const auto s = c.stats();
+  EXPECT_EQ(s.metadata, 4u);
+  EXPECT_EQ(s.unattributed, 4u);
+  EXPECT_EQ(s.joined_exact, 2u);
+  EXPECT_EQ(s.pending_events + s.pending_records, 0u);
+  EXPECT_FALSE(c.map().whose(kDev, PhysicalSector{900000}));
+}
+
+TEST(Correlator, BackendMetadataIsNotAssignedToARequest) {
+  Options o;
+  o.window_settle_ns = 100;
+  Correlator c(o);
+  c.add_backend_process(kBackend);
+  std::vector<WindowDecision> decisions;
+  c.set_window_observer([&](const WindowDecision& d) { decisions.push_back(d); });
+  c.on_record(record(0, 1000, 2000, 0, 4096, IoOp::kWrite, kBackend));
+  auto meta = bio(0, 1400, 40000, 4096, IoOp::kWrite, kBackend);
+  meta.cmd_flags = kReqMeta;
+  c.on_event(meta);
+  c.on_event(bio(0, 1500, 40, 4096, IoOp::kWrite, kBackend));
+  // Unflagged backend I/O (a qcow2 table update) after the only candidate's bytes are all
+  // accounted for: surplus, not data.
+  c.on_event(bio(0, 1600, 50000, 4096, IoOp::kWrite, kBackend));
+  c.advance(10000);
+  ASSERT_EQ(decisions.size(), 1u);
+  EXPECT_EQ(decisions[0].mapping.sector, PhysicalSector{40});
+  EXPECT_EQ(decisions[0].confidence, 1.0f);
+  const auto s = c.stats();
+  EXPECT_EQ(s.metadata, 1u);
+  EXPECT_EQ(s.unattributed, 2u);
+  EXPECT_EQ(c.map().extent_count(), 1u);
 }
 
 TEST(Correlator, RemapAndCompletionEventsAreNotPlaced) {

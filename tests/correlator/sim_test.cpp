@@ -95,6 +95,40 @@ TEST(Simulated, TaggedPathRecoversTheHiddenLayoutExactly) {
   }
 }
 
+// The synchronous CoW write path tags the request's data and also the file system's metadata
+// (REQ_META, DUP copies), an empty flush and the superblock, at any time inside the window.
+TEST(Simulated, TaggedMetadataNeverShiftsTheMap) {
+  std::uint64_t metadata = 0;
+  for (std::uint64_t seed = 1; seed <= 200; ++seed) {
+    auto o = options_for(seed);
+    o.tagged_metadata_per_request = seed % 4 == 0 ? 0.3 : 1.0;
+    const auto r = run(o);
+    ASSERT_GT(r.sim.tagged_metadata_bios, 0u) << "seed " << seed;
+    for (const auto key : r.sim.tagged) {
+      ASSERT_EQ(blocks_of(r.corr->map(), key, r.sim.device), r.sim.truth.at(key))
+          << "seed " << seed << " vm " << key.vm.value();
+      for (const auto& e : r.corr->map().extents(key)) ASSERT_EQ(e.confidence, 1.0f);
+    }
+    for (const auto key : r.corr->map().vdisks()) {
+      for (const auto& e : r.corr->map().extents(key)) {
+        ASSERT_GE(e.sector.value(), r.sim.meta_blocks * (kBlock / 512)) << "seed " << seed;
+      }
+    }
+    const auto s = r.corr->stats();
+    ASSERT_EQ(s.joined_exact, r.sim.tagged_bios) << "seed " << seed;
+    ASSERT_EQ(s.metadata, r.sim.tagged_metadata_bios) << "seed " << seed;
+    ASSERT_EQ(s.incomplete_requests, 0u) << "seed " << seed;
+    ASSERT_EQ(s.pending_events + s.pending_records, 0u);
+    if (r.sim.backend.empty()) {
+      ASSERT_EQ(s.unattributed, r.sim.untagged_foreign_bios + r.sim.tagged_metadata_bios)
+          << "seed " << seed;
+    }
+    metadata += s.metadata;
+  }
+  std::printf("tagged metadata bios kept out of the exact join: %llu\n",
+              static_cast<unsigned long long>(metadata));
+}
+
 TEST(Simulated, ForeignIoNeverLandsInAVm) {
   for (std::uint64_t seed = 1; seed <= 200; ++seed) {
     auto o = options_for(seed);
@@ -114,22 +148,25 @@ TEST(Simulated, ForeignIoNeverLandsInAVm) {
 // Bucket window-join decisions by confidence: the fraction right must match the confidence for
 // new assignments (bucketed by candidate count, i.e. by confidence 1/n), and be at least the
 // confidence for confirmations of a mapping the map already had.
-TEST(Simulated, CompletionWindowConfidenceIsCalibrated) {
+template <class Tweak>
+void expect_calibrated(Tweak tweak) {
   struct Bucket {
     double confidence_sum = 0;
     std::uint64_t n = 0, right = 0;
   };
   std::map<int, Bucket> buckets;  // by candidate count (consistent picks in their own bucket)
-  std::uint64_t decisions = 0;
+  std::uint64_t decisions = 0, metadata = 0;
   for (std::uint64_t seed = 1; seed <= 200; ++seed) {
     auto o = options_for(seed);
     o.tagged_vdisks = 1;
     o.backend_vdisks = 2;
     o.concurrency = 2 + seed % 6;
+    tweak(o);
     const auto r = run(o);
     for (const auto& d : r.decisions) {
       const auto it = r.sim.backend_bios.find({d.event_ts, d.mapping.sector.value()});
       ASSERT_NE(it, r.sim.backend_bios.end());
+      ASSERT_FALSE(it->second.metadata) << "REQ_META bio assigned to a request, seed " << seed;
       const bool right =
           it->second.vdisk == d.vdisk && it->second.voffset == d.mapping.voffset.value();
       auto& b =
@@ -144,8 +181,11 @@ TEST(Simulated, CompletionWindowConfidenceIsCalibrated) {
       ASSERT_EQ(blocks_of(r.corr->map(), key, r.sim.device), r.sim.truth.at(key))
           << "seed " << seed;
     }
+    ASSERT_EQ(r.corr->stats().metadata, r.sim.backend_metadata_bios) << "seed " << seed;
+    metadata += r.sim.backend_metadata_bios;
   }
   ASSERT_GT(decisions, 1000u);
+  std::printf("backend REQ_META bios kept out: %llu\n", static_cast<unsigned long long>(metadata));
   for (const auto& [k, b] : buckets) {
     const double expected = b.confidence_sum / double(b.n);
     const double observed = double(b.right) / double(b.n);
@@ -161,6 +201,23 @@ TEST(Simulated, CompletionWindowConfidenceIsCalibrated) {
       EXPECT_NEAR(observed, expected, 4 * sigma + 0.03) << "bucket " << k;
     }
   }
+}
+
+TEST(Simulated, CompletionWindowConfidenceIsCalibrated) {
+  expect_calibrated([](sim::SimOptions&) {});
+}
+
+// Backend file-system metadata (REQ_META) inside request windows never becomes a candidate.
+TEST(Simulated, CompletionWindowKeepsReqMetaOut) {
+  expect_calibrated([](sim::SimOptions& o) { o.backend_req_meta_per_request = 1.0; });
+}
+
+// Backend requests of several blocks, each physically contiguous run one bio.
+TEST(Simulated, CompletionWindowIsCalibratedForMultiBioRequests) {
+  expect_calibrated([](sim::SimOptions& o) {
+    o.backend_max_request_blocks = 8;
+    o.backend_req_meta_per_request = 0.5;
+  });
 }
 
 }  // namespace
