@@ -3,7 +3,10 @@
 #include <cstdio>
 #include <random>
 
+#include <set>
+
 #include "correlator/map_reference.hpp"
+#include "correlator/sorted_chunks.hpp"
 #include "v2p/map.hpp"
 
 namespace v2p {
@@ -174,6 +177,59 @@ TEST(V2PMap, MatchesReferenceTwinOnRandomOperations) {
     ASSERT_EQ(real.extent_count(), count);
     const V2PMap copy = real;
     for (const auto key : keys) ASSERT_EQ(copy.extents(key), real.extents(key));
+  }
+}
+
+// The tree under the map against std::set at a size where the fence level, the leaf slabs and
+// the huge-page mappings all take part (the twin test above keeps trees small): random inserts
+// and erases, then point lookups (last_le, the interpolated path) and lower_bound for random
+// keys, and a deep copy.
+TEST(V2PMap, TreeUnderneathMatchesStdSetAtScale) {
+  using correlator::FwdEntry;
+  using Tree = correlator::SortedChunks<FwdEntry, std::uint64_t, correlator::FwdKey>;
+  for (std::uint64_t seed = 1; seed <= 3; ++seed) {
+    std::mt19937_64 rng(seed);
+    Tree t;
+    std::set<std::uint64_t> ref;
+    const std::uint64_t space = seed == 2 ? 1u << 20 : 1ull << 36;  // dense or sparse keys
+    for (int op = 0; op < 300000; ++op) {
+      const std::uint64_t k = rng() % space;
+      if (rng() % 4 == 0 && !ref.empty()) {
+        const auto it = ref.lower_bound(k);
+        if (it == ref.end()) continue;
+        ASSERT_TRUE(t.erase_key(*it));
+        ref.erase(it);
+      } else if (ref.insert(k).second) {
+        FwdEntry e;
+        e.voffset = k;
+        e.length = 1;
+        t.insert(e);
+      }
+    }
+    ASSERT_EQ(t.size(), ref.size());
+    const Tree copy = t;
+    for (const Tree* tree : {static_cast<const Tree*>(&t), &copy}) {
+      std::vector<std::uint64_t> all;
+      tree->for_each([&](const FwdEntry& e) { all.push_back(e.voffset); });
+      ASSERT_TRUE(std::equal(all.begin(), all.end(), ref.begin(), ref.end()));
+      for (int q = 0; q < 200000; ++q) {
+        const std::uint64_t k = rng() % (space + 100);
+        const auto ub = ref.upper_bound(k);
+        const auto p = tree->last_le(k);
+        if (ub == ref.begin()) {
+          ASSERT_FALSE(p) << k;
+        } else {
+          ASSERT_TRUE(p) << k;
+          ASSERT_EQ(tree->get(*p).voffset, *std::prev(ub)) << "seed " << seed << " key " << k;
+        }
+        const auto lb = ref.lower_bound(k);
+        const auto pl = tree->lower_bound(k);
+        ASSERT_EQ(tree->at_end(pl), lb == ref.end());
+        if (lb != ref.end()) {
+          ASSERT_EQ(tree->get(pl).voffset, *lb);
+        }
+      }
+    }
   }
 }
 
