@@ -73,9 +73,9 @@ void print_summary(const correlator::Correlator& corr, const correlator::VerifyR
                    bool workload_ok, double elapsed_s) {
   const auto s = corr.stats();
   fmt::print(
-      "\nsummary: {} vfilter records, {} block-layer events, {} joined exactly, {} unattributed, "
-      "{} lost\n",
-      s.records, s.events, s.joined_exact, s.unattributed, s.lost_events);
+      "\nsummary: {} vfilter records, {} block-layer events, {} joined exactly, {} unattributed "
+      "({} of them tagged metadata), {} lost\n",
+      s.records, s.events, s.joined_exact, s.unattributed, s.metadata, s.lost_events);
   if (s.incomplete_requests + s.ambiguous_reads > 0) {
     fmt::print("         not mapped: {} requests whose bios did not add up, {} reads over holes\n",
                s.incomplete_requests, s.ambiguous_reads);

@@ -64,9 +64,14 @@ start_probe() {
   "$V2P" probe --device "$1" --stats-interval 0 --no-pin --batch-kib "$BATCH_KIB" $ARGS \
     > /dev/null 2> "$WORK/probe.log" &
   PROBE_PID=$!
-  # Attached once it prints its first line.
-  for _ in $(seq 50); do grep -q attached "$WORK/probe.log" 2>/dev/null && break; sleep 0.1; done
-  grep -q attached "$WORK/probe.log" || { cat "$WORK/probe.log" >&2; stop_probe; exit 1; }
+  # Attached once it prints its first line (loading can take seconds on a busy machine).
+  for _ in $(seq 300); do grep -q attached "$WORK/probe.log" 2>/dev/null && break; sleep 0.1; done
+  if ! grep -q attached "$WORK/probe.log"; then
+    echo "run.sh: v2p probe did not attach within 30 s:" >&2
+    cat "$WORK/probe.log" >&2
+    stop_probe
+    exit 1
+  fi
   MINE=""
   for id in $(prog_ids); do
     case "$before" in *" $id "*) ;; *) MINE+="$id ";; esac
