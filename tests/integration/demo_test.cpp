@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <set>
 #include <thread>
 
 #include "common/subprocess.hpp"
@@ -33,8 +34,9 @@ int count_v2p_loop_devices() {
   return n;
 }
 
-// v2p programs loaded right now; another probe (an operator's `v2p probe`) may own some, so
-// tests compare with the count from before the demo ran.
+// v2p programs loaded right now. Another probe (an operator's `v2p probe`, a benchmark) may
+// come and go meanwhile, so the count is compared with the one before the demo, with a grace
+// period; what would make a program outlive the demo is a pin, checked exactly.
 int count_v2p_bpf_programs() {
   const auto r = run_command({"bpftool", "prog", "show"});
   int n = 0;
@@ -43,17 +45,39 @@ int count_v2p_bpf_programs() {
   return n;
 }
 
+std::set<std::string> bpffs_entries() {
+  std::set<std::string> entries;
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator("/sys/fs/bpf", ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    entries.insert(it->path().string());
+  }
+  return entries;
+}
+
 class Demo : public ::testing::Test {
  protected:
-  void SetUp() override { programs_before_ = count_v2p_bpf_programs(); }
+  void SetUp() override {
+    programs_before_ = count_v2p_bpf_programs();
+    pins_before_ = bpffs_entries();
+  }
   void expect_nothing_left_behind() const;
   void expect_verified_demo(const CommandResult& r) const;
 
   int programs_before_ = 0;
+  std::set<std::string> pins_before_;
 };
 
 void Demo::expect_nothing_left_behind() const {
   EXPECT_EQ(count_v2p_loop_devices(), 0) << "a loop device of the demo is still attached";
+  for (const auto& entry : bpffs_entries()) {
+    EXPECT_TRUE(pins_before_.count(entry)) << "the demo left " << entry << " pinned";
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (count_v2p_bpf_programs() > programs_before_ &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
   EXPECT_LE(count_v2p_bpf_programs(), programs_before_) << "a v2p BPF program is still loaded";
   const auto mounts = run_command({"cat", "/proc/self/mounts"});
   EXPECT_EQ(mounts.out.find("v2p-demo"), std::string::npos) << "a demo mount is still there";
