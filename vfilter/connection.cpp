@@ -73,6 +73,9 @@ struct Pending {
   std::uint32_t cur_len = 0;
   std::uint64_t submit_ns = 0;
   bool tagged = false;  // the SQE carried the slot in its ioprio hint bits
+  // Set when a ThreadTaggedWriter did the host I/O: the NOP's CQE carries no result, this does.
+  bool thread_done = false;
+  int thread_result = 0;
 };
 
 Connection::Connection(ServerContext& ctx, int fd, std::string peer_vm)
@@ -293,6 +296,7 @@ void Connection::serve() {
     }
   }
   completer_.join();
+  tagged_writer_.reset();
   io_uring_queue_exit(&ring_);
   ring_ready_ = false;
 }
@@ -331,6 +335,10 @@ void Connection::begin(Pending* p) {
 void Connection::submit(Pending* p) {
   const ImageFile& image = *export_->image;
   const std::uint64_t remaining = p->req.length - p->done;
+  if (ctx_.tagging && p->stage == Pending::Stage::kData && p->action == Action::kWrite &&
+      image.direct_writes_are_buffered()) {
+    return submit_thread_tagged_write(p);
+  }
   int rc = 0;
   {
     std::lock_guard lock(sq_mu_);
@@ -397,6 +405,42 @@ void Connection::submit(Pending* p) {
     }
   }
   if (rc < 0) on_host_complete(p, rc);
+}
+
+void Connection::submit_thread_tagged_write(Pending* p) {
+  const ImageFile& image = *export_->image;
+  p->cur_off = p->req.offset + p->done;
+  p->cur_len = static_cast<std::uint32_t>(p->req.length - p->done);
+  p->op = IoOp::kWrite;
+  p->tagged = true;
+  {
+    std::lock_guard lock(sq_mu_);
+    // One write per worker at a time keeps each thread's tag exact; four cover QD32 on 2 cores.
+    if (!tagged_writer_) tagged_writer_ = std::make_unique<ThreadTaggedWriter>(4);
+  }
+  p->submit_ns = monotonic_ns();
+  handoff_release(p);
+  tagged_writer_->write(
+      image.fd_for(p->cur_off, p->cur_len), p->buf.get() + p->done, p->cur_len, p->cur_off,
+      v2p::tag::ioprio_for_slot(p->slot.slot()), [this, p](int result) {
+        p->thread_result = result;
+        p->thread_done = true;
+        int rc = 0;
+        {
+          std::lock_guard lock(sq_mu_);
+          io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+          if (sqe == nullptr) {
+            rc = -EBUSY;  // cannot happen: the ring has room for twice the in-flight bound
+          } else {
+            io_uring_prep_nop(sqe);
+            io_uring_sqe_set_data(sqe, p);
+            do {
+              rc = io_uring_submit(&ring_);
+            } while (rc == -EINTR || rc == -EAGAIN || rc == -EBUSY);
+          }
+        }
+        if (rc < 0) std::abort();  // the completer could never learn of this request
+      });
 }
 
 void Connection::publish(const Pending* p, int res, std::uint64_t complete_ns) noexcept {
@@ -483,7 +527,11 @@ void Connection::complete_loop() noexcept {
     if (rc == 0) {
       auto* p = static_cast<Pending*>(io_uring_cqe_get_data(cqe));
       if (p != nullptr) handoff_acquire(p);
-      const int res = cqe->res;
+      int res = cqe->res;
+      if (p != nullptr && p->thread_done) {
+        res = p->thread_result;
+        p->thread_done = false;
+      }
       io_uring_cqe_seen(&ring_, cqe);
       if (p != nullptr) on_host_complete(p, res);
     }

@@ -8,11 +8,13 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
 
 #include "vfilter/server_context.hpp"
+#include "vfilter/thread_tagged_writer.hpp"
 
 namespace v2p::vfilter {
 
@@ -48,6 +50,9 @@ class Connection {
   void wait_for_room(std::uint64_t bytes);
   void begin(Pending* p);
   void submit(Pending* p);
+  // The write path for images whose direct writes the file system buffers (ThreadTaggedWriter);
+  // its completion comes back through the ring as a NOP, so the completer stays the only reaper.
+  void submit_thread_tagged_write(Pending* p);
   void on_host_complete(Pending* p, int res);
   void finish(Pending* p, std::uint32_t error);
   void publish(const Pending* p, int res, std::uint64_t complete_ns) noexcept;
@@ -75,6 +80,8 @@ class Connection {
   unsigned inflight_ = 0;
   std::uint64_t inflight_bytes_ = 0;
   bool reader_done_ = false;
+
+  std::unique_ptr<ThreadTaggedWriter> tagged_writer_;  // created on first use (under sq_mu_)
 
   std::thread reader_;
   std::thread completer_;

@@ -4,6 +4,7 @@
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <fmt/core.h>
@@ -15,6 +16,17 @@
 namespace v2p::vfilter {
 
 namespace {
+
+// btrfs keeps checksums of a file's data unless the file is NOCOW; with checksums it writes
+// O_DIRECT data through the page cache.
+bool btrfs_with_data_checksums(int fd) {
+  constexpr long kBtrfsSuperMagic = 0x9123683e;
+  struct statfs fs {};
+  if (::fstatfs(fd, &fs) != 0 || fs.f_type != kBtrfsSuperMagic) return false;
+  int flags = 0;
+  if (::ioctl(fd, FS_IOC_GETFLAGS, &flags) != 0) return false;
+  return (flags & FS_NOCOW_FL) == 0;
+}
 
 // The direct-I/O alignment the kernel reports (statx STATX_DIOALIGN); 512 when it does not say.
 std::uint32_t direct_io_alignment(int fd) {
@@ -67,6 +79,7 @@ ImageFile::ImageFile(const std::filesystem::path& path, bool read_only, bool wan
     throw Error(
         fmt::format("vdisk image {} is neither a regular file nor a block device", path_.string()));
   }
+  writes_buffered_ = !read_only && S_ISREG(st.st_mode) && btrfs_with_data_checksums(buffered_fd_);
   if (want_direct) {
     direct_fd_ = ::open(path_.c_str(), mode | O_DIRECT);
     // EINVAL is what file systems without O_DIRECT (tmpfs) answer: serve buffered instead.

@@ -101,6 +101,56 @@ TEST_P(ChainTest, TaggedPathMapIsExact) {
   EXPECT_GT(corr.stats().joined_exact, 0u);
 }
 
+// btrfs with data checksums (no NOCOW): direct writes become buffered there, so the vfilter
+// writes them from threads whose own I/O priority carries the tag; every overwrite lands in a new
+// place (copy-on-write) and the map must follow it.
+TEST(BtrfsCopyOnWrite, MapFollowsOverwritesToTheirNewLocation) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root (loop devices, eBPF)";
+  if (!std::filesystem::exists("/sys/kernel/btf/vmlinux")) GTEST_SKIP() << "needs BTF";
+  if (!have_tool("mkfs.btrfs") || !have_tool("qemu-io"))
+    GTEST_SKIP() << "needs mkfs.btrfs, qemu-io";
+  const auto dir =
+      std::filesystem::path("/var/tmp") / ("v2p-chain-cow." + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  {
+    LoopFilesystem fs({dir / "host.img", dir / "mnt", 512ULL << 20, "btrfs", true});
+    const auto image = fs.mountpoint() / "vm1-disk0.raw";
+    create_sparse_image(image, 64ULL << 20, /*nocow=*/false);
+    cli::LiveChain chain(
+        {{fs.device()}, {{"vm1", "disk0", image, "disk0", false}}, dir / "s.sock"});
+    const std::string uri = "nbd+unix:///disk0?socket=" + (dir / "s.sock").string();
+    auto run = [&](std::vector<std::string> argv) {
+      ChildProcess client(argv);
+      while (!client.exited()) chain.pump(50);
+      std::string out;
+      for (const auto& l : client.read_lines()) out += l + "\n";
+      EXPECT_EQ(client.exit_code(), 0) << out;
+    };
+    run({"qemu-io", "-f", "raw", uri, "-c", "write -P 0x11 0 1M", "-c", "flush"});
+    chain.settle();
+    const auto& corr = chain.correlator();
+    ASSERT_EQ(corr.vdisk_declarations().size(), 1u);
+    const VdiskKey key{VmId{corr.vdisk_declarations()[0].vm_id},
+                       VdiskId{corr.vdisk_declarations()[0].vdisk_id}};
+    const auto first = corr.map().find(key, VirtualOffset{0});
+    ASSERT_TRUE(first.has_value()) << "the first write was not mapped";
+
+    run({"qemu-io", "-f", "raw", uri, "-c", "write -P 0x22 0 1M", "-c", "flush", "-c",
+         "read -P 0x22 0 1M"});
+    chain.settle();
+    const auto second = corr.map().find(key, VirtualOffset{0});
+    ASSERT_TRUE(second.has_value());
+    EXPECT_NE(second->sector, first->sector) << "btrfs rewrote in place?";
+    EXPECT_GE(second->generation, 2u) << "the relocation was not counted";
+
+    const auto report = correlator::verify_against_fiemap(corr.map(), key, image, fs.device());
+    EXPECT_EQ(report.bytes_observed, 1u << 20);
+    EXPECT_EQ(report.bytes_wrong, 0u) << (report.mismatches.empty() ? "" : report.mismatches[0]);
+    EXPECT_DOUBLE_EQ(report.accuracy(), 1.0);
+  }
+  std::filesystem::remove_all(dir);
+}
+
 INSTANTIATE_TEST_SUITE_P(
     FileSystems, ChainTest,
     ::testing::Values(ChainCase{"ext4", "fio-qd1"}, ChainCase{"ext4", "fio-qd32"},
