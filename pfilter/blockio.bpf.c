@@ -221,6 +221,27 @@ static __always_inline __u32 bio_dev(struct bio* bio, bool* wanted) {
   return part_dev;
 }
 
+/* Every field written explicitly (no memset): the ring buffer slot is not zeroed for us. */
+static __always_inline void fill_bio_event(struct v2p_blockio_event* e, struct bio* bio,
+                                           struct task_struct* task, __u32 dev, __u32 tgid,
+                                           __u8 kind, __u32 old_dev, __u64 old_sector) {
+  e->ts_ns = bpf_ktime_get_ns();
+  e->sector = bio->bi_iter.bi_sector;
+  e->old_sector = old_sector;
+  e->latency_ns = 0;
+  e->dev = dev;
+  e->old_dev = old_dev;
+  e->bytes = bio->bi_iter.bi_size;
+  e->tgid = tgid;
+  e->tid = task->pid;
+  e->cmd_flags = bio->bi_opf;
+  e->ioprio = bio->bi_ioprio;
+  e->op = 0;
+  e->kind = kind;
+  e->error = 0;
+  copy_comm(e->comm, task);
+}
+
 SEC("tp_btf/block_bio_queue")
 int BPF_PROG(v2p_bio_queue, struct bio* bio) {
   /* The device test first: it rejects the I/O of the devices below a watched loop device, the
@@ -234,21 +255,7 @@ int BPF_PROG(v2p_bio_queue, struct bio* bio) {
 
   struct v2p_blockio_event* e = reserve();
   if (!e) return 0;
-  e->ts_ns = bpf_ktime_get_ns();
-  e->sector = bio->bi_iter.bi_sector;
-  e->old_sector = 0;
-  e->latency_ns = 0;
-  e->dev = dev;
-  e->old_dev = 0;
-  e->bytes = bio->bi_iter.bi_size;
-  e->tgid = tgid;
-  e->tid = task->pid;
-  e->cmd_flags = bio->bi_opf;
-  e->ioprio = bio->bi_ioprio;
-  e->op = 0;
-  e->kind = V2P_EVENT_QUEUE;
-  e->error = 0;
-  copy_comm(e->comm, task);
+  fill_bio_event(e, bio, task, dev, tgid, V2P_EVENT_QUEUE, 0, 0);
   if (track_completions) {
     struct inflight* in = claim_inflight(pointer_value(&ctx[0]));
     if (in) {
@@ -282,21 +289,7 @@ int BPF_PROG(v2p_bio_remap, struct bio* bio, dev_t old_dev, sector_t old_sector)
 
   struct v2p_blockio_event* e = reserve();
   if (!e) return 0;
-  e->ts_ns = bpf_ktime_get_ns();
-  e->sector = bio->bi_iter.bi_sector;
-  e->old_sector = old_sector;
-  e->latency_ns = 0;
-  e->dev = dev;
-  e->old_dev = old_dev;
-  e->bytes = bio->bi_iter.bi_size;
-  e->tgid = tgid;
-  e->tid = task->pid;
-  e->cmd_flags = bio->bi_opf;
-  e->ioprio = bio->bi_ioprio;
-  e->op = 0;
-  e->kind = V2P_EVENT_REMAP;
-  e->error = 0;
-  copy_comm(e->comm, task);
+  fill_bio_event(e, bio, task, dev, tgid, V2P_EVENT_REMAP, old_dev, old_sector);
   submit(e);
   return 0;
 }
