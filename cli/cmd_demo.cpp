@@ -80,7 +80,7 @@ int run_demo(const DemoOptions& o) {
              fs.loop_device());
   fmt::print("[3/6] vfilter: NBD export '{}' of {}/{} on {}\n", o.vdisk, o.vm, o.vdisk,
              socket.string());
-  LiveChain chain({{fs.device()}, {{o.vm, o.vdisk, image, o.vdisk, false}}, socket});
+  LiveChain chain({{fs.device()}, {vfilter::image_vdisk(o.vm, o.vdisk, image)}, socket});
   const auto& corr = chain.correlator();
 
   Workload workload(

@@ -37,15 +37,26 @@ void check_keys(const json& obj, std::initializer_list<std::string_view> known,
 VdiskConfig parse_vdisk(const json& d, const std::string& vm, const std::filesystem::path& base,
                         const std::string& where) {
   if (!d.is_object()) throw Error(where + ": a vdisk must be an object");
-  check_keys(d, {"name", "image", "export", "read_only"}, where);
+  check_keys(d, {"name", "image", "export", "read_only", "upstream", "upstream_connections"},
+             where);
   VdiskConfig v;
   v.vm = vm;
   v.vdisk = get_or<std::string>(d, "name", "", where);
   const auto image = get_or<std::string>(d, "image", "", where);
   if (v.vdisk.empty()) throw Error(where + ": 'name' is required");
-  if (image.empty()) throw Error(where + ": 'image' is required");
-  v.image =
-      std::filesystem::path(image).is_absolute() ? std::filesystem::path(image) : base / image;
+  v.upstream = get_or<std::string>(d, "upstream", "", where);
+  const auto connections = get_or<int>(d, "upstream_connections", 4, where);
+  if (connections < 1 || connections > 64) {
+    throw Error(where + ": 'upstream_connections' must be between 1 and 64");
+  }
+  v.upstream_connections = static_cast<unsigned>(connections);
+  // With an upstream the image is optional: it names the file verification compares against.
+  if (image.empty() && v.upstream.empty())
+    throw Error(where + ": 'image' or 'upstream' is required");
+  if (!image.empty()) {
+    v.image =
+        std::filesystem::path(image).is_absolute() ? std::filesystem::path(image) : base / image;
+  }
   v.export_name = get_or<std::string>(d, "export", v.vdisk, where);
   v.read_only = get_or<bool>(d, "read_only", false, where);
   return v;

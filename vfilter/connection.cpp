@@ -73,8 +73,9 @@ struct Pending {
   std::uint32_t cur_len = 0;
   std::uint64_t submit_ns = 0;
   bool tagged = false;  // the SQE carried the slot in its ioprio hint bits
-  // Set when a ThreadTaggedWriter did the host I/O: the NOP's CQE carries no result, this does.
+  // Set when a tagged worker did the host I/O: the NOP's CQE carries no result, this does.
   bool thread_done = false;
+  bool via_backend = false;  // the whole request ran on a BlockBackend
   int thread_result = 0;
 };
 
@@ -143,7 +144,8 @@ bool Connection::negotiate() {
   rbuf_.assign(left.begin(), left.end());
   rpos_ = 0;
   const std::string& vm = export_->config.vm.empty() ? peer_vm_ : export_->config.vm;
-  const auto ids = ctx_.registry.ids(vm, export_->config.vdisk, export_->image->path().string());
+  const auto ids = ctx_.registry.ids(vm, export_->config.vdisk, export_->data_path());
+  vm_name_ = vm;
   vm_id_ = ids.vm_id;
   vdisk_id_ = ids.vdisk_id;
   return true;
@@ -253,8 +255,8 @@ void Connection::serve() {
     wait_for_room(bytes);
     auto* p = new (std::nothrow) Pending;
     if (p != nullptr && has_data) {
-      p->buf = aligned_buffer(req->length,
-                              std::max<std::size_t>(kBufferAlign, export_->image->direct_align()));
+      const std::size_t align = export_->image ? export_->image->direct_align() : kBufferAlign;
+      p->buf = aligned_buffer(req->length, std::max<std::size_t>(kBufferAlign, align));
     }
     if (p == nullptr || (has_data && !p->buf)) {
       // Out of memory: refuse this request, keep the connection.
@@ -296,7 +298,7 @@ void Connection::serve() {
     }
   }
   completer_.join();
-  tagged_writer_.reset();
+  workers_.reset();
   io_uring_queue_exit(&ring_);
   ring_ready_ = false;
 }
@@ -329,6 +331,7 @@ void Connection::begin(Pending* p) {
   }
   // Zero-length data requests are valid and need no host I/O.
   if (p->stage != Pending::Stage::kSync && p->req.length == 0) return finish(p, 0);
+  if (export_->backend) return submit_to_backend(p);
   submit(p);
 }
 
@@ -407,40 +410,100 @@ void Connection::submit(Pending* p) {
   if (rc < 0) on_host_complete(p, rc);
 }
 
+TaggedWorkers& Connection::workers() {
+  std::lock_guard lock(sq_mu_);
+  if (!workers_) {
+    // Backends block for the whole request, so they get enough threads for the client's queue
+    // depth; the btrfs write path only needs to cover QD32 on 2 cores.
+    workers_ =
+        std::make_unique<TaggedWorkers>(export_->backend ? export_->config.backend_threads : 4);
+  }
+  return *workers_;
+}
+
+void Connection::run_on_worker(Pending* p, std::uint16_t ioprio, TaggedWorkers::Job job) {
+  TaggedWorkers& pool = workers();
+  p->submit_ns = monotonic_ns();
+  handoff_release(p);
+  pool.run(ioprio, std::move(job), [this, p](int result) {
+    p->thread_result = result;
+    p->thread_done = true;
+    int rc = 0;
+    {
+      std::lock_guard lock(sq_mu_);
+      io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+      if (sqe == nullptr) {
+        rc = -EBUSY;  // cannot happen: the ring has room for twice the in-flight bound
+      } else {
+        io_uring_prep_nop(sqe);
+        io_uring_sqe_set_data(sqe, p);
+        do {
+          rc = io_uring_submit(&ring_);
+        } while (rc == -EINTR || rc == -EAGAIN || rc == -EBUSY);
+      }
+    }
+    if (rc < 0) std::abort();  // the completer could never learn of this request
+  });
+}
+
 void Connection::submit_thread_tagged_write(Pending* p) {
   const ImageFile& image = *export_->image;
   p->cur_off = p->req.offset + p->done;
   p->cur_len = static_cast<std::uint32_t>(p->req.length - p->done);
   p->op = IoOp::kWrite;
   p->tagged = true;
-  {
-    std::lock_guard lock(sq_mu_);
-    // One write per worker at a time keeps each thread's tag exact; four cover QD32 on 2 cores.
-    if (!tagged_writer_) tagged_writer_ = std::make_unique<ThreadTaggedWriter>(4);
+  const int fd = image.fd_for(p->cur_off, p->cur_len);
+  run_on_worker(p, v2p::tag::ioprio_for_slot(p->slot.slot()),
+                [fd, p] { return pwrite_all(fd, p->buf.get() + p->done, p->cur_len, p->cur_off); });
+}
+
+void Connection::submit_to_backend(Pending* p) {
+  p->via_backend = true;
+  p->cur_off = p->req.offset;
+  p->cur_len = p->req.length;
+  const bool fua_flag = (p->req.flags & nbd::kCmdFlagFua) != 0;
+  const Fua fua = fua_flag ? Fua::kYes : Fua::kNo;
+  switch (p->action) {
+    case Action::kRead:
+      p->op = IoOp::kRead;
+      break;
+    case Action::kWrite:
+      p->op = IoOp::kWrite;
+      break;
+    case Action::kWriteZeroes:
+      p->op = IoOp::kWriteZeroes;
+      break;
+    case Action::kTrim:
+      p->op = IoOp::kDiscard;
+      break;
+    default:
+      p->op = IoOp::kFlush;
+      p->cur_len = 0;
+      break;
   }
-  p->submit_ns = monotonic_ns();
-  handoff_release(p);
-  tagged_writer_->write(
-      image.fd_for(p->cur_off, p->cur_len), p->buf.get() + p->done, p->cur_len, p->cur_off,
-      v2p::tag::ioprio_for_slot(p->slot.slot()), [this, p](int result) {
-        p->thread_result = result;
-        p->thread_done = true;
-        int rc = 0;
-        {
-          std::lock_guard lock(sq_mu_);
-          io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
-          if (sqe == nullptr) {
-            rc = -EBUSY;  // cannot happen: the ring has room for twice the in-flight bound
-          } else {
-            io_uring_prep_nop(sqe);
-            io_uring_sqe_set_data(sqe, p);
-            do {
-              rc = io_uring_submit(&ring_);
-            } while (rc == -EINTR || rc == -EAGAIN || rc == -EBUSY);
-          }
-        }
-        if (rc < 0) std::abort();  // the completer could never learn of this request
-      });
+  // Flushes and trims carry no guest data to attribute (and the ring path leaves them untagged).
+  p->tagged = ctx_.tagging && p->op != IoOp::kFlush && p->op != IoOp::kDiscard;
+  const std::uint16_t ioprio = p->tagged ? v2p::tag::ioprio_for_slot(p->slot.slot()) : 0;
+  BlockBackend* backend = export_->backend.get();
+  run_on_worker(p, ioprio, [this, backend, p, fua, ioprio]() -> int {
+    const IoTarget who{vm_name_, export_->config.vdisk, vm_id_, vdisk_id_, ioprio};
+    switch (p->op) {
+      case IoOp::kRead:
+        return backend->read(who, std::span(p->buf.get(), p->cur_len), p->cur_off);
+      case IoOp::kWrite:
+        return backend->write(who, std::span<const std::byte>(p->buf.get(), p->cur_len), p->cur_off,
+                              fua);
+      case IoOp::kWriteZeroes: {
+        const bool no_hole = (p->req.flags & nbd::kCmdFlagNoHole) != 0;
+        return backend->write_zeroes(who, p->cur_off, p->cur_len,
+                                     no_hole ? MayPunch::kNo : MayPunch::kYes, fua);
+      }
+      case IoOp::kDiscard:
+        return backend->trim(who, p->cur_off, p->cur_len);
+      default:
+        return backend->flush(who);
+    }
+  });
 }
 
 void Connection::publish(const Pending* p, int res, std::uint64_t complete_ns) noexcept {
@@ -533,7 +596,12 @@ void Connection::complete_loop() noexcept {
         p->thread_done = false;
       }
       io_uring_cqe_seen(&ring_, cqe);
-      if (p != nullptr) on_host_complete(p, res);
+      if (p != nullptr && p->via_backend) {
+        publish(p, res, monotonic_ns());
+        finish(p, res < 0 ? nbd::errno_to_nbd(-res) : 0);
+      } else if (p != nullptr) {
+        on_host_complete(p, res);
+      }
     }
     std::lock_guard lock(flight_mu_);
     if (reader_done_ && inflight_ == 0) return;

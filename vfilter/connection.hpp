@@ -14,7 +14,7 @@
 #include <thread>
 
 #include "vfilter/server_context.hpp"
-#include "vfilter/thread_tagged_writer.hpp"
+#include "vfilter/tagged_workers.hpp"
 
 namespace v2p::vfilter {
 
@@ -50,9 +50,13 @@ class Connection {
   void wait_for_room(std::uint64_t bytes);
   void begin(Pending* p);
   void submit(Pending* p);
-  // The write path for images whose direct writes the file system buffers (ThreadTaggedWriter);
-  // its completion comes back through the ring as a NOP, so the completer stays the only reaper.
+  // Host I/O done by a tagged worker thread instead of the ring: writes to images whose direct
+  // writes the file system buffers, and every request of an export served by a BlockBackend. The
+  // completion comes back through the ring as a NOP, so the completer stays the only reaper.
   void submit_thread_tagged_write(Pending* p);
+  void submit_to_backend(Pending* p);
+  void run_on_worker(Pending* p, std::uint16_t ioprio, TaggedWorkers::Job job);
+  [[nodiscard]] TaggedWorkers& workers();
   void on_host_complete(Pending* p, int res);
   void finish(Pending* p, std::uint32_t error);
   void publish(const Pending* p, int res, std::uint64_t complete_ns) noexcept;
@@ -60,6 +64,7 @@ class Connection {
   ServerContext& ctx_;
   int fd_;
   std::string peer_vm_;
+  std::string vm_name_;  // the VM this connection serves (configured or discovered)
   const ExportRuntime* export_ = nullptr;
   std::uint32_t agreed_min_block_ = 1;
   std::uint32_t vm_id_ = 0;
@@ -81,7 +86,7 @@ class Connection {
   std::uint64_t inflight_bytes_ = 0;
   bool reader_done_ = false;
 
-  std::unique_ptr<ThreadTaggedWriter> tagged_writer_;  // created on first use (under sq_mu_)
+  std::unique_ptr<TaggedWorkers> workers_;  // created on first use (under sq_mu_)
 
   std::thread reader_;
   std::thread completer_;

@@ -19,6 +19,7 @@
 
 #include "common/error.hpp"
 #include "vfilter/connection.hpp"
+#include "vfilter/nbd_upstream_backend.hpp"
 #include "vfilter/peer_identity.hpp"
 
 namespace v2p::vfilter {
@@ -202,19 +203,26 @@ class ServerImpl final : public Server {
         throw Error(fmt::format("export name '{}' is used twice; export names must be unique",
                                 rt.config.export_name));
       }
-      rt.image = std::make_unique<ImageFile>(v.image, v.read_only, config_.direct_io);
+      if (v.backend) {
+        rt.backend = v.backend;
+      } else if (!v.upstream.empty()) {
+        rt.backend =
+            std::make_shared<NbdUpstreamBackend>(v.upstream, v.upstream_connections, v.read_only);
+      } else {
+        rt.image = std::make_unique<ImageFile>(v.image, v.read_only, config_.direct_io);
+      }
       rt.info.name = rt.config.export_name;
       rt.info.description =
           fmt::format("v2p vdisk {}/{}", v.vm.empty() ? "<peer>" : v.vm, rt.config.vdisk);
-      rt.info.size = rt.image->size();
-      rt.info.read_only = v.read_only;
-      rt.info.min_block = rt.image->direct() ? rt.image->direct_align() : 1;
+      rt.info.size = rt.image ? rt.image->size() : rt.backend->size();
+      rt.info.read_only = v.read_only || (rt.backend && rt.backend->read_only());
+      rt.info.min_block = rt.image && rt.image->direct() ? rt.image->direct_align() : 1;
       ctx_.exports.push_back(std::move(rt));
     }
     // Vdisks of configured VMs are declared now, so consumers learn the names before any I/O.
     for (const auto& e : ctx_.exports) {
       if (!e.config.vm.empty()) {
-        ctx_.registry.ids(e.config.vm, e.config.vdisk, e.image->path().string());
+        ctx_.registry.ids(e.config.vm, e.config.vdisk, e.data_path());
       }
     }
   }

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "v2p/records.hpp"
+#include "vfilter/block_backend.hpp"
 #include "vfilter/record_sink.hpp"
 #include "vfilter/sinks.hpp"
 
@@ -20,10 +21,29 @@ namespace v2p::vfilter {
 struct VdiskConfig {
   std::string vm;  // empty = discover the connecting QEMU's name (unix socket only)
   std::string vdisk;
+  // The image file. With `upstream` or `backend` set it is only what verification compares
+  // against (the qcow2 behind the upstream); it may then be empty.
   std::filesystem::path image;
   std::string export_name;  // NBD export name; empty = same as vdisk
   bool read_only = false;
+  // An upstream NBD server (libnbd URI) serves the data: the opaque path.
+  std::string upstream;
+  unsigned upstream_connections = 4;
+  // A backend stack built by the caller (cache, tier); takes precedence over image and upstream.
+  std::shared_ptr<BlockBackend> backend;
+  unsigned backend_threads = 8;  // tagged workers per connection for backend requests
 };
+
+// A vdisk served from an image file on the io_uring path, the common case.
+inline VdiskConfig image_vdisk(std::string vm, std::string vdisk, std::filesystem::path image,
+                               bool read_only = false) {
+  VdiskConfig v;
+  v.vm = std::move(vm);
+  v.vdisk = std::move(vdisk);
+  v.image = std::move(image);
+  v.read_only = read_only;
+  return v;
+}
 
 struct ServerConfig {
   std::vector<VdiskConfig> vdisks;

@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "vfilter/block_backend.hpp"
 #include "vfilter/handshake.hpp"
 #include "vfilter/image_file.hpp"
 #include "vfilter/server.hpp"
@@ -18,8 +19,14 @@ namespace v2p::vfilter {
 
 struct ExportRuntime {
   VdiskConfig config;
-  std::unique_ptr<ImageFile> image;
+  std::unique_ptr<ImageFile> image;       // the io_uring path; null when a backend serves the vdisk
+  std::shared_ptr<BlockBackend> backend;  // synchronous stages on tagged workers
   ExportInfo info;
+  // What the declaration names as the vdisk's data (the image path, or the backend's own name).
+  [[nodiscard]] std::string data_path() const {
+    if (!config.image.empty()) return config.image.string();
+    return backend ? backend->describe() : std::string();
+  }
 };
 
 // Stable small ids per VM name and per (VM, vdisk), declared to the sink on first use.

@@ -76,7 +76,8 @@ TEST_P(ChainTest, TaggedPathMapIsExact) {
   LoopFilesystem fs({dir_ / "host.img", dir_ / "mnt", 512ULL << 20, param.fs, true});
   const auto image = fs.mountpoint() / "vm1-disk0.raw";
   create_sparse_image(image, 64ULL << 20, param.fs == "btrfs");
-  cli::LiveChain chain({{fs.device()}, {{"vm1", "disk0", image, "disk0", false}}, dir_ / "s.sock"});
+  cli::LiveChain chain(
+      {{fs.device()}, {vfilter::image_vdisk("vm1", "disk0", image)}, dir_ / "s.sock"});
 
   ChildProcess client(
       workload_command(param.workload, "nbd+unix:///disk0?socket=" + (dir_ / "s.sock").string()));
@@ -117,7 +118,7 @@ TEST(BtrfsCopyOnWrite, MapFollowsOverwritesToTheirNewLocation) {
     const auto image = fs.mountpoint() / "vm1-disk0.raw";
     create_sparse_image(image, 64ULL << 20, /*nocow=*/false);
     cli::LiveChain chain(
-        {{fs.device()}, {{"vm1", "disk0", image, "disk0", false}}, dir / "s.sock"});
+        {{fs.device()}, {vfilter::image_vdisk("vm1", "disk0", image)}, dir / "s.sock"});
     const std::string uri = "nbd+unix:///disk0?socket=" + (dir / "s.sock").string();
     auto run = [&](std::vector<std::string> argv) {
       ChildProcess client(argv);

@@ -344,7 +344,7 @@ TEST(Server, PeerIdentityNamesUnconfiguredVm) {
 TEST(Server, StartErrorsSayWhatToDo) {
   TempDir dir;
   ServerConfig c;
-  c.vdisks = {{"vm", "d", dir.path() / "missing.raw", "", false}};
+  c.vdisks = {image_vdisk("vm", "d", dir.path() / "missing.raw")};
   c.unix_socket = dir.path() / "s.sock";
   try {
     Server::start(c, nullptr);
@@ -368,7 +368,7 @@ TEST(Server, ServesOverTcpToo) {
   TempDir dir;
   make_image(dir.path() / "img.raw", 1 << 20);
   ServerConfig c;
-  c.vdisks = {{"vm", "d", dir.path() / "img.raw", "", false}};
+  c.vdisks = {image_vdisk("vm", "d", dir.path() / "img.raw")};
   c.tcp_port = 0;
   c.unix_socket = dir.path() / "s.sock";
   // Ports may be taken on a shared machine: try a few, the first free one is used.

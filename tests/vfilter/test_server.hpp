@@ -20,7 +20,7 @@ struct TestServer {
     socket = dir.path() / "nbd.sock";
     make_image(image, image_bytes);
     ServerConfig c;
-    c.vdisks = {{vm, "disk0", image, "disk0", read_only}};
+    c.vdisks = {image_vdisk(vm, "disk0", image, read_only)};
     c.unix_socket = socket;
     c.tagging = tagging;
     server = Server::start(c, &sink);

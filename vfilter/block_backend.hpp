@@ -1,0 +1,55 @@
+// A vdisk backend the export drives with synchronous calls, for everything that is not a plain
+// image file on the io_uring path: an upstream NBD server (qemu-storage-daemon serving a qcow2), a
+// flash cache in front of an image, a tier remap. Stages stack: each holds the next one and
+// forwards explicitly (docs/vfilter.md, "Block backends").
+//
+// Threading: every call may block and runs on one of the connection's TaggedWorkers threads with
+// the request's tag as the thread's I/O priority, so file I/O a stage does on that thread is
+// attributed to the request. Calls for one export arrive concurrently from several threads and
+// several connections; a backend synchronises itself.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+
+namespace v2p::vfilter {
+
+// Who an I/O is for: the names and the stream ids of the request's VM and vdisk.
+struct IoTarget {
+  std::string_view vm;
+  std::string_view vdisk;
+  std::uint32_t vm_id = 0;
+  std::uint32_t vdisk_id = 0;
+  std::uint16_t ioprio = 0;  // the tag the worker thread runs under (0 = untagged)
+};
+
+enum class Fua : bool { kNo = false, kYes = true };
+enum class MayPunch : bool { kNo = false, kYes = true };
+
+class BlockBackend {
+ public:
+  virtual ~BlockBackend() = default;
+
+  [[nodiscard]] virtual std::uint64_t size() const = 0;
+  [[nodiscard]] virtual bool read_only() const { return false; }
+  // What the vdisk's data is, for declarations and `v2p verify` (an image path or a URI).
+  [[nodiscard]] virtual std::string describe() const = 0;
+
+  // Each returns 0 when the whole range is done, or -errno. The range is inside size() (the
+  // export validated it). A backend never returns partial success.
+  virtual int read(const IoTarget& who, std::span<std::byte> out, std::uint64_t offset) = 0;
+  // With Fua::kYes the data is durable before the call returns.
+  virtual int write(const IoTarget& who, std::span<const std::byte> data, std::uint64_t offset,
+                    Fua fua) = 0;
+  // Reads back as zeros afterwards; MayPunch::kYes lets the backend deallocate.
+  virtual int write_zeroes(const IoTarget& who, std::uint64_t offset, std::uint64_t length,
+                           MayPunch may_punch, Fua fua) = 0;
+  // Advisory: the range's contents become unspecified. Returning 0 without doing anything is fine.
+  virtual int trim(const IoTarget& who, std::uint64_t offset, std::uint64_t length) = 0;
+  // Everything completed before the call is durable when it returns.
+  virtual int flush(const IoTarget& who) = 0;
+};
+
+}  // namespace v2p::vfilter

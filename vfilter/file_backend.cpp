@@ -1,0 +1,103 @@
+#include "vfilter/file_backend.hpp"
+
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+
+#include "vfilter/tagged_workers.hpp"
+
+namespace v2p::vfilter {
+namespace {
+
+constexpr std::uint32_t kZeroChunk = 1U << 20;
+
+struct FreeDeleter {
+  void operator()(std::byte* p) const noexcept { std::free(p); }
+};
+
+// Zeros aligned for O_DIRECT, shared and never written.
+const std::byte* zeros() {
+  static const std::unique_ptr<std::byte, FreeDeleter> chunk = [] {
+    void* p = nullptr;
+    if (::posix_memalign(&p, 4096, kZeroChunk) != 0)
+      return std::unique_ptr<std::byte, FreeDeleter>();
+    std::memset(p, 0, kZeroChunk);
+    return std::unique_ptr<std::byte, FreeDeleter>(static_cast<std::byte*>(p));
+  }();
+  return chunk.get();
+}
+
+bool aligned_memory(const void* p, std::uint32_t align) {
+  return reinterpret_cast<std::uintptr_t>(p) % align == 0;
+}
+
+}  // namespace
+
+FileBackend::FileBackend(const std::filesystem::path& image, bool read_only, bool want_direct)
+    : image_(image, read_only, want_direct), read_only_(read_only) {}
+
+int FileBackend::read(const IoTarget&, std::span<std::byte> out, std::uint64_t offset) {
+  const auto len = static_cast<std::uint32_t>(out.size());
+  int fd = image_.fd_for(offset, len);
+  if (!aligned_memory(out.data(), image_.direct_align())) fd = image_.buffered_fd();
+  const int n = pread_all(fd, out.data(), len, offset);
+  if (n < 0) return n;
+  // Past the end of a file that shrank under us: zeros, as a block device would not have it.
+  if (static_cast<std::uint32_t>(n) < len) std::memset(out.data() + n, 0, len - n);
+  return 0;
+}
+
+int FileBackend::write(const IoTarget& who, std::span<const std::byte> data, std::uint64_t offset,
+                       Fua fua) {
+  if (read_only_) return -EROFS;
+  const auto len = static_cast<std::uint32_t>(data.size());
+  int fd = image_.fd_for(offset, len);
+  if (!aligned_memory(data.data(), image_.direct_align())) fd = image_.buffered_fd();
+  const int n = pwrite_all(fd, data.data(), len, offset);
+  if (n < 0) return n;
+  if (static_cast<std::uint32_t>(n) < len) return -ENOSPC;
+  return fua == Fua::kYes ? flush(who) : 0;
+}
+
+int FileBackend::write_zeroes(const IoTarget& who, std::uint64_t offset, std::uint64_t length,
+                              MayPunch may_punch, Fua fua) {
+  if (read_only_) return -EROFS;
+  const int mode = FALLOC_FL_KEEP_SIZE |
+                   (may_punch == MayPunch::kYes ? FALLOC_FL_PUNCH_HOLE : FALLOC_FL_ZERO_RANGE);
+  if (::fallocate(image_.buffered_fd(), mode, static_cast<off_t>(offset),
+                  static_cast<off_t>(length)) != 0) {
+    if (errno != EOPNOTSUPP && errno != ENODEV) return -errno;
+    // No fallocate here: write the zeros.
+    for (std::uint64_t done = 0; done < length;) {
+      const auto n = static_cast<std::uint32_t>(std::min<std::uint64_t>(length - done, kZeroChunk));
+      const int w = pwrite_all(image_.fd_for(offset + done, n), zeros(), n, offset + done);
+      if (w < 0) return w;
+      if (static_cast<std::uint32_t>(w) < n) return -ENOSPC;
+      done += n;
+    }
+  }
+  return fua == Fua::kYes ? flush(who) : 0;
+}
+
+int FileBackend::trim(const IoTarget&, std::uint64_t offset, std::uint64_t length) {
+  if (read_only_) return -EROFS;
+  if (::fallocate(image_.buffered_fd(), FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE,
+                  static_cast<off_t>(offset), static_cast<off_t>(length)) != 0 &&
+      errno != EOPNOTSUPP && errno != ENODEV) {
+    return -errno;
+  }
+  return 0;  // trim is advisory
+}
+
+int FileBackend::flush(const IoTarget&) {
+  // A full fsync: it also covers metadata (allocation of punched and zeroed ranges).
+  return ::fsync(image_.buffered_fd()) == 0 ? 0 : -errno;
+}
+
+}  // namespace v2p::vfilter
