@@ -161,7 +161,7 @@ TEST(Backend, FileBackendStackServesQemuIoWithEveryCallTagged) {
   EXPECT_TRUE(std::all_of(on_disk.begin(), on_disk.end(),
                           [](std::byte b) { return b == std::byte{0xab}; }));
   std::lock_guard lock(stage->mu);
-  EXPECT_NE(stage->ops.find('w'), std::string::npos) << stage->ops;
+  EXPECT_NE(stage->ops.find_first_of("wW"), std::string::npos) << stage->ops;
   EXPECT_NE(stage->ops.find('r'), std::string::npos) << stage->ops;
   EXPECT_NE(stage->ops.find('z'), std::string::npos) << stage->ops;
   EXPECT_NE(stage->ops.find('t'), std::string::npos) << stage->ops;
