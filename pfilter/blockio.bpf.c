@@ -66,88 +66,9 @@ struct {
   __type(value, __u64);
 } v2p_counters SEC(".maps");
 
-/* What a queued bio looked like, kept until it completes (the bio's own fields have advanced by
- * then, and the completion runs in whatever context ends the I/O). One cache line per entry. */
-struct inflight {
-  __u64 bio; /* the struct bio * this entry belongs to; 0: free */
-  __u64 ts_ns;
-  __u64 sector;
-  __u32 dev;
-  __u32 bytes;
-  __u32 tgid;
-  __u32 tid;
-  __u32 cmd_flags;
-  __u16 ioprio;
-  __u16 pad;
-  char comm[V2P_COMM_LEN];
-};
-
-/* An array indexed by a hash of the bio pointer, two entries per bio to choose from, instead of
- * a hash map: claiming and releasing an entry is one compare-and-swap each, with no bucket lock,
- * no element allocation and no LRU list (measured: about 170 ns less per queued bio than an LRU
- * hash). It stays bounded: an entry whose completion is never seen is reused by the next bio
- * that needs it (counted in V2P_COUNTER_INFLIGHT_EVICTED; its completion then goes unreported). */
-#define V2P_INFLIGHT_BITS 16
-struct {
-  __uint(type, BPF_MAP_TYPE_ARRAY);
-  __uint(max_entries, 1 << V2P_INFLIGHT_BITS);
-  __type(key, __u32);
-  __type(value, struct inflight);
-} v2p_inflight SEC(".maps");
-
-static __always_inline void count(__u32 slot) {
+static __always_inline void count(__u32 slot, __u64 n) {
   __u64* v = bpf_map_lookup_elem(&v2p_counters, &slot);
-  if (v) *v += 1;
-}
-
-/* A kernel pointer's value as a number. The verifier allows no arithmetic on the typed pointers
- * tp_btf hands over (nor reading one back as a number), so copy the 8 bytes that hold it. */
-static __always_inline __u64 pointer_value(void* where) {
-  __u64 v = 0;
-  bpf_probe_read_kernel(&v, sizeof(v), where);
-  return v;
-}
-
-/* The first of the two entries a bio may use (Fibonacci hashing of the pointer); the other is
- * this one ^ 1, on the same or the next cache line. */
-static __always_inline __u32 inflight_slot(__u64 bio) {
-  return (__u32)((bio * 0x9E3779B97F4A7C15ULL) >> (64 - V2P_INFLIGHT_BITS));
-}
-
-/* Takes an entry for bio: a free one or its own (a bio queued again) of its two, else the first
- * one by eviction. The compare-and-swap on the key makes the entry ours before its fields are
- * written; a completion racing with an eviction notices (release_inflight). NULL: untracked. */
-static __always_inline struct inflight* claim_inflight(__u64 bio) {
-  __u32 slot = inflight_slot(bio);
-  struct inflight* first = bpf_map_lookup_elem(&v2p_inflight, &slot);
-  if (!first) return NULL;
-  __u64 old_first = __sync_val_compare_and_swap(&first->bio, 0, bio);
-  if (old_first == 0 || old_first == bio) return first;
-  slot ^= 1;
-  struct inflight* second = bpf_map_lookup_elem(&v2p_inflight, &slot);
-  if (!second) return NULL;
-  __u64 old = __sync_val_compare_and_swap(&second->bio, 0, bio);
-  if (old == 0 || old == bio) return second;
-  /* Both taken: by bios whose completion we missed, or (rarely) by bios in flight that hash
-   * alike. Their completions will not be reported. */
-  count(V2P_COUNTER_INFLIGHT_EVICTED);
-  if (__sync_val_compare_and_swap(&first->bio, old_first, bio) == old_first) return first;
-  return NULL; /* it changed hands meanwhile: leave it, this bio goes untracked */
-}
-
-/* The entry bio claimed, or NULL. */
-static __always_inline struct inflight* find_inflight(__u64 bio) {
-  __u32 slot = inflight_slot(bio);
-  struct inflight* in = bpf_map_lookup_elem(&v2p_inflight, &slot);
-  if (in && in->bio == bio) return in;
-  slot ^= 1;
-  in = bpf_map_lookup_elem(&v2p_inflight, &slot);
-  return in && in->bio == bio ? in : NULL;
-}
-
-/* Frees bio's entry. False if it had been evicted meanwhile: what was read from it may be torn. */
-static __always_inline bool release_inflight(struct inflight* in, __u64 bio) {
-  return __sync_val_compare_and_swap(&in->bio, bio, 0) == bio;
+  if (v) *v += n;
 }
 
 /* Whether key is in a filter set: the inline entries first, the hash map only if it has any. */
@@ -174,21 +95,44 @@ static __always_inline bool dev_wanted(__u32 dev) {
  * writes every field of the event (no memset). */
 static __always_inline struct v2p_blockio_event* reserve(void) {
   struct v2p_blockio_event* e = bpf_ringbuf_reserve(&v2p_events, sizeof(*e), 0);
-  if (!e) count(V2P_COUNTER_RING_FULL);
+  if (!e) count(V2P_COUNTER_RING_FULL, 1);
   return e;
 }
 
+/* The wakeup flags for a record of `size` bytes: wake once, as the backlog crosses the
+ * threshold (reserved records count as waiting). */
+static __always_inline __u64 wakeup_flags(__u64 size) {
+  if (!wakeup_bytes) return 0;
+  __u64 waiting = bpf_ringbuf_query(&v2p_events, BPF_RB_AVAIL_DATA);
+  __u64 record = size + 8; /* plus the ring's record header */
+  return waiting >= wakeup_bytes && waiting < wakeup_bytes + record ? BPF_RB_FORCE_WAKEUP
+                                                                    : BPF_RB_NO_WAKEUP;
+}
+
 static __always_inline void submit(struct v2p_blockio_event* e) {
-  __u64 flags = 0;
-  if (wakeup_bytes) {
-    /* Wake once, as the backlog crosses the threshold (reserved records count as waiting). */
-    __u64 waiting = bpf_ringbuf_query(&v2p_events, BPF_RB_AVAIL_DATA);
-    __u64 record = sizeof(*e) + 8; /* plus the ring's record header */
-    flags = waiting >= wakeup_bytes && waiting < wakeup_bytes + record ? BPF_RB_FORCE_WAKEUP
-                                                                       : BPF_RB_NO_WAKEUP;
+  bpf_ringbuf_submit(e, wakeup_flags(sizeof(*e)));
+  count(V2P_COUNTER_EVENTS, 1);
+}
+
+static __always_inline struct v2p_complete_record* reserve_complete(__u64 now, __u32 status) {
+  struct v2p_complete_record* c = bpf_ringbuf_reserve(&v2p_events, sizeof(*c), 0);
+  if (c) {
+    c->ts_ns = now;
+    c->status = status;
   }
-  bpf_ringbuf_submit(e, flags);
-  count(V2P_COUNTER_EVENTS);
+  return c;
+}
+
+/* Sends a completion record of n bios (committed events count bios, as user space delivers one
+ * event per bio), or gives it back if it holds none. */
+static __always_inline void submit_complete(struct v2p_complete_record* c, __u32 n) {
+  if (n == 0) {
+    bpf_ringbuf_discard(c, BPF_RB_NO_WAKEUP);
+    return;
+  }
+  c->count = n;
+  bpf_ringbuf_submit(c, wakeup_flags(sizeof(*c)));
+  count(V2P_COUNTER_EVENTS, n);
 }
 
 /* The task's name, as bpf_get_current_comm() gives it but with two loads instead of a helper
@@ -224,11 +168,12 @@ static __always_inline __u32 bio_dev(struct bio* bio, bool* wanted) {
 /* Every field written explicitly (no memset): the ring buffer slot is not zeroed for us. */
 static __always_inline void fill_bio_event(struct v2p_blockio_event* e, struct bio* bio,
                                            struct task_struct* task, __u32 dev, __u32 tgid,
-                                           __u8 kind, __u32 old_dev, __u64 old_sector) {
+                                           __u8 kind, __u32 old_dev, __u64 old_sector,
+                                           __u64 cookie) {
   e->ts_ns = bpf_ktime_get_ns();
   e->sector = bio->bi_iter.bi_sector;
   e->old_sector = old_sector;
-  e->latency_ns = 0;
+  e->latency_ns = cookie;
   e->dev = dev;
   e->old_dev = old_dev;
   e->bytes = bio->bi_iter.bi_size;
@@ -255,22 +200,10 @@ int BPF_PROG(v2p_bio_queue, struct bio* bio) {
 
   struct v2p_blockio_event* e = reserve();
   if (!e) return 0;
-  fill_bio_event(e, bio, task, dev, tgid, V2P_EVENT_QUEUE, 0, 0);
-  if (track_completions) {
-    struct inflight* in = claim_inflight(pointer_value(&ctx[0]));
-    if (in) {
-      in->ts_ns = e->ts_ns;
-      in->sector = e->sector;
-      in->dev = dev;
-      in->bytes = e->bytes;
-      in->tgid = tgid;
-      in->tid = e->tid;
-      in->cmd_flags = e->cmd_flags;
-      in->ioprio = e->ioprio;
-      in->pad = 0;
-      __builtin_memcpy(in->comm, e->comm, sizeof(in->comm));
-    }
-  }
+  /* With completions, the bio's address names it in its completion record (see blockio.h):
+   * no per-bio state in the kernel. Root may store a kernel pointer's value (allow_ptr_leaks). */
+  fill_bio_event(e, bio, task, dev, tgid, V2P_EVENT_QUEUE, 0, 0,
+                 track_completions ? (__u64)bio : 0);
   submit(e);
   return 0;
 }
@@ -289,45 +222,18 @@ int BPF_PROG(v2p_bio_remap, struct bio* bio, dev_t old_dev, sector_t old_sector)
 
   struct v2p_blockio_event* e = reserve();
   if (!e) return 0;
-  fill_bio_event(e, bio, task, dev, tgid, V2P_EVENT_REMAP, old_dev, old_sector);
+  fill_bio_event(e, bio, task, dev, tgid, V2P_EVENT_REMAP, old_dev, old_sector, 0);
   submit(e);
   return 0;
 }
 
-static __always_inline void complete_bio(__u64 key, __u64 now, __u8 status) {
-  struct inflight* in = find_inflight(key);
-  if (!in) return;
-  struct v2p_blockio_event* e = reserve();
-  if (!e) {
-    release_inflight(in, key);
-    return;
-  }
-  e->ts_ns = now;
-  e->sector = in->sector;
-  e->old_sector = 0;
-  e->latency_ns = now - in->ts_ns;
-  e->dev = in->dev;
-  e->old_dev = 0;
-  e->bytes = in->bytes;
-  e->tgid = in->tgid;
-  e->tid = in->tid;
-  e->cmd_flags = in->cmd_flags;
-  e->ioprio = in->ioprio;
-  e->op = 0;
-  e->kind = V2P_EVENT_COMPLETE;
-  e->error = status;
-  __builtin_memcpy(e->comm, in->comm, sizeof(e->comm));
-  if (release_inflight(in, key)) {
-    submit(e);
-  } else {
-    bpf_ringbuf_discard(e, BPF_RB_NO_WAKEUP);
-  }
-}
-
 /* blk-mq devices (loop, virtio, nvme, scsi) complete requests: block_bio_complete does not fire
- * for their bios on current kernels (measured on 6.18), so walk the request's bios here. The
- * submitter's identity comes from the inflight entry: this runs in whatever context completes. */
-#define V2P_MAX_BIOS_PER_REQUEST 64
+ * for their bios on current kernels (measured on 6.18), so walk the request's bios here, up to
+ * V2P_COMPLETE_BIOS of them per ring record (one record for the usual one-bio request). The
+ * submitter's identity and the queue time are in the bio's queue event, which user space joins. */
+#define V2P_MAX_BIOS_PER_REQUEST 256
+#define V2P_MAX_RECORDS_PER_REQUEST \
+  ((V2P_MAX_BIOS_PER_REQUEST + V2P_COMPLETE_BIOS - 1) / V2P_COMPLETE_BIOS)
 
 SEC("tp_btf/block_rq_complete")
 int BPF_PROG(v2p_rq_done, struct request* rq, blk_status_t error, unsigned int nr_bytes) {
@@ -335,29 +241,60 @@ int BPF_PROG(v2p_rq_done, struct request* rq, blk_status_t error, unsigned int n
   if (!bio) return 0; /* a flush without data */
   if (filter_devices) {
     /* Requests of devices nobody watches (the disk below a watched loop device) leave here,
-     * before the clock read and the inflight lookups. */
+     * before the clock read and the ring. */
     bool wanted = false;
     bio_dev(bio, &wanted);
     if (!wanted) return 0;
   }
   __u64 now = bpf_ktime_get_ns();
-  __u64 key = pointer_value(&rq->bio);
   __u32 done = 0;
-  for (int i = 0; i < V2P_MAX_BIOS_PER_REQUEST && bio; i++) {
-    /* A partial completion ends part of the request; later calls report the rest. */
-    __u32 size = bio->bi_iter.bi_size;
-    if (done + size > nr_bytes) break;
-    done += size;
-    complete_bio(key, now, error);
-    key = pointer_value(&bio->bi_next);
-    bio = bio->bi_next;
+  for (int r = 0; r < V2P_MAX_RECORDS_PER_REQUEST; r++) {
+    struct v2p_complete_record* c = reserve_complete(now, error);
+    if (!c) {
+      /* Ring full: count the bios whose completion is lost (at least this one). */
+      __u32 lost = 0;
+      for (int i = 0; i < V2P_MAX_BIOS_PER_REQUEST && bio; i++) {
+        lost++;
+        bio = bio->bi_next;
+      }
+      count(V2P_COUNTER_RING_FULL, lost ? lost : 1);
+      return 0;
+    }
+    __u32 n = 0;
+#pragma unroll
+    for (int i = 0; i < V2P_COMPLETE_BIOS; i++) {
+      /* A partial completion ends part of the request; later calls report the rest. */
+      __u32 size = bio->bi_iter.bi_size;
+      if (done + size > nr_bytes) {
+        bio = NULL;
+        break;
+      }
+      done += size;
+      c->bios[i] = (__u64)bio;
+      n = i + 1;
+      bio = bio->bi_next;
+      if (!bio) break;
+    }
+    submit_complete(c, n);
+    if (!bio) break;
   }
   return 0;
 }
 
-/* Bio-based drivers (device-mapper, md) end bios without requests. */
+/* Bio-based drivers (device-mapper, md, zram) end bios without requests. */
 SEC("tp_btf/block_bio_complete")
 int BPF_PROG(v2p_bio_done, struct request_queue* q, struct bio* bio) {
-  complete_bio(pointer_value(&ctx[1]), bpf_ktime_get_ns(), bio->bi_status);
+  if (filter_devices) {
+    bool wanted = false;
+    bio_dev(bio, &wanted);
+    if (!wanted) return 0;
+  }
+  struct v2p_complete_record* c = reserve_complete(bpf_ktime_get_ns(), bio->bi_status);
+  if (!c) {
+    count(V2P_COUNTER_RING_FULL, 1);
+    return 0;
+  }
+  c->bios[0] = (__u64)bio;
+  submit_complete(c, 1);
   return 0;
 }

@@ -19,9 +19,7 @@
 /* Slots of the per-CPU counter array v2p_counters. */
 #define V2P_COUNTER_RING_FULL 0 /* events dropped because the ring buffer was full */
 #define V2P_COUNTER_EVENTS 1    /* events committed to the ring buffer */
-/* queued bios whose in-flight entry another bio took: their completion goes unreported */
-#define V2P_COUNTER_INFLIGHT_EVICTED 2
-#define V2P_COUNTER_SLOTS 3
+#define V2P_COUNTER_SLOTS 2
 
 /* Filter set members checked inline (no map lookup) before the hash map: see blockio.bpf.c. */
 #define V2P_SET_INLINE 8
@@ -30,9 +28,11 @@ struct v2p_blockio_event {
   __u64 ts_ns;      /* bpf_ktime_get_ns() == CLOCK_MONOTONIC */
   __u64 sector;     /* 512-byte sector on dev */
   __u64 old_sector; /* remap: sector on old_dev */
-  __u64 latency_ns; /* complete: queue → completion */
-  __u32 dev;        /* kernel dev_t (major << 20 | minor) */
-  __u32 old_dev;    /* remap: device the bio came from */
+  /* queue: the bio's address, which its completion record names (user space joins the two and
+   * reports 0 here); complete (in user space): queue → completion */
+  __u64 latency_ns;
+  __u32 dev;     /* kernel dev_t (major << 20 | minor) */
+  __u32 old_dev; /* remap: device the bio came from */
   __u32 bytes;
   __u32 tgid;
   __u32 tid;
@@ -42,6 +42,19 @@ struct v2p_blockio_event {
   __u8 kind;       /* V2P_EVENT_* */
   __s32 error;     /* complete: raw blk_status_t from BPF; -errno once user space converts */
   char comm[V2P_COMM_LEN];
+};
+
+/* What the kernel sends when bios complete: only their addresses, the time and the status. User
+ * space pairs each address with the queue event that carried it (in latency_ns) and makes the
+ * complete PhysEvent from both, so the kernel keeps no per-bio state and the completion record
+ * is small. Up to V2P_COMPLETE_BIOS bios of one request share a record. Its size (72 bytes)
+ * tells it apart from a v2p_blockio_event (80). */
+#define V2P_COMPLETE_BIOS 7
+struct v2p_complete_record {
+  __u64 ts_ns;
+  __u32 status; /* raw blk_status_t */
+  __u32 count;  /* bios[0..count) */
+  __u64 bios[V2P_COMPLETE_BIOS];
 };
 
 #endif /* V2P_PFILTER_BLOCKIO_H */

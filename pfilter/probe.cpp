@@ -4,6 +4,8 @@
 #include <bpf/libbpf.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdarg>
 #include <cstddef>
@@ -43,6 +45,8 @@ V2P_SAME_FIELD(error);
 V2P_SAME_FIELD(comm);
 #undef V2P_SAME_FIELD
 static_assert(sizeof(v2p_blockio_event) == sizeof(PhysEvent));
+// on_sample tells the two kinds of ring record apart by their size.
+static_assert(sizeof(v2p_complete_record) != sizeof(v2p_blockio_event));
 static_assert(V2P_EVENT_QUEUE == static_cast<int>(PhysEventKind::kQueue) &&
               V2P_EVENT_REMAP == static_cast<int>(PhysEventKind::kRemap) &&
               V2P_EVENT_COMPLETE == static_cast<int>(PhysEventKind::kComplete));
@@ -118,6 +122,61 @@ void add_to_set(std::uint32_t* inline_set, std::uint32_t* overflow, bpf_map* map
   __atomic_store_n(overflow, 1u, __ATOMIC_RELEASE);
 }
 
+// The queue events of bios in flight, by bio address, until their completion record arrives:
+// the join the kernel used to do with an in-flight table (see blockio.h). 4-way buckets; a full
+// bucket gives up its oldest entry (a bio whose completion was never seen, e.g. lost with a full
+// ring, or one queued before the probe attached that completed while detached), counted as an
+// unreported completion. Ring order is reservation order, and a bio is queued before it can
+// complete, so its queue event always comes first.
+class InflightJoin {
+ public:
+  static constexpr unsigned kBucketBits = 14;
+  static constexpr unsigned kWays = 4;
+
+  InflightJoin() : keys_(kWays << kBucketBits, 0), queued_(kWays << kBucketBits) {}
+
+  void queued(std::uint64_t bio, const PhysEvent& e) {
+    const std::size_t first = bucket(bio);
+    std::size_t at = first;
+    for (std::size_t i = first; i < first + kWays; ++i) {
+      if (keys_[i] == bio || keys_[i] == 0) {
+        at = i;
+        break;
+      }
+      if (queued_[i].ts_ns < queued_[at].ts_ns) at = i;
+    }
+    if (keys_[at] != bio && keys_[at] != 0) evicted_.fetch_add(1, std::memory_order_relaxed);
+    keys_[at] = bio;
+    queued_[at] = e;
+  }
+
+  // The completion event of bio (its queue event's fields, the completion's time), or false.
+  bool completed(std::uint64_t bio, std::uint64_t ts_ns, std::int32_t error, PhysEvent& out) {
+    const std::size_t first = bucket(bio);
+    for (std::size_t i = first; i < first + kWays; ++i) {
+      if (keys_[i] != bio) continue;
+      keys_[i] = 0;
+      out = queued_[i];
+      out.latency_ns = ts_ns - out.ts_ns;
+      out.ts_ns = ts_ns;
+      out.kind = static_cast<std::uint8_t>(PhysEventKind::kComplete);
+      out.error = error;
+      return true;
+    }
+    return false;
+  }
+
+  [[nodiscard]] std::uint64_t evicted() const { return evicted_.load(std::memory_order_relaxed); }
+
+ private:
+  static std::size_t bucket(std::uint64_t bio) {
+    return static_cast<std::size_t>((bio * 0x9E3779B97F4A7C15ULL) >> (64 - kBucketBits)) * kWays;
+  }
+  std::vector<std::uint64_t> keys_;  // 0: free
+  std::vector<PhysEvent> queued_;
+  std::atomic<std::uint64_t> evicted_{0};
+};
+
 }  // namespace
 
 struct Probe::Impl {
@@ -128,6 +187,7 @@ struct Probe::Impl {
   ReqFlagBits bits;
   bool filter_devices = false;
   bool filter_tgids = false;
+  std::unique_ptr<InflightJoin> inflight;  // with completions only
 
   // State of the poll() in progress, read by the ring buffer callback.
   const std::function<void(const PhysEvent&)>* on_event = nullptr;
@@ -149,20 +209,40 @@ struct Probe::Impl {
 
 int Probe::Impl::on_sample(void* ctx, void* data, std::size_t size) noexcept {
   auto* self = static_cast<Impl*>(ctx);
-  if (size < sizeof(PhysEvent)) return 0;
-  PhysEvent e;
-  std::memcpy(&e, data, sizeof e);
-  e.op = static_cast<std::uint8_t>(io_op_from_cmd_flags(e.cmd_flags, e.bytes, self->bits));
-  if (e.kind == V2P_EVENT_COMPLETE)
-    e.error = errno_from_blk_status(static_cast<std::uint8_t>(e.error));
   try {
+    if (size == sizeof(v2p_complete_record)) {
+      if (!self->inflight) return 0;
+      v2p_complete_record c;
+      std::memcpy(&c, data, sizeof c);
+      const std::int32_t error = errno_from_blk_status(static_cast<std::uint8_t>(c.status));
+      const std::uint32_t n = std::min<std::uint32_t>(c.count, V2P_COMPLETE_BIOS);
+      for (std::uint32_t i = 0; i < n; ++i) {
+        PhysEvent e;
+        // Bios queued before the probe attached, or by processes the filter excludes, have no
+        // queue event: nothing to report.
+        if (!self->inflight->completed(c.bios[i], c.ts_ns, error, e)) continue;
+        // An exception here drops the rest of this record's bios (the record is consumed).
+        (*self->on_event)(e);
+        ++self->delivered;
+      }
+      return 0;
+    }
+    if (size < sizeof(PhysEvent)) return 0;
+    PhysEvent e;
+    std::memcpy(&e, data, sizeof e);
+    e.op = static_cast<std::uint8_t>(io_op_from_cmd_flags(e.cmd_flags, e.bytes, self->bits));
+    if (e.kind == V2P_EVENT_QUEUE) {
+      // The kernel put the bio's address there, for the join with its completion.
+      if (self->inflight && e.latency_ns != 0) self->inflight->queued(e.latency_ns, e);
+      e.latency_ns = 0;
+    }
     (*self->on_event)(e);
+    ++self->delivered;
   } catch (...) {
     // Unwinding through libbpf's C frames is not allowed; stop the drain and rethrow outside.
     self->failure = std::current_exception();
     return -ECANCELED;
   }
-  ++self->delivered;
   return 0;
 }
 
@@ -188,7 +268,7 @@ void Probe::Impl::pin() {
     if (bpf_program__pin(p, path.c_str()) != 0) throw system_error("cannot pin " + path.string());
   }
   bpf_map* maps[] = {skel->maps.v2p_events, skel->maps.v2p_devices, skel->maps.v2p_tgids,
-                     skel->maps.v2p_counters, skel->maps.v2p_inflight};
+                     skel->maps.v2p_counters};
   for (bpf_map* m : maps) {
     const auto path = pins->entry(bpf_map__name(m));
     if (bpf_map__pin(m, path.c_str()) != 0) throw system_error("cannot pin " + path.string());
@@ -223,9 +303,7 @@ std::unique_ptr<Probe> Probe::attach(const ProbeOptions& options) {
   skel.rodata->wakeup_bytes = options.wakeup_bytes;
   skel.rodata->bio_remapped_bit = static_cast<std::uint8_t>(bio_remapped_bit().value_or(0xff));
   bpf_map__set_max_entries(skel.maps.v2p_events, options.ring_bytes);
-  // Without completions nothing uses the in-flight table (the verifier drops that code): keep
-  // one entry instead of 4 MiB.
-  if (!options.completions) bpf_map__set_max_entries(skel.maps.v2p_inflight, 1);
+  if (options.completions) impl->inflight = std::make_unique<InflightJoin>();
   bpf_program__set_autoload(skel.progs.v2p_rq_done, options.completions);
   bpf_program__set_autoload(skel.progs.v2p_bio_done, options.completions);
   if (const int rc = blockio_bpf__load(&skel); rc != 0) {
@@ -268,7 +346,7 @@ std::uint64_t Probe::committed_events() const {
 }
 
 std::uint64_t Probe::unreported_completions() const {
-  return impl_->counter(V2P_COUNTER_INFLIGHT_EVICTED);
+  return impl_->inflight ? impl_->inflight->evicted() : 0;
 }
 
 void Probe::add_device(DeviceId d) {

@@ -19,8 +19,8 @@ struct ProbeOptions {
   std::vector<DeviceId> devices;     // empty = all devices
   std::vector<std::uint32_t> tgids;  // empty = all processes
   // Attach the completion programs (kind 2 events with latency). Off by default: mapping needs
-  // only queue and remap events, and completions about double the probe's kernel time per I/O
-  // (measured in docs/pfilter.md). `v2p probe` turns them on unless --no-completions.
+  // only queue and remap events, and completions add a second program call per I/O (measured in
+  // docs/pfilter.md). `v2p probe` turns them on unless --no-completions.
   bool completions = false;
   bool pin = true;  // pin programs and maps under pin_dir
   std::filesystem::path pin_dir = "/sys/fs/bpf/v2p";
@@ -47,9 +47,9 @@ class Probe {
   std::uint64_t lost_events() const;
   // Events the kernel committed to the ring buffer, since attach.
   std::uint64_t committed_events() const;
-  // Queued bios whose completion cannot be reported because their in-flight entry was taken by
-  // another bio (entries of completions never seen are reused; see blockio.bpf.c). 0 without
-  // completions.
+  // Queued bios whose completion cannot be reported because their entry in the (user-space)
+  // join of queue and completion events was given to another bio (entries of completions never
+  // seen are reused; see probe.cpp). 0 without completions.
   std::uint64_t unreported_completions() const;
 
   // Filters can grow at run time. On a probe that filters nothing (empty list at attach) they

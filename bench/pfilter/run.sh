@@ -9,10 +9,12 @@
 # cost per program call (kernel.bpf_stats_enabled) and per rejected call. Then runs
 # pfilter_event_rate if it was built.
 # Usage: bench/pfilter/run.sh [path/to/v2p] [path/to/pfilter_event_rate]   (as root)
-# Env: RUNS (default 5), RUNTIME seconds per fio run (default 10), SIZE_MIB (default 512),
+# Env: RUNS (default 5; 0: only the bpf_stats costs), RUNTIME seconds per fio run (default 10), SIZE_MIB (default 512),
 #      BATCH_KIB (probe --batch-kib, default 64; 0 = wake the consumer for every event),
 #      CONFIGS (default "mapping full"), PROBE_ARGS (more `v2p probe` options for every config),
-#      EVENT_RATE_ARGS (default "2 5 16 $BATCH_KIB 1"; "skip" to skip it).
+#      EVENT_RATE_ARGS (default "2 5 16 $BATCH_KIB 1"; "skip" to skip it),
+#      EVENT_RATE_LOADS (default "zram loop writeback": pfilter_event_rate runs once per load, its
+#      consumer pinned to the last CPU; see event_rate.cpp).
 set -euo pipefail
 
 V2P=${1:-build/cli/v2p}
@@ -24,6 +26,7 @@ BATCH_KIB=${BATCH_KIB:-64}
 CONFIGS=${CONFIGS:-mapping full}
 PROBE_ARGS=${PROBE_ARGS:-}
 EVENT_RATE_ARGS=${EVENT_RATE_ARGS:-2 5 16 $BATCH_KIB 1}
+EVENT_RATE_LOADS=${EVENT_RATE_LOADS:-zram loop writeback}
 
 [ "$(id -u)" -eq 0 ] || { echo "run.sh: needs root (loop devices, eBPF)" >&2; exit 1; }
 [ -x "$V2P" ] || { echo "run.sh: no v2p binary at $V2P (pass its path)" >&2; exit 1; }
@@ -94,11 +97,16 @@ run_with_probe() {
   echo "$iops"
 }
 
-# ns per call of the programs in MINE.
+# ns per call of the programs in MINE, and their total kernel time per fio I/O ($1: IOPS of a
+# RUNTIME-second run; the programs were loaded just before it, so all their calls are its own).
 program_costs() {
+  local total=0 t
   for id in $MINE; do
     { bpftool prog show id "$id" 2>/dev/null || true; } | awk '/name v2p_/ {for (i = 1; i <= NF; i++) {if ($i == "name") n = $(i+1); if ($i == "run_time_ns") t = $(i+1); if ($i == "run_cnt") c = $(i+1)}; if (c > 0) printf "  %-14s %9d calls %6.0f ns/call\n", n, c, t / c}'
+    t=$({ bpftool prog show id "$id" 2>/dev/null || true; } | awk '/run_time_ns/ {for (i = 1; i <= NF; i++) if ($i == "run_time_ns") print $(i+1)}')
+    total=$((total + ${t:-0}))
   done
+  awk -v t="$total" -v iops="$1" -v s="$RUNTIME" 'BEGIN {if (iops > 0) printf "  all programs: %.0f ns per fio I/O\n", t / (iops * s)}'
 }
 
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
@@ -120,13 +128,15 @@ for config in $CONFIGS; do
     echo "run $i: without ${without[-1]} IOPS, with probe ${with[-1]} IOPS"
   done
 
-  # The median of the per-pair ratios as well: pairs ran back to back, so they share the machine's
-  # load of the moment better than two medians taken across all runs.
-  ratios=()
-  for i in "${!with[@]}"; do ratios+=("$(awk -v a="${with[$i]}" -v b="${without[$i]}" 'BEGIN {printf "%.4f", a/b}')"); done
-  mw=$(median "${without[@]}"); mp=$(median "${with[@]}")
-  echo "median: without $mw IOPS, with probe $mp IOPS, ratio $(awk -v a="$mp" -v b="$mw" 'BEGIN {printf "%.3f", a/b}') (target >= 0.97)"
-  echo "median of per-pair ratios: $(median "${ratios[@]}") (pairs: ${ratios[*]})"
+  if (( RUNS > 0 )); then
+    # The median of the per-pair ratios as well: pairs ran back to back, so they share the machine's
+    # load of the moment better than two medians taken across all runs.
+    ratios=()
+    for i in "${!with[@]}"; do ratios+=("$(awk -v a="${with[$i]}" -v b="${without[$i]}" 'BEGIN {printf "%.4f", a/b}')"); done
+    mw=$(median "${without[@]}"); mp=$(median "${with[@]}")
+    echo "median: without $mw IOPS, with probe $mp IOPS, ratio $(awk -v a="$mp" -v b="$mw" 'BEGIN {printf "%.3f", a/b}') (target >= 0.97)"
+    echo "median of per-pair ratios: $(median "${ratios[@]}") (pairs: ${ratios[*]})"
+  fi
 
   # The probe's own cost, which other load on the machine cannot blur as much: kernel time per
   # program call (kernel.bpf_stats_enabled, which itself adds some tens of ns) and the consumer's
@@ -139,19 +149,24 @@ for config in $CONFIGS; do
   iops=$(fio_iops)
   cpu1=$(awk '{print $14 + $15}' "/proc/$PROBE_PID/stat")
   echo "cost at $iops IOPS (bpf_stats on; each I/O is one bio on $LOOP and one on the disk below):"
-  program_costs
+  program_costs "$iops"
   echo "  consumer (v2p probe): $(( (cpu1 - cpu0) * 1000 / $(getconf CLK_TCK) )) ms CPU in ${RUNTIME} s"
   stop_probe
   start_probe 7:1048575  # no such device: every call is a rejection
   iops=$(fio_iops)
   echo "rejections only, at $iops IOPS:"
-  program_costs
+  program_costs "$iops"
   stop_probe
   sysctl -qw kernel.bpf_stats_enabled="$STATS_BEFORE"
 done
 
 if [ -x "$EVENT_RATE" ] && [ "$EVENT_RATE_ARGS" != skip ]; then
-  echo "== event delivery: $EVENT_RATE $EVENT_RATE_ARGS"
-  # shellcheck disable=SC2086
-  "$EVENT_RATE" $EVENT_RATE_ARGS
+  consumer_cpu=$(( $(nproc) - 1 ))
+  for load in $EVENT_RATE_LOADS; do
+    # Reads (zram, loop) or 512-byte blocks (writeback) per system call: each load's default.
+    case "$load" in zram) batch=64 ;; loop) batch=256 ;; writeback) batch=2048 ;; *) batch=64 ;; esac
+    echo "== event delivery: $EVENT_RATE $EVENT_RATE_ARGS $load $batch $consumer_cpu"
+    # shellcheck disable=SC2086
+    "$EVENT_RATE" $EVENT_RATE_ARGS "$load" "$batch" "$consumer_cpu"
+  done
 fi
