@@ -32,6 +32,33 @@ TEST(ServeConfig, FullExample) {
   EXPECT_EQ(c.server.vdisks[2].vm, "");  // identified from the peer
 }
 
+TEST(ServeConfig, UpstreamVdisks) {
+  const auto c = parse_serve_config(R"({ "socket": "/s", "vms": [ {"name": "vm3", "vdisks": [
+        {"name": "disk0", "upstream": "nbd+unix:///d?socket=/q.sock", "upstream_connections": 2},
+        {"name": "disk1", "upstream": "nbd://127.0.0.1", "image": "vm3.qcow2"} ]} ] })",
+                                    "/etc/v2p");
+  ASSERT_EQ(c.server.vdisks.size(), 2u);
+  EXPECT_EQ(c.server.vdisks[0].upstream, "nbd+unix:///d?socket=/q.sock");
+  EXPECT_EQ(c.server.vdisks[0].upstream_connections, 2u);
+  EXPECT_TRUE(c.server.vdisks[0].image.empty());
+  EXPECT_EQ(c.server.vdisks[1].image, "/etc/v2p/vm3.qcow2");
+  EXPECT_EQ(c.server.vdisks[1].upstream_connections, 4u);
+  const auto message = [](const char* json) {
+    try {
+      parse_serve_config(json, "/");
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  EXPECT_NE(message(R"({"socket":"/s","vdisks":[{"name":"d"}]})").find("'image' or 'upstream'"),
+            std::string::npos);
+  EXPECT_NE(message(R"({"socket":"/s","vdisks":[{"name":"d","upstream":"nbd://x",
+            "upstream_connections":0}]})")
+                .find("between 1 and 64"),
+            std::string::npos);
+}
+
 TEST(ServeConfig, ErrorsNameTheProblem) {
   const auto message = [](const char* json) {
     try {
