@@ -18,8 +18,14 @@ LiveChain::LiveChain(const LiveChainOptions& options) : socket_(options.socket) 
 }
 
 void LiveChain::pump(int wait_ms) {
-  probe_->poll(wait_ms, [this](const PhysEvent& e) { corr_.on_event(e); });
+  // Events are held until the declarations are drained: the vfilter declares a vdisk's opaque
+  // backend process before any I/O of it, so every bio polled here was issued after its
+  // declaration reached the sink, and the correlator knows the process before it sees the bio.
+  events_.clear();
+  probe_->poll(wait_ms, [this](const PhysEvent& e) { events_.push_back(e); });
   for (const auto& d : sink_.drain_declarations()) corr_.declare(d);
+  for (const auto& b : sink_.drain_backends()) corr_.add_backend_process(b.tgid);
+  for (const auto& e : events_) corr_.on_event(e);
   for (const auto& r : sink_.drain()) corr_.on_record(r);
   corr_.on_lost(probe_->lost_events());
   corr_.advance(monotonic_ns());

@@ -31,6 +31,10 @@ class LiveChain {
   void settle();
 
   [[nodiscard]] const correlator::Correlator& correlator() const noexcept { return corr_; }
+  // Every completion-window assignment (tests check the confidence against ground truth).
+  void set_window_observer(std::function<void(const correlator::WindowDecision&)> observer) {
+    corr_.set_window_observer(std::move(observer));
+  }
   [[nodiscard]] const std::filesystem::path& socket() const noexcept { return socket_; }
 
  private:
@@ -39,6 +43,7 @@ class LiveChain {
   vfilter::QueueSink sink_;
   std::unique_ptr<vfilter::Server> server_;
   correlator::Correlator corr_;
+  std::vector<PhysEvent> events_;  // one poll's events, reused
 };
 
 }  // namespace v2p::cli
