@@ -167,6 +167,13 @@ TEST_F(Demo, KeptChainPublishesTheLiveMapAsSnapshots) {
   const auto dir =
       std::filesystem::path("/var/tmp") / ("v2p-live-snapshot." + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
+  struct RemoveDir {  // also when an assertion or an exception leaves the test early
+    std::filesystem::path p;
+    ~RemoveDir() {
+      std::error_code ec;
+      std::filesystem::remove_all(p, ec);
+    }
+  } remove_dir{dir};
   const auto snap = dir / "live.v2pmap";
   {
     ChildProcess demo({v2p_binary(), "demo", "--workload", "qemu-io", "--snapshot", snap.string(),
@@ -213,7 +220,6 @@ TEST_F(Demo, KeptChainPublishesTheLiveMapAsSnapshots) {
     EXPECT_EQ(demo.exit_code(), 0) << seen;
     EXPECT_NE(seen.find("snapshots written"), std::string::npos) << seen;
   }
-  std::filesystem::remove_all(dir);
   expect_nothing_left_behind();
 }
 
