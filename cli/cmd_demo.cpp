@@ -35,6 +35,9 @@ struct DemoOptions {
   unsigned image_mib = 256;
   unsigned workload_mib = 16;
   std::filesystem::path guest_dir = "/var/cache/v2p/guest";
+  std::filesystem::path snapshot;  // live map for `v2p map/whose --snapshot`
+  unsigned snapshot_ms = 1000;
+  bool keep = false;  // keep serving (export, probe, map) after the report until Ctrl-C
 };
 
 // Removes the demo's working directory last, after every object living in it is gone.
@@ -80,7 +83,15 @@ int run_demo(const DemoOptions& o) {
              fs.loop_device());
   fmt::print("[3/6] vfilter: NBD export '{}' of {}/{} on {}\n", o.vdisk, o.vm, o.vdisk,
              socket.string());
-  LiveChain chain({{fs.device()}, {vfilter::image_vdisk(o.vm, o.vdisk, image)}, socket});
+  LiveChainOptions chain_options{
+      {fs.device()}, {vfilter::image_vdisk(o.vm, o.vdisk, image)}, socket};
+  if (!o.snapshot.empty()) {
+    chain_options.snapshot = std::filesystem::absolute(o.snapshot);
+    chain_options.snapshot_interval_ms = o.snapshot_ms;
+    fmt::print("      live map: snapshot every {} ms to {}\n", o.snapshot_ms,
+               chain_options.snapshot.string());
+  }
+  LiveChain chain(chain_options);
   const auto& corr = chain.correlator();
 
   Workload workload(
@@ -117,6 +128,22 @@ int run_demo(const DemoOptions& o) {
   print_summary(corr, report, workload_ok, elapsed());
   if (!workload_ok) fmt::print("v2p demo: FAILED: the workload did not verify its own data\n");
   if (!map_ok) fmt::print("v2p demo: FAILED: the recovered map does not match FIEMAP\n");
+  if (o.keep && workload_ok && map_ok) {
+    // Stays a live chain: any NBD client may attach to the export, and the map keeps following.
+    fmt::print("v2p demo: serving until Ctrl-C: export nbd+unix:///{}?socket={}\n", o.vdisk,
+               socket.string());
+    if (!o.snapshot.empty()) {
+      fmt::print(
+          "v2p demo: query it with: v2p map --snapshot {0} | v2p whose {1} SECTOR "
+          "--snapshot {0}\n",
+          std::filesystem::absolute(o.snapshot).string(), fs.loop_device());
+    }
+    std::fflush(stdout);
+    while (!stop.requested()) chain.pump(100);
+    chain.settle();
+    fmt::print("v2p demo: stopped (signal {}); {} snapshots written; cleaning up\n", stop.signal(),
+               chain.snapshots_written());
+  }
   return workload_ok && map_ok ? 0 : 1;
 }
 
@@ -139,6 +166,14 @@ const Register kRegister{
        app.add_option("--guest-dir", o->guest_dir,
                       "Test guest kernel and initramfs (scripts/setup.sh)")
            ->capture_default_str();
+       app.add_option("--snapshot", o->snapshot,
+                      "Write the live map to FILE periodically (atomic, mode 0600), for "
+                      "v2p map/whose --snapshot FILE");
+       app.add_option("--snapshot-ms", o->snapshot_ms, "Interval of --snapshot in ms")
+           ->capture_default_str()
+           ->check(CLI::Range(10u, 3600000u));
+       app.add_flag("--keep", o->keep,
+                    "After the report, keep the export, probe and map running until Ctrl-C");
        return [o] { return run_demo(*o); };
      }}};
 

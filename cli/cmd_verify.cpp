@@ -49,6 +49,23 @@ int run_verify(const VerifyOptions& o) {
              dev.major(), dev.minor());
   fmt::print("observed {:.2f} MiB, right {:.2f} MiB, wrong {:.2f} MiB: accuracy {:.2f}%\n",
              mib(r.bytes_observed), mib(r.bytes_right), mib(r.bytes_wrong), 100.0 * r.accuracy());
+  // The map's own claim: how many of its bytes it expects to be right (confidence), next to
+  // how many are. Exact joins have confidence 1; the window join (opaque backends) 1/n.
+  fmt::print(
+      "confidence {:.4f} (the map expects {:.2f} MiB right): accuracy {:.2f}% vs "
+      "confidence {:.2f}%\n",
+      r.mean_confidence(), r.expected_right / (1 << 20), 100.0 * r.accuracy(),
+      100.0 * r.mean_confidence());
+  for (std::size_t i = 0; i < r.buckets.size(); ++i) {
+    const auto& b = r.buckets[i];
+    if (b.bytes_observed == 0) continue;
+    const float hi = i == 0 ? 1.0f : r.buckets[i - 1].min_confidence;
+    fmt::print(
+        "  confidence [{:.2f}, {:.2f}{}: observed {:.2f} MiB, accuracy {:.2f}%, mean "
+        "confidence {:.2f}%\n",
+        b.min_confidence, hi, i == 0 ? "]" : ")", mib(b.bytes_observed), 100.0 * b.accuracy(),
+        100.0 * b.mean_confidence());
+  }
   fmt::print("image has {:.2f} MiB allocated: coverage {:.2f}%\n", mib(r.bytes_allocated),
              100.0 * r.coverage());
   for (const auto& m : r.mismatches) fmt::print("mismatch: {}\n", m);

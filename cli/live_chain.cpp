@@ -1,10 +1,14 @@
 #include "cli/live_chain.hpp"
 
 #include "common/clock.hpp"
+#include "correlator/snapshot.hpp"
 
 namespace v2p::cli {
 
-LiveChain::LiveChain(const LiveChainOptions& options) : socket_(options.socket) {
+LiveChain::LiveChain(const LiveChainOptions& options)
+    : socket_(options.socket),
+      snapshot_path_(options.snapshot),
+      snapshot_interval_ns_(std::uint64_t{options.snapshot_interval_ms} * 1'000'000) {
   pfilter::ProbeOptions probe_options;
   probe_options.devices = options.devices;
   // Unpinned: the pins in /sys/fs/bpf/v2p belong to an operator's long-running `v2p probe`,
@@ -18,17 +22,34 @@ LiveChain::LiveChain(const LiveChainOptions& options) : socket_(options.socket) 
 }
 
 void LiveChain::pump(int wait_ms) {
-  probe_->poll(wait_ms, [this](const PhysEvent& e) { corr_.on_event(e); });
+  // Events are held until the declarations are drained: the vfilter declares a vdisk's opaque
+  // backend process before any I/O of it, so every bio polled here was issued after its
+  // declaration reached the sink, and the correlator knows the process before it sees the bio.
+  events_.clear();
+  probe_->poll(wait_ms, [this](const PhysEvent& e) { events_.push_back(e); });
   for (const auto& d : sink_.drain_declarations()) corr_.declare(d);
+  for (const auto& b : sink_.drain_backends()) corr_.add_backend_process(b.tgid);
+  for (const auto& e : events_) corr_.on_event(e);
   for (const auto& r : sink_.drain()) corr_.on_record(r);
   corr_.on_lost(probe_->lost_events());
-  corr_.advance(monotonic_ns());
+  const std::uint64_t now = monotonic_ns();
+  corr_.advance(now);
+  if (!snapshot_path_.empty() && now >= next_snapshot_ns_) {
+    write_snapshot();
+    next_snapshot_ns_ = now + snapshot_interval_ns_;
+  }
+}
+
+void LiveChain::write_snapshot() {
+  correlator::save_snapshot(corr_, snapshot_path_);
+  ++snapshots_;
 }
 
 void LiveChain::settle() {
   // The probe wakes user space at least every 100 ms; five rounds see everything completed.
   for (int i = 0; i < 5; ++i) pump(100);
   corr_.advance(monotonic_ns() + correlator::kDefaultHorizonNs);
+  if (!snapshot_path_.empty()) write_snapshot();
 }
 
 }  // namespace v2p::cli

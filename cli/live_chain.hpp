@@ -17,6 +17,11 @@ struct LiveChainOptions {
   std::vector<DeviceId> devices;  // host block devices the probe watches (kernel-side filter)
   std::vector<vfilter::VdiskConfig> vdisks;
   std::filesystem::path socket;  // the export's unix socket (mode 0600)
+  // When set, pump() writes the live map there (correlator/snapshot.hpp, atomically, mode 0600)
+  // at most every snapshot_interval_ms, and settle() once more: `v2p map/whose --snapshot` then
+  // query the running chain, at most one interval (plus the join's settle time) behind.
+  std::filesystem::path snapshot{};
+  unsigned snapshot_interval_ms = 1000;
 };
 
 class LiveChain {
@@ -29,8 +34,14 @@ class LiveChain {
   void pump(int wait_ms);
   // After the workload: lets the last events arrive, then closes every window.
   void settle();
+  // Snapshots written so far (0 without LiveChainOptions::snapshot).
+  [[nodiscard]] std::uint64_t snapshots_written() const noexcept { return snapshots_; }
 
   [[nodiscard]] const correlator::Correlator& correlator() const noexcept { return corr_; }
+  // Every completion-window assignment (tests check the confidence against ground truth).
+  void set_window_observer(std::function<void(const correlator::WindowDecision&)> observer) {
+    corr_.set_window_observer(std::move(observer));
+  }
   [[nodiscard]] const std::filesystem::path& socket() const noexcept { return socket_; }
 
  private:
@@ -39,6 +50,12 @@ class LiveChain {
   vfilter::QueueSink sink_;
   std::unique_ptr<vfilter::Server> server_;
   correlator::Correlator corr_;
+  std::vector<PhysEvent> events_;  // one poll's events, reused
+  void write_snapshot();
+  std::filesystem::path snapshot_path_;
+  std::uint64_t snapshot_interval_ns_ = 0;
+  std::uint64_t next_snapshot_ns_ = 0;
+  std::uint64_t snapshots_ = 0;
 };
 
 }  // namespace v2p::cli

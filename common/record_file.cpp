@@ -68,6 +68,7 @@ T decode_fixed(std::span<const std::byte> payload) {
 template ContextRecord decode_fixed<ContextRecord>(std::span<const std::byte>);
 template PhysEvent decode_fixed<PhysEvent>(std::span<const std::byte>);
 template LostEvents decode_fixed<LostEvents>(std::span<const std::byte>);
+template BackendProcess decode_fixed<BackendProcess>(std::span<const std::byte>);
 
 FrameParser::FrameParser(std::span<const std::byte> data) : data_(data) {
   StreamHeader h{};
@@ -130,6 +131,10 @@ void StreamWriter::write(const PhysEvent& e) {
 }
 void StreamWriter::write(const LostEvents& l) {
   write(FrameType::kLostEvents, bytes_of(l));
+}
+
+void StreamWriter::write(const BackendProcess& b) {
+  write(FrameType::kBackendProcess, bytes_of(b));
 }
 void StreamWriter::write(const VdiskDeclaration& d) {
   const auto payload = encode_vdisk_declaration(d);

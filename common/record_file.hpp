@@ -29,6 +29,7 @@ enum class FrameType : std::uint16_t {
   kPhysEvent = 3,
   kDeviceDeclaration = 4,
   kLostEvents = 5,
+  kBackendProcess = 6,
 };
 
 // Kernel-side ring buffer overflow, reported in the stream so a reader never mistakes a gap
@@ -37,6 +38,17 @@ struct LostEvents {
   std::uint64_t ts_ns = 0;
   std::uint64_t lost_total = 0;
 };
+
+// A process that does a vdisk's host I/O without the tag (an upstream NBD server such as
+// qemu-storage-daemon): the correlator joins its untagged bios by completion window. Written by
+// the vfilter right after the vdisk's declaration, before any record of the vdisk.
+struct BackendProcess {
+  std::uint32_t vm_id = 0;
+  std::uint32_t vdisk_id = 0;
+  std::uint32_t tgid = 0;
+  std::uint32_t reserved = 0;
+};
+static_assert(sizeof(BackendProcess) == 16);
 
 struct Frame {
   FrameType type{};
@@ -77,6 +89,7 @@ class StreamWriter {
   void write(const PhysEvent& e);
   void write(const VdiskDeclaration& d);
   void write(const LostEvents& l);
+  void write(const BackendProcess& b);
   // Flushes buffered frames to the file (and to stable storage when `durable`).
   void flush(bool durable = false);
 

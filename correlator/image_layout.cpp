@@ -159,7 +159,7 @@ bool is_qcow2(const std::filesystem::path& image) {
 std::vector<LayoutExtent> image_layout(const std::filesystem::path& image) {
   if (!is_qcow2(image)) return file_layout(image);
   const auto json = nlohmann::json::parse(
-      run_checked({"qemu-img", "map", "--output=json", "-f", "qcow2", image.string()}));
+      run_checked({"qemu-img", "map", "--output=json", "-U", "-f", "qcow2", image.string()}));
   const auto file = file_layout(image);
   std::vector<LayoutExtent> out;
   for (const auto& m : json) {

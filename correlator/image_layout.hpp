@@ -50,7 +50,9 @@ std::vector<LayoutExtent> file_layout(const std::filesystem::path& file);
 bool is_qcow2(const std::filesystem::path& image);
 
 // The vdisk → device layout of an image: file_layout for raw images; for qcow2,
-// `qemu-img map --output=json` (guest offset → file offset) composed with file_layout.
+// `qemu-img map --output=json -U` (guest offset → file offset) composed with file_layout. -U
+// reads the image while a qemu-storage-daemon holds it; the daemon's metadata cache must have
+// been flushed (a guest flush does that) for the tables on disk to be current.
 std::vector<LayoutExtent> image_layout(const std::filesystem::path& image);
 
 }  // namespace v2p::correlator

@@ -33,6 +33,11 @@ ReplayResult replay_streams(Correlator& c, const std::vector<std::filesystem::pa
         case FrameType::kVdiskDeclaration:
           c.declare(decode_vdisk_declaration(frame->payload));
           continue;
+        case FrameType::kBackendProcess:
+          // Written before any record of its vdisk, and a backend's bios are only ever joined
+          // by window: registering it up front is the same as at its place in the stream.
+          c.add_backend_process(decode_fixed<BackendProcess>(frame->payload).tgid);
+          continue;
         case FrameType::kContextRecord:
           it.record = decode_fixed<ContextRecord>(frame->payload);
           it.at_ns = it.record.complete_ns;

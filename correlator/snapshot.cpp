@@ -144,7 +144,7 @@ Snapshot decode_snapshot(std::span<const std::byte> bytes) {
 void save_snapshot(const Correlator& c, const std::filesystem::path& path) {
   const auto bytes = encode_snapshot(snapshot_of(c));
   const auto tmp = path.string() + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) throw system_error("cannot create " + tmp);
   std::size_t done = 0;
   while (done < bytes.size()) {

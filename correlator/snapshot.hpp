@@ -28,7 +28,8 @@ std::vector<std::byte> encode_snapshot(const Snapshot& s);
 // Throws v2p::Error on a truncated, corrupt or unsupported snapshot.
 Snapshot decode_snapshot(std::span<const std::byte> bytes);
 
-// Writes atomically (temporary file, fsync, rename). Throws v2p::Error.
+// Writes atomically (temporary file, fsync, rename), mode 0600: a reader never sees a partial
+// snapshot, which is what lets `v2p map --snapshot` query a running chain. Throws v2p::Error.
 void save_snapshot(const Correlator& c, const std::filesystem::path& path);
 Snapshot load_snapshot(const std::filesystem::path& path);
 // Puts a snapshot into a fresh correlator (map, names, backends, watermark).

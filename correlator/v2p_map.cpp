@@ -400,6 +400,37 @@ std::optional<MappedExtent> V2PMap::find(VdiskKey vdisk, VirtualOffset offset) c
   return impl_->to_public(e);
 }
 
+std::size_t V2PMap::find_many(VdiskKey vdisk, std::span<const VirtualOffset> offsets,
+                              std::span<std::optional<MappedExtent>> out) const noexcept {
+  const std::size_t n = std::min(offsets.size(), out.size());
+  const VdiskState* vs = impl_->find_state(vdisk);
+  if (vs == nullptr) {
+    std::fill_n(out.begin(), n, std::nullopt);
+    return 0;
+  }
+  const Forward& f = vs->fwd;
+  // Lookup i + kAhead is located (index search, leaf lines prefetched) before lookup i is
+  // finished: about as many misses in flight as a core sustains, and the index work of one
+  // lookup no longer sits in front of its own miss.
+  constexpr std::size_t kAhead = 8;
+  std::size_t leaves[kAhead];
+  for (std::size_t i = 0; i < std::min(n, kAhead); ++i) leaves[i] = f.locate(offsets[i].value());
+  std::size_t found = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::size_t li = leaves[i % kAhead];
+    if (i + kAhead < n) leaves[i % kAhead] = f.locate(offsets[i + kAhead].value());
+    const std::uint64_t v = offsets[i].value();
+    const auto p = f.last_le_located(li, v);
+    if (p && f.get(*p).end() > v) {
+      out[i] = impl_->to_public(f.get(*p));
+      ++found;
+    } else {
+      out[i] = std::nullopt;
+    }
+  }
+  return found;
+}
+
 std::vector<MappedExtent> V2PMap::extents(VdiskKey vdisk) const {
   std::vector<MappedExtent> out;
   const VdiskState* vs = impl_->find_state(vdisk);

@@ -20,9 +20,11 @@ std::string dev_name(DeviceId d) {
 VerifyReport verify_against_layout(const V2PMap& map, VdiskKey vdisk,
                                    const std::vector<LayoutExtent>& layout, DeviceId fs_device) {
   VerifyReport r;
+  for (const float min : kConfidenceBuckets) r.buckets.push_back({min, 0, 0, 0.0});
   for (const auto& l : layout) r.bytes_allocated += l.length;
   std::size_t li = 0;
   for (const auto& e : map.extents(vdisk)) {
+    const std::uint64_t right_before = r.bytes_right;
     r.bytes_observed += e.length;
     const std::uint64_t v0 = e.voffset.value(), v1 = v0 + e.length;
     const std::uint64_t map_phys = e.sector.value() * kSectorSize;
@@ -51,6 +53,16 @@ VerifyReport verify_against_layout(const V2PMap& map, VdiskKey vdisk,
     if (at < v1) {
       r.bytes_wrong += v1 - at;
       note(r, fmt::format("vdisk {:#x}+{} is mapped but the image has a hole there", at, v1 - at));
+    }
+    const double expected = double(e.length) * double(e.confidence);
+    r.expected_right += expected;
+    for (auto& b : r.buckets) {
+      if (e.confidence >= b.min_confidence) {
+        b.bytes_observed += e.length;
+        b.bytes_right += r.bytes_right - right_before;
+        b.expected_right += expected;
+        break;
+      }
     }
   }
   return r;

@@ -29,16 +29,20 @@ void WindowJoin::on_record(const ContextRecord& r) {
   records_.push_back({r, 0});
 }
 
+bool WindowJoin::could_own(const Candidate& c, const Pending& p) const noexcept {
+  const ContextRecord& r = c.rec;
+  const Bio& b = p.bio;
+  // A record published by a process that is not the backend itself (the vfilter forwarding to
+  // it) names tgid 0 or the backend.
+  return r.submit_ns <= b.ts_ns && b.ts_ns <= r.complete_ns && b.bytes <= r.length &&
+         carries_data_of(b, static_cast<IoOp>(r.op)) && (r.tgid == p.tgid || r.tgid == 0);
+}
+
 void WindowJoin::assign(const Pending& p) {
   const Bio& b = p.bio;
   cands_.clear();
   for (std::size_t i = 0; i < records_.size(); ++i) {
-    const ContextRecord& r = records_[i].rec;
-    // A record published by a process that is not the backend itself (the vfilter forwarding
-    // to it) names tgid 0 or the backend.
-    if (r.submit_ns <= b.ts_ns && b.ts_ns <= r.complete_ns &&
-        records_[i].certain + b.bytes <= r.length && carries_data_of(b, static_cast<IoOp>(r.op)) &&
-        (r.tgid == p.tgid || r.tgid == 0)) {
+    if (could_own(records_[i], p) && records_[i].certain + b.bytes <= records_[i].rec.length) {
       cands_.push_back(i);
     }
   }
@@ -72,8 +76,11 @@ void WindowJoin::assign(const Pending& p) {
   // a hole (read as zeroes without a bio).
   const bool no_holes =
       static_cast<IoOp>(c.rec.op) == IoOp::kWrite || (c.rec.flags & kContextNoHole);
-  const bool offset_known =
-      b.bytes == c.rec.length || (sole && no_holes && !c.tainted && c.consumed == c.certain);
+  // Backend I/O of its own in the window: a partial bio's offset is unknown, and a whole one is
+  // one of several that only this request could own, of which at most length bytes are data.
+  const bool surplus = c.exclusive > c.rec.length;
+  const bool offset_known = b.bytes == c.rec.length ||
+                            (sole && no_holes && !c.tainted && !surplus && c.consumed == c.certain);
   if (!sole) {
     for (const std::size_t i : cands_) records_[i].tainted = true;
   }
@@ -82,8 +89,10 @@ void WindowJoin::assign(const Pending& p) {
     ++stats_.unattributed;
     return;
   }
+  const float share =
+      surplus ? static_cast<float>(double(c.rec.length) / double(c.exclusive)) : 1.0f;
   const float confidence =
-      consistent_.empty() ? 1.0f / static_cast<float>(cands_.size()) : kept_confidence;
+      consistent_.empty() ? share / static_cast<float>(cands_.size()) : kept_confidence;
   const Mapping m{VirtualOffset{predicted(c)}, b.bytes, DeviceId::from_kernel(b.dev),
                   PhysicalSector{b.sector},    b.ts_ns, confidence};
   c.consumed += b.bytes;
@@ -114,7 +123,34 @@ void WindowJoin::advance(std::uint64_t now_ns) {
     events_.erase(events_.begin(), ready_end);
     std::stable_sort(ready.begin(), ready.end(),
                      [](const Pending& a, const Pending& b) { return a.bio.ts_ns < b.bio.ts_ns; });
-    for (const auto& p : ready) assign(p);
+    // Every bio up to here is known: one whose window has ended by then has all its bios among
+    // them (or already assigned).
+    const std::uint64_t known_until =
+        now_ns == UINT64_MAX ? UINT64_MAX : now_ns - std::min(now_ns, opts_.window_settle_ns);
+    // The candidates of a ready bio are final: count the bytes each request alone could own.
+    for (auto& p : ready) {
+      if (p.counted) continue;
+      p.counted = true;
+      std::size_t owners = 0, owner = 0;
+      for (std::size_t i = 0; i < records_.size() && owners < 2; ++i) {
+        if (could_own(records_[i], p)) {
+          ++owners;
+          owner = i;
+        }
+      }
+      if (owners == 1) records_[owner].exclusive += p.bio.bytes;
+    }
+    // Assign in time order up to the first bio a request whose window is still open could own:
+    // that request's exclusive count is not complete yet. It and later bios wait.
+    std::size_t done = 0;
+    for (; done < ready.size(); ++done) {
+      const bool open = std::any_of(records_.begin(), records_.end(), [&](const Candidate& c) {
+        return c.rec.complete_ns > known_until && could_own(c, ready[done]);
+      });
+      if (open) break;
+      assign(ready[done]);
+    }
+    events_.insert(events_.end(), ready.begin() + static_cast<std::ptrdiff_t>(done), ready.end());
   }
   std::erase_if(records_, [&](const Candidate& c) {
     return saturating_add(c.rec.complete_ns, opts_.horizon_ns) <= now_ns;

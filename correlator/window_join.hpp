@@ -55,12 +55,19 @@ class WindowJoin {
     // A bio in this request's window had several candidates: this request may have lost one of
     // its bios or gained another's, so the offsets of its later partial bios are unknown.
     bool tainted = false;
+    // Bytes of the bios in its window that no other request could own (it was their only
+    // candidate, capacity aside). More than its length means the backend did I/O of its own in
+    // the window (an unflagged qcow2 table write): which of those bios are data is unknown.
+    std::uint64_t exclusive = 0;
   };
   struct Pending {
     std::uint32_t tgid;
     Bio bio;
+    bool counted = false;  // its bytes are in the exclusive count of its only candidate
   };
 
+  // Requests whose window could hold the bio (window, direction, size, process), capacity aside.
+  bool could_own(const Candidate& c, const Pending& p) const noexcept;
   void assign(const Pending& p);
 
   V2PMap& map_;

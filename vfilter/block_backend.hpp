@@ -9,10 +9,13 @@
 // several connections; a backend synchronises itself.
 #pragma once
 
+#include <sys/types.h>
 #include <cstddef>
+
 #include <cstdint>
 #include <span>
 #include <string>
+#include <vector>
 
 namespace v2p::vfilter {
 
@@ -36,6 +39,12 @@ class BlockBackend {
   [[nodiscard]] virtual bool read_only() const { return false; }
   // What the vdisk's data is, for declarations and `v2p verify` (an image path or a URI).
   [[nodiscard]] virtual std::string describe() const = 0;
+  // Processes other than this one that do the vdisk's host I/O, without the tag (an upstream
+  // NBD server). Empty (the default) when every host I/O runs on the calling worker thread and
+  // carries its tag. Non-empty makes the export publish its records untagged, naming that
+  // process, and declare it to the sink, so the correlator joins its bios by completion window
+  // (docs/correlator.md). A stage forwarding to such a backend forwards this too.
+  [[nodiscard]] virtual std::vector<pid_t> opaque_processes() const { return {}; }
 
   // Each returns 0 when the whole range is done, or -errno. The range is inside size() (the
   // export validated it). A backend never returns partial success.

@@ -144,7 +144,8 @@ bool Connection::negotiate() {
   rbuf_.assign(left.begin(), left.end());
   rpos_ = 0;
   const std::string& vm = export_->config.vm.empty() ? peer_vm_ : export_->config.vm;
-  const auto ids = ctx_.registry.ids(vm, export_->config.vdisk, export_->data_path());
+  const auto ids =
+      ctx_.registry.ids(vm, export_->config.vdisk, export_->data_path(), export_->opaque_pids);
   vm_name_ = vm;
   vm_id_ = ids.vm_id;
   vdisk_id_ = ids.vdisk_id;
@@ -513,11 +514,16 @@ void Connection::publish(const Pending* p, int res, std::uint64_t complete_ns) n
   r.complete_ns = complete_ns;
   r.voffset = p->cur_off;
   r.length = p->cur_len;
-  r.tgid = static_cast<std::uint32_t>(::getpid());
+  // On an opaque backend the host I/O is the upstream process's and carries no tag: the record
+  // names that process (0 when several serve the vdisk) and slot 0, for the window join.
+  const auto& opaque = export_->opaque_pids;
+  r.tgid = opaque.empty()       ? static_cast<std::uint32_t>(::getpid())
+           : opaque.size() == 1 ? static_cast<std::uint32_t>(opaque.front())
+                                : 0;
   r.vm_id = vm_id_;
   r.vdisk_id = vdisk_id_;
   r.result = res < 0 ? res : 0;
-  r.slot = p->tagged ? p->slot.slot() : 0;
+  r.slot = p->tagged && opaque.empty() ? p->slot.slot() : 0;
   r.op = static_cast<std::uint8_t>(p->op);
   if (p->req.flags & nbd::kCmdFlagFua) r.flags |= kContextFua;
   if (p->req.flags & nbd::kCmdFlagNoHole) r.flags |= kContextNoHole;

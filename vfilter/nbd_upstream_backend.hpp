@@ -32,6 +32,7 @@ class NbdUpstreamBackend final : public BlockBackend {
   [[nodiscard]] std::string describe() const override { return uri_; }
   // The processes serving the upstream sockets (unix sockets only; empty over TCP).
   [[nodiscard]] std::vector<pid_t> upstream_pids() const { return pids_; }
+  [[nodiscard]] std::vector<pid_t> opaque_processes() const override { return pids_; }
 
   int read(const IoTarget& who, std::span<std::byte> out, std::uint64_t offset) override;
   int write(const IoTarget& who, std::span<const std::byte> data, std::uint64_t offset,

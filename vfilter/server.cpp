@@ -25,7 +25,8 @@
 namespace v2p::vfilter {
 
 VdiskRegistry::Ids VdiskRegistry::ids(const std::string& vm, const std::string& vdisk,
-                                      const std::string& image_path) {
+                                      const std::string& image_path,
+                                      const std::vector<pid_t>& backend_pids) {
   std::lock_guard lock(mu_);
   const auto vm_it = vms_.try_emplace(vm, static_cast<std::uint32_t>(vms_.size() + 1)).first;
   auto [it, added] =
@@ -34,6 +35,10 @@ VdiskRegistry::Ids VdiskRegistry::ids(const std::string& vm, const std::string& 
   // Declared under the lock: no record of this vdisk can be published before its declaration.
   if (added && sink_ != nullptr) {
     sink_->declare(VdiskDeclaration{ids.vm_id, ids.vdisk_id, vm, vdisk, image_path});
+    for (const pid_t pid : backend_pids) {
+      sink_->declare_backend(
+          BackendProcess{ids.vm_id, ids.vdisk_id, static_cast<std::uint32_t>(pid), 0});
+    }
   }
   return ids;
 }
@@ -211,6 +216,7 @@ class ServerImpl final : public Server {
       } else {
         rt.image = std::make_unique<ImageFile>(v.image, v.read_only, config_.direct_io);
       }
+      if (rt.backend) rt.opaque_pids = rt.backend->opaque_processes();
       rt.info.name = rt.config.export_name;
       rt.info.description =
           fmt::format("v2p vdisk {}/{}", v.vm.empty() ? "<peer>" : v.vm, rt.config.vdisk);
@@ -222,7 +228,7 @@ class ServerImpl final : public Server {
     // Vdisks of configured VMs are declared now, so consumers learn the names before any I/O.
     for (const auto& e : ctx_.exports) {
       if (!e.config.vm.empty()) {
-        ctx_.registry.ids(e.config.vm, e.config.vdisk, e.data_path());
+        ctx_.registry.ids(e.config.vm, e.config.vdisk, e.data_path(), e.opaque_pids);
       }
     }
   }

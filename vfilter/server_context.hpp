@@ -21,6 +21,9 @@ struct ExportRuntime {
   VdiskConfig config;
   std::unique_ptr<ImageFile> image;       // the io_uring path; null when a backend serves the vdisk
   std::shared_ptr<BlockBackend> backend;  // synchronous stages on tagged workers
+  // The processes doing this vdisk's host I/O untagged (backend->opaque_processes()); empty on
+  // the tagged paths. Records then name the process (or 0 for several) and carry slot 0.
+  std::vector<pid_t> opaque_pids;
   ExportInfo info;
   // What the declaration names as the vdisk's data (the image path, or the backend's own name).
   [[nodiscard]] std::string data_path() const {
@@ -37,8 +40,10 @@ class VdiskRegistry {
     std::uint32_t vm_id = 0;
     std::uint32_t vdisk_id = 0;
   };
-  // Thread-safe; declares the vdisk (sink->declare) the first time a pair is seen.
-  Ids ids(const std::string& vm, const std::string& vdisk, const std::string& image_path);
+  // Thread-safe; declares the vdisk (sink->declare), then each of its opaque backend processes
+  // (sink->declare_backend), the first time a pair is seen.
+  Ids ids(const std::string& vm, const std::string& vdisk, const std::string& image_path,
+          const std::vector<pid_t>& backend_pids);
 
  private:
   std::mutex mu_;

@@ -13,6 +13,12 @@ void RecordFileSink::declare(const VdiskDeclaration& d) {
   writer_.flush();
 }
 
+void RecordFileSink::declare_backend(const BackendProcess& b) {
+  std::lock_guard lock(mu_);
+  writer_.write(b);
+  writer_.flush();
+}
+
 void RecordFileSink::publish(const ContextRecord& r) noexcept {
   try {
     std::lock_guard lock(mu_);
@@ -31,6 +37,11 @@ void QueueSink::declare(const VdiskDeclaration& d) {
   std::lock_guard lock(mu_);
   pending_declarations_.push_back(d);
   all_declarations_.push_back(d);
+}
+
+void QueueSink::declare_backend(const BackendProcess& b) {
+  std::lock_guard lock(mu_);
+  pending_backends_.push_back(b);
 }
 
 void QueueSink::publish(const ContextRecord& r) noexcept {
@@ -53,6 +64,13 @@ std::vector<VdiskDeclaration> QueueSink::drain_declarations() {
   std::vector<VdiskDeclaration> out;
   std::lock_guard lock(mu_);
   out.swap(pending_declarations_);
+  return out;
+}
+
+std::vector<BackendProcess> QueueSink::drain_backends() {
+  std::vector<BackendProcess> out;
+  std::lock_guard lock(mu_);
+  out.swap(pending_backends_);
   return out;
 }
 

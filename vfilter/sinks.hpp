@@ -18,6 +18,7 @@ class RecordFileSink final : public RecordSink {
   // Creates (truncates) `path`; throws v2p::Error when it cannot.
   explicit RecordFileSink(const std::filesystem::path& path);
   void declare(const VdiskDeclaration& d) override;
+  void declare_backend(const BackendProcess& b) override;
   void publish(const ContextRecord& r) noexcept override;
   // Pushes buffered frames to the file (durable = also fsync).
   void flush(bool durable = false);
@@ -33,11 +34,14 @@ class RecordFileSink final : public RecordSink {
 class QueueSink final : public RecordSink {
  public:
   void declare(const VdiskDeclaration& d) override;
+  void declare_backend(const BackendProcess& b) override;
   void publish(const ContextRecord& r) noexcept override;
   // Everything published since the last call, in completion order.
   std::vector<ContextRecord> drain();
   // Declarations made since the last call.
   std::vector<VdiskDeclaration> drain_declarations();
+  // Backend processes declared since the last call.
+  std::vector<BackendProcess> drain_backends();
   // Every declaration ever made (a late consumer still learns the names).
   std::vector<VdiskDeclaration> declarations() const;
   // Records dropped because allocation failed on the completion path.
@@ -48,6 +52,7 @@ class QueueSink final : public RecordSink {
   std::vector<ContextRecord> records_;
   std::vector<VdiskDeclaration> pending_declarations_;
   std::vector<VdiskDeclaration> all_declarations_;
+  std::vector<BackendProcess> pending_backends_;
   std::atomic<std::uint64_t> dropped_{0};
 };
 

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <vector>
 
 #include "v2p/export.hpp"
@@ -67,6 +68,12 @@ class V2P_API V2PMap {
                                    std::uint64_t length) const;
   // The extent containing `offset`, unclipped; no allocation (the point-lookup fast path).
   std::optional<MappedExtent> find(VdiskKey vdisk, VirtualOffset offset) const noexcept;
+  // Many point lookups in one vdisk: out[i] = find(vdisk, offsets[i]) for i < min(offsets.size(),
+  // out.size()); returns how many were found. For scattered offsets (a policy checking a batch of
+  // candidate blocks) it is faster than find in a loop: it prefetches the leaves of the next
+  // lookups while finishing the current one, so their cache misses overlap.
+  std::size_t find_many(VdiskKey vdisk, std::span<const VirtualOffset> offsets,
+                        std::span<std::optional<MappedExtent>> out) const noexcept;
   // Every extent of the vdisk, ordered by voffset.
   std::vector<MappedExtent> extents(VdiskKey vdisk) const;
   // Which vdisk byte lives at `sector` of `device`, if any.

@@ -45,6 +45,7 @@ TEST(RecordFile, RoundTripsEveryFrameType) {
     w.write(r);
     w.write(e);
     w.write(LostEvents{100, 3});
+    w.write(BackendProcess{7, 9, 4242, 0});
     w.flush(true);
   }
   StreamReader reader(tmp.path());
@@ -70,6 +71,13 @@ TEST(RecordFile, RoundTripsEveryFrameType) {
   auto f4 = reader.next();
   ASSERT_TRUE(f4);
   EXPECT_EQ(decode_fixed<LostEvents>(f4->payload).lost_total, 3u);
+  auto f5 = reader.next();
+  ASSERT_TRUE(f5);
+  ASSERT_EQ(f5->type, FrameType::kBackendProcess);
+  const auto b = decode_fixed<BackendProcess>(f5->payload);
+  EXPECT_EQ(b.vm_id, 7u);
+  EXPECT_EQ(b.vdisk_id, 9u);
+  EXPECT_EQ(b.tgid, 4242u);
   EXPECT_FALSE(reader.next());
 }
 

@@ -25,6 +25,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         case v2p::FrameType::kLostEvents:
           (void)v2p::decode_fixed<v2p::LostEvents>(frame->payload);
           break;
+        case v2p::FrameType::kBackendProcess:
+          (void)v2p::decode_fixed<v2p::BackendProcess>(frame->payload);
+          break;
         default:
           break;
       }

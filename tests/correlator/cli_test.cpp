@@ -123,6 +123,40 @@ void write_stream_for(const std::vector<LayoutExtent>& layout, const std::filesy
   }
 }
 
+// What `v2p serve --record` writes for a vdisk behind an upstream, plus the daemon's bios: the
+// backend process frame, then two overlapping untagged requests (4 KiB at voffset 0 and 4096)
+// whose two bios, at their true places, each had both requests as candidates: confidence 1/2.
+void write_opaque_stream_for(const std::vector<LayoutExtent>& layout,
+                             const std::filesystem::path& image, DeviceId dev,
+                             const std::filesystem::path& out) {
+  constexpr std::uint32_t kDaemon = 4242;
+  StreamWriter w(out);
+  w.write(VdiskDeclaration{1, 1, "vm1", "disk0", image.string()});
+  w.write(BackendProcess{1, 1, kDaemon, 0});
+  for (std::uint64_t v = 0; v < 8192; v += 4096) {
+    PhysEvent e;
+    e.ts_ns = 1'000'500 + v;
+    e.sector = (layout.at(0).device_offset + v) / 512;
+    e.bytes = 4096;
+    e.dev = dev.kernel();
+    e.tgid = kDaemon;
+    e.op = static_cast<std::uint8_t>(IoOp::kWrite);
+    w.write(e);
+  }
+  for (std::uint64_t v = 0; v < 8192; v += 4096) {
+    ContextRecord r;
+    r.submit_ns = 1'000'000;
+    r.complete_ns = 1'010'000 + v;
+    r.voffset = v;
+    r.length = 4096;
+    r.tgid = kDaemon;
+    r.vm_id = 1;
+    r.vdisk_id = 1;
+    r.op = static_cast<std::uint8_t>(IoOp::kWrite);
+    w.write(r);
+  }
+}
+
 class VerifyCli : public ::testing::TestWithParam<std::string> {};
 
 // Also checks that verify finds the file system's device by itself (btrfs: not st_dev).
@@ -156,6 +190,16 @@ TEST_P(VerifyCli, ExactMapPassesPerturbedMapFails) {
     r = run_command({binary(), "verify", "--image", image.string(), "--stream", bad.string(),
                      "--allow-mismatch"});
     EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+    // The opaque path: the daemon is registered from the stream itself (no --backend), and
+    // verify prints the confidence next to the accuracy.
+    ASSERT_GE(layout.at(0).length, 8192u);
+    const auto opaque = dir / "opaque.v2ps";
+    write_opaque_stream_for(layout, image, fs.device(), opaque);
+    r = run_command({binary(), "verify", "--image", image.string(), "--stream", opaque.string(),
+                     "--allow-mismatch"});
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+    EXPECT_NE(r.out.find("confidence 0.5000"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("confidence [0.50, 0.99): observed"), std::string::npos) << r.out;
   }
   std::filesystem::remove_all(dir);
 }

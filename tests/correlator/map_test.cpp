@@ -216,6 +216,13 @@ TEST(V2PMap, TreeUnderneathMatchesStdSetAtScale) {
         const std::uint64_t k = rng() % (space + 100);
         const auto ub = ref.upper_bound(k);
         const auto p = tree->last_le(k);
+        // The batch path (locate, then finish) agrees with last_le.
+        const auto pb = tree->last_le_located(tree->locate(k), k);
+        ASSERT_EQ(bool(p), bool(pb)) << k;
+        if (p) {
+          ASSERT_EQ(p->leaf, pb->leaf);
+          ASSERT_EQ(p->idx, pb->idx);
+        }
         if (ub == ref.begin()) {
           ASSERT_FALSE(p) << k;
         } else {
@@ -228,6 +235,38 @@ TEST(V2PMap, TreeUnderneathMatchesStdSetAtScale) {
         if (lb != ref.end()) {
           ASSERT_EQ(tree->get(pl).voffset, *lb);
         }
+      }
+    }
+  }
+}
+
+// find_many is find, element by element: on a map large enough for the fence level, with hits,
+// holes, offsets before the first and past the last extent, an unknown vdisk, and an output
+// shorter than the input.
+TEST(V2PMap, FindManyEqualsFindForEachOffset) {
+  std::mt19937_64 rng(7);
+  V2PMap m;
+  for (std::uint64_t i = 0; i < 100000; ++i) {
+    const std::uint64_t v = (rng() % (1ULL << 22)) * 4096;
+    m.map(i % 3 == 0 ? kB : kA, at(v, 4096 * (1 + rng() % 4), kLoop0, rng() % (1ULL << 30)));
+  }
+  for (const VdiskKey key : {kA, kB, VdiskKey{VmId{9}, VdiskId{9}}}) {
+    std::vector<VirtualOffset> offsets(1000);
+    for (auto& o : offsets) o = VirtualOffset{rng() % ((1ULL << 34) + (1ULL << 20))};
+    offsets[0] = VirtualOffset{0};
+    offsets[1] = VirtualOffset{~0ULL};
+    for (const std::size_t out_size : {offsets.size(), std::size_t{5}, std::size_t{0}}) {
+      std::vector<std::optional<MappedExtent>> out(out_size, MappedExtent{});
+      const std::size_t found = m.find_many(key, offsets, out);
+      std::size_t want_found = 0;
+      for (std::size_t i = 0; i < out_size; ++i) {
+        const auto want = m.find(key, offsets[i]);
+        want_found += want.has_value();
+        ASSERT_EQ(out[i], want) << "offset " << offsets[i].value();
+      }
+      EXPECT_EQ(found, want_found);
+      if (key == kA && out_size == offsets.size()) {
+        EXPECT_GT(found, 0u);
       }
     }
   }

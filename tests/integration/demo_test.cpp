@@ -10,7 +10,10 @@
 #include <set>
 #include <thread>
 
+#include <sys/stat.h>
+
 #include "common/subprocess.hpp"
+#include "correlator/snapshot.hpp"
 
 namespace v2p {
 namespace {
@@ -153,6 +156,71 @@ TEST_F(Demo, NextRunCleansUpAfterAKilledOne) {
   const auto r = run_command({v2p_binary(), "demo", "--workload", "fio", "--mib", "4"});
   EXPECT_NE(r.out.find("left by an earlier demo"), std::string::npos) << r.out;
   expect_verified_demo(r);
+}
+
+// The live query path: `v2p demo --keep --snapshot FILE` keeps the chain running after its report
+// and rewrites FILE; I/O a client does through the export afterwards shows up in FILE, which
+// `v2p map` and `v2p whose --snapshot` read while the chain runs.
+TEST_F(Demo, KeptChainPublishesTheLiveMapAsSnapshots) {
+  if (auto why = skip_reason(); !why.empty()) GTEST_SKIP() << why;
+  if (!have_tool("qemu-io")) GTEST_SKIP() << "needs qemu-io";
+  const auto dir =
+      std::filesystem::path("/var/tmp") / ("v2p-live-snapshot." + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  struct RemoveDir {  // also when an assertion or an exception leaves the test early
+    std::filesystem::path p;
+    ~RemoveDir() {
+      std::error_code ec;
+      std::filesystem::remove_all(p, ec);
+    }
+  } remove_dir{dir};
+  const auto snap = dir / "live.v2pmap";
+  {
+    ChildProcess demo({v2p_binary(), "demo", "--workload", "qemu-io", "--snapshot", snap.string(),
+                       "--snapshot-ms", "100", "--keep"});
+    std::string seen = read_until(demo, "query it with");
+    ASSERT_NE(seen.find("query it with"), std::string::npos) << seen;
+    const auto at = seen.find("export nbd+unix://");
+    ASSERT_NE(at, std::string::npos) << seen;
+    const auto uri = seen.substr(at + 7, seen.find('\n', at) - at - 7);
+
+    struct stat st {};
+    ASSERT_EQ(::stat(snap.c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0600u);
+    auto r = run_command({v2p_binary(), "map", "--snapshot", snap.string()});
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+    EXPECT_NE(r.out.find("demo-vm/disk0"), std::string::npos) << r.out;
+
+    // New I/O through the export of the running chain, far from what the demo wrote.
+    constexpr std::uint64_t kAt = 200ULL << 20;
+    const auto before = correlator::load_snapshot(snap);
+    ASSERT_EQ(before.declarations.size(), 1u);
+    const VdiskKey key{VmId{before.declarations[0].vm_id},
+                       VdiskId{before.declarations[0].vdisk_id}};
+    EXPECT_FALSE(before.map.find(key, VirtualOffset{kAt}).has_value());
+    r = run_command({"qemu-io", "-f", "raw", uri, "-c", "write -P 0x44 200M 1M", "-c", "flush"});
+    ASSERT_EQ(r.exit_code, 0) << uri << "\n" << r.out << r.err;
+    std::optional<MappedExtent> found;
+    for (int i = 0; i < 100 && !found; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      found = correlator::load_snapshot(snap).map.find(key, VirtualOffset{kAt});
+    }
+    ASSERT_TRUE(found.has_value()) << "the write never reached the live snapshot";
+    EXPECT_EQ(found->confidence, 1.0f);
+    r = run_command(
+        {v2p_binary(), "whose",
+         std::to_string(found->device.major()) + ":" + std::to_string(found->device.minor()),
+         std::to_string(found->sector.value()), "--snapshot", snap.string()});
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+    EXPECT_NE(r.out.find("voffset 0xc800000"), std::string::npos) << r.out;
+
+    demo.terminate(SIGINT);
+    while (!demo.exited()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    for (const auto& l : demo.read_lines()) seen += l + "\n";
+    EXPECT_EQ(demo.exit_code(), 0) << seen;
+    EXPECT_NE(seen.find("snapshots written"), std::string::npos) << seen;
+  }
+  expect_nothing_left_behind();
 }
 
 TEST_F(Demo, WithoutRootSaysSoInOneLine) {

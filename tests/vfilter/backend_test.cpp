@@ -241,6 +241,19 @@ void upstream_round_trip(const std::vector<std::string>& serve_argv_prefix,
     EXPECT_EQ(r.out.find("Pattern verification failed"), std::string::npos) << r.out;
     const auto recs = sink.drain();
     EXPECT_FALSE(recs.empty());
+    // The upstream's process is declared for the vdisk, and its records name it, untagged:
+    // what the correlator's completion-window join needs (docs/correlator.md).
+    const auto decls = sink.declarations();
+    ASSERT_EQ(decls.size(), 1u);
+    const auto backends = sink.drain_backends();
+    ASSERT_EQ(backends.size(), 1u);
+    EXPECT_EQ(backends[0].tgid, static_cast<std::uint32_t>(upstream.pid()));
+    EXPECT_EQ(backends[0].vm_id, decls[0].vm_id);
+    EXPECT_EQ(backends[0].vdisk_id, decls[0].vdisk_id);
+    for (const auto& rec : recs) {
+      EXPECT_EQ(rec.slot, 0) << "an upstream's host I/O carries no tag";
+      EXPECT_EQ(rec.tgid, static_cast<std::uint32_t>(upstream.pid()));
+    }
     server->stop();
   }
   upstream.terminate(SIGTERM);
