@@ -9,6 +9,8 @@
 
 #include "correlator/correlator.hpp"
 #include "pfilter/probe.hpp"
+#include "policy/host/policy_host.hpp"
+#include "policy/host/record_tee.hpp"
 #include "vfilter/server.hpp"
 
 namespace v2p::cli {
@@ -17,6 +19,9 @@ struct LiveChainOptions {
   std::vector<DeviceId> devices;  // host block devices the probe watches (kernel-side filter)
   std::vector<vfilter::VdiskConfig> vdisks;
   std::filesystem::path socket;  // the export's unix socket (mode 0600)
+  // Policies to feed (not owned, started by the caller): the export's records and the
+  // correlator's map changes, as `v2p serve --policy` does with the records alone.
+  policy::PolicyHost* policies = nullptr;
 };
 
 class LiveChain {
@@ -37,6 +42,7 @@ class LiveChain {
   std::filesystem::path socket_;
   std::unique_ptr<pfilter::Probe> probe_;
   vfilter::QueueSink sink_;
+  std::unique_ptr<policy::RecordTee> tee_;
   std::unique_ptr<vfilter::Server> server_;
   correlator::Correlator corr_;
 };
