@@ -93,6 +93,9 @@ struct PolicyHost::State {
   std::atomic<TierControl*> tier{nullptr};
 
   std::thread thread;
+  // Set while the thread runs: publish() and map_changed() read it from other threads, which
+  // must not touch `thread` itself.
+  std::atomic<bool> running{false};
   std::atomic<bool> stopping{false};
   std::mutex wake_mu;
   std::condition_variable wake_cv;
@@ -335,10 +338,12 @@ void PolicyHost::start() {
   if (s_->thread.joinable() || s_->slots.empty()) return;
   s_->stopping = false;
   s_->thread = std::thread([this] { s_->run(); });
+  s_->running.store(true, std::memory_order_release);
 }
 
 void PolicyHost::stop() {
   if (!s_->thread.joinable()) return;
+  s_->running.store(false, std::memory_order_release);  // later records are not queued
   {
     const std::lock_guard lk(s_->wake_mu);
     s_->stopping = true;
@@ -355,12 +360,12 @@ void PolicyHost::declare(const VdiskDeclaration& d) {
 }
 
 void PolicyHost::publish(const ContextRecord& r) noexcept {
-  if (!s_->thread.joinable()) return;
+  if (!s_->running.load(std::memory_order_acquire)) return;
   if (!s_->records.try_push(r)) s_->dropped_events.fetch_add(1, std::memory_order_relaxed);
 }
 
 void PolicyHost::map_changed(const MapChange& change) noexcept {
-  if (!s_->thread.joinable()) return;
+  if (!s_->running.load(std::memory_order_acquire)) return;
   try {
     const std::lock_guard lk(s_->changes_mu);
     if (s_->changes.size() >= kMaxQueuedMapChanges) {

@@ -40,7 +40,8 @@ struct HostOptions {
   std::uint64_t heat_extent_bytes = 1 << 20;
   std::uint64_t heat_half_life_ns = 60'000'000'000;
   double heat_prune_below = 0.01;  // forgotten extents (checked every tick)
-  // Where log lines go (PolicyContext::log, load and unload reports); default stderr.
+  // Where log lines go (PolicyContext::log, load and unload reports); default stderr. Called
+  // from several threads (admit() may log): must be thread-safe.
   std::function<void(std::string_view)> log;
 };
 
