@@ -34,11 +34,15 @@ class NoSwapCache final : public v2p::Policy {
   [[nodiscard]] std::string_view name() const override { return "no-swap-cache"; }
 
   // Data-path threads, concurrently: patterns_ never changes after the constructor, so reading
-  // it needs no lock; the counter is atomic. fnmatch does not allocate or block.
+  // it needs no lock; the counter is atomic. fnmatch wants a terminated string: the name is
+  // copied to the stack, not the heap, to keep the miss path free of allocations.
   [[nodiscard]] v2p::Admission admit(const v2p::IoEvent& miss) const override {
-    const std::string name(miss.vdisk_name);
+    char name[256];
+    if (miss.vdisk_name.size() >= sizeof name) return v2p::Admission::kDefault;
+    miss.vdisk_name.copy(name, miss.vdisk_name.size());
+    name[miss.vdisk_name.size()] = '\0';
     for (const auto& p : patterns_) {
-      if (::fnmatch(p.c_str(), name.c_str(), 0) == 0) {
+      if (::fnmatch(p.c_str(), name, 0) == 0) {
         bypassed_.fetch_add(1, std::memory_order_relaxed);
         return v2p::Admission::kBypass;
       }
