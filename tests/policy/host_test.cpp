@@ -107,6 +107,19 @@ TEST(PolicyLoader, ArgumentsArriveInOrderAndTheNameIsThePolicys) {
   EXPECT_EQ(lines[1], "policy probe: destroyed");
 }
 
+TEST(PolicyLoader, MechanismsRegisteredBeforeLoadAreVisibleToTheConstructor) {
+  Log log;
+  // The policy only compares the pointer with null; the classes belong to the cache and tier.
+  int stand_in = 0;
+  {
+    PolicyHost host(options(log));
+    host.set_cache(reinterpret_cast<CacheControl*>(&stand_in));
+    host.load({V2P_TEST_PROBE_POLICY, {}});
+  }
+  ASSERT_FALSE(log.all().empty());
+  EXPECT_NE(log.all()[0].find(" cache=set tier=none"), std::string::npos) << log.all()[0];
+}
+
 TEST(PolicyLoader, SamplesValidateTheirArguments) {
   EXPECT_NE(load_error(V2P_TEST_NO_SWAP_CACHE).find("give at least one vdisk=PATTERN"),
             std::string::npos);
