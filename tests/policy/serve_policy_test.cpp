@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include <cstdlib>
+#include <fstream>
 
 #include "common/subprocess.hpp"
 #include "vfilter/test_server.hpp"
@@ -78,6 +79,29 @@ TEST(ServePolicy, HeatReporterPrintsTheWrittenExtent) {
   serve.child->terminate(SIGTERM);
   EXPECT_EQ(serve.finish(), 0) << serve.output();
   EXPECT_TRUE(serve.contains("v2p serve: policies: 1 live, 0 unloaded")) << serve.output();
+}
+
+TEST(ServePolicy, PoliciesFromTheConfigFileLoadBeforeTheCommandLines) {
+  vfilter::testing::TempDir dir;
+  vfilter::testing::make_image(dir.path() / "swap.raw", 1 << 20);
+  {
+    std::ofstream cfg(dir.path() / "host.json");
+    cfg << R"({"socket": "s.sock", "policy_tick_ms": 20,
+               "vms": [{"name": "vm1", "vdisks": [{"name": "swap", "image": "swap.raw"}]}],
+               "policies": [{"file": ")"
+        << V2P_TEST_NO_SWAP_CACHE << R"(", "args": {"vdisk": "swap"}}]})";
+  }
+  Serve serve({"--config", (dir.path() / "host.json").string(), "--policy",
+               V2P_TEST_PASSTHRU_POLICY, "--policy-arg", "report_every=2"});
+  ASSERT_TRUE(serve.wait_for("policy passthru: saw 0 requests")) << serve.output();
+  serve.child->terminate(SIGTERM);
+  EXPECT_EQ(serve.finish(), 0) << serve.output();
+  const auto first = serve.output().find("policy no-swap-cache loaded from");
+  const auto second = serve.output().find("policy passthru loaded from");
+  ASSERT_NE(first, std::string::npos) << serve.output();
+  ASSERT_NE(second, std::string::npos) << serve.output();
+  EXPECT_LT(first, second);
+  EXPECT_TRUE(serve.contains("v2p serve: policies: 2 live, 0 unloaded")) << serve.output();
 }
 
 TEST(ServePolicy, ABrokenPolicyStopsServeWithOneLine) {
