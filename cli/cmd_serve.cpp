@@ -5,12 +5,17 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "cli/subcommand.hpp"
 #include "common/error.hpp"
 #include "common/stop_signal.hpp"
 #include "vfilter/config_file.hpp"
 #include "vfilter/server.hpp"
+#if V2P_HAVE_POLICY_HOST
+#include "policy/host/policy_host.hpp"
+#include "policy/host/record_tee.hpp"
+#endif
 
 namespace v2p::cli {
 namespace {
@@ -28,7 +33,37 @@ struct ServeOptions {
   bool read_only = false;
   bool no_tagging = false;
   bool no_direct = false;
+  // --policy FILE and --policy-arg KEY=VALUE in command-line order: each arg belongs to the
+  // --policy before it.
+  std::vector<vfilter::PolicyConfig> policies;
+  std::uint64_t policy_tick_ms = 0;  // 0 = the config file's (default 1000)
 };
+
+// Rebuilds the interleaving of --policy and --policy-arg from CLI11's parse order.
+void collect_policies(const CLI::App& app, ServeOptions& o) {
+  const CLI::Option* file_opt = app.get_option("--policy");
+  const CLI::Option* arg_opt = app.get_option("--policy-arg");
+  const auto& files = file_opt->results();
+  const auto& args = arg_opt->results();
+  std::size_t next_file = 0;
+  std::size_t next_arg = 0;
+  for (const CLI::Option* opt : app.parse_order()) {
+    if (opt == file_opt && next_file < files.size()) {
+      o.policies.push_back({files[next_file++], {}});
+    } else if (opt == arg_opt && next_arg < args.size()) {
+      const std::string& kv = args[next_arg++];
+      const auto eq = kv.find('=');
+      if (eq == std::string::npos || eq == 0) {
+        throw Error(fmt::format("--policy-arg '{}': expected KEY=VALUE", kv));
+      }
+      if (o.policies.empty()) {
+        throw Error(
+            fmt::format("--policy-arg '{}' comes before any --policy: give the policy first", kv));
+      }
+      o.policies.back().args.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
+    }
+  }
+}
 
 vfilter::ServeConfig build_config(const ServeOptions& o) {
   vfilter::ServeConfig c;
@@ -52,6 +87,9 @@ vfilter::ServeConfig build_config(const ServeOptions& o) {
   if (!o.record.empty()) c.record = o.record;
   if (o.no_tagging) c.server.tagging = false;
   if (o.no_direct) c.server.direct_io = false;
+  // Command-line policies load after the file's.
+  c.policies.insert(c.policies.end(), o.policies.begin(), o.policies.end());
+  if (o.policy_tick_ms != 0) c.policy_tick_ms = o.policy_tick_ms;
   if (c.server.unix_socket.empty() && c.server.tcp_port == 0) {
     throw Error("no listener: give --socket PATH and/or --tcp [HOST:]PORT");
   }
@@ -63,7 +101,31 @@ int run_serve(const ServeOptions& o) {
   StopSignal stop;
   std::unique_ptr<vfilter::RecordFileSink> sink;
   if (!config.record.empty()) sink = std::make_unique<vfilter::RecordFileSink>(config.record);
-  auto server = vfilter::Server::start(config.server, sink.get());
+  vfilter::RecordSink* server_sink = sink.get();
+#if V2P_HAVE_POLICY_HOST
+  // Policies are loaded (and refused) before the server listens; the host's thread starts with
+  // the server and stops after it, so every completed request reaches them.
+  policy::HostOptions host_options;
+  host_options.tick_ns = config.policy_tick_ms * 1'000'000;
+  host_options.log = [](std::string_view line) { fmt::print("v2p serve: {}\n", line); };
+  policy::PolicyHost policies(std::move(host_options));
+  for (const auto& p : config.policies) {
+    const auto name = policies.load({p.file, p.args});
+    fmt::print("v2p serve: policy {} loaded from {} ({} args)\n", name, p.file.string(),
+               p.args.size());
+  }
+  std::unique_ptr<policy::RecordTee> tee;
+  if (!policies.empty()) {
+    tee = std::make_unique<policy::RecordTee>(policies, sink.get());
+    server_sink = tee.get();
+    policies.start();
+  }
+#else
+  if (!config.policies.empty()) {
+    throw Error("this v2p was built without the policy component: --policy is not available");
+  }
+#endif
+  auto server = vfilter::Server::start(config.server, server_sink);
   for (const auto& v : config.server.vdisks) {
     fmt::print("v2p serve: export '{}' = {}/{} -> {}{}\n",
                v.export_name.empty() ? v.vdisk : v.export_name,
@@ -88,6 +150,14 @@ int run_serve(const ServeOptions& o) {
   server->stop();
   const auto s = server->stats();
   if (sink) sink->flush(true);
+#if V2P_HAVE_POLICY_HOST
+  if (!policies.empty()) {
+    policies.stop();
+    const auto ps = policies.stats();
+    fmt::print("v2p serve: policies: {} live, {} unloaded, {} I/O events ({} dropped), {} ticks\n",
+               ps.loaded, ps.unloaded, ps.events, ps.dropped_events, ps.ticks);
+  }
+#endif
   fmt::print(
       "v2p serve: stopped (signal {}): {} connections, {} requests, {} B read, {} B "
       "written, {} errors\n",
@@ -112,7 +182,21 @@ const Register kServe{
        app.add_flag("--no-tagging", o->no_tagging, "Do not put slot ids into the ioprio hint bits");
        app.add_flag("--no-direct", o->no_direct, "Buffered I/O, not O_DIRECT");
        app.add_option("--record", o->record, "Write the context records to this v2p stream file");
-       return [o] { return run_serve(*o); };
+       app.add_option("--policy", "Load a policy shared object (repeatable)")
+           ->type_name("FILE.so")
+           ->allow_extra_args(false)
+           ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+       app.add_option("--policy-arg", "KEY=VALUE for the --policy before it (repeatable, in order)")
+           ->type_name("KEY=VALUE")
+           ->allow_extra_args(false)
+           ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+       app.add_option("--policy-tick-ms", o->policy_tick_ms,
+                      "Interval of the policies' on_tick (default 1000)")
+           ->check(CLI::Range(1, 3'600'000));
+       return [o, &app] {
+         collect_policies(app, *o);
+         return run_serve(*o);
+       };
      }}};
 
 }  // namespace

@@ -18,7 +18,14 @@ LiveChain::LiveChain(const LiveChainOptions& options)
   vfilter::ServerConfig server_config;
   server_config.vdisks = options.vdisks;
   server_config.unix_socket = options.socket;
-  server_ = vfilter::Server::start(server_config, &sink_);
+  vfilter::RecordSink* sink = &sink_;
+  if (options.policies != nullptr) {
+    tee_ = std::make_unique<policy::RecordTee>(*options.policies, &sink_);
+    sink = tee_.get();
+    corr_.set_change_observer(
+        [host = options.policies](const MapChange& c) { host->map_changed(c); });
+  }
+  server_ = vfilter::Server::start(server_config, sink);
 }
 
 void LiveChain::pump(int wait_ms) {

@@ -9,6 +9,8 @@
 
 #include "correlator/correlator.hpp"
 #include "pfilter/probe.hpp"
+#include "policy/host/policy_host.hpp"
+#include "policy/host/record_tee.hpp"
 #include "vfilter/server.hpp"
 
 namespace v2p::cli {
@@ -22,6 +24,9 @@ struct LiveChainOptions {
   // query the running chain, at most one interval (plus the join's settle time) behind.
   std::filesystem::path snapshot{};
   unsigned snapshot_interval_ms = 1000;
+  // Policies to feed (not owned, started by the caller): the export's records and the
+  // correlator's map changes, as `v2p serve --policy` does with the records alone.
+  policy::PolicyHost* policies = nullptr;
 };
 
 class LiveChain {
@@ -48,6 +53,7 @@ class LiveChain {
   std::filesystem::path socket_;
   std::unique_ptr<pfilter::Probe> probe_;
   vfilter::QueueSink sink_;
+  std::unique_ptr<policy::RecordTee> tee_;
   std::unique_ptr<vfilter::Server> server_;
   correlator::Correlator corr_;
   std::vector<PhysEvent> events_;  // one poll's events, reused

@@ -10,9 +10,10 @@ namespace v2p::correlator {
 
 struct Correlator::State {
   explicit State(Options o)
-      : opts(o), tag(map, stats, trims, opts), window(map, stats, trims, opts) {}
+      : opts(o), writer(map), tag(writer, stats, trims, opts), window(writer, stats, trims, opts) {}
   Options opts;
   V2PMap map;
+  MapWriter writer;  // the joins write through it, so changes can be observed
   Stats stats;
   TrimLog trims;
   TagJoin tag;
@@ -41,7 +42,7 @@ void Correlator::on_record(const ContextRecord& r) {
   }
   const auto op = static_cast<IoOp>(r.op);
   if (r.result == 0 && (op == IoOp::kDiscard || op == IoOp::kWriteZeroes)) {
-    s_->map.unmap(r.key(), r.offset(), r.length);
+    s_->writer.unmap(r.key(), r.offset(), r.length);
     s_->trims.add(r.key(), r.voffset, r.voffset + r.length, r.submit_ns, r.complete_ns);
     ++s_->stats.trims;
     return;
@@ -128,6 +129,10 @@ std::uint64_t Correlator::watermark_ns() const {
 }
 void Correlator::set_watermark_ns(std::uint64_t ns) {
   s_->watermark = ns;
+}
+
+void Correlator::set_change_observer(MapChangeObserver observer) {
+  s_->writer.set_observer(std::move(observer));
 }
 
 void Correlator::set_window_observer(std::function<void(const WindowDecision&)> observer) {

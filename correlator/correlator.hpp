@@ -19,6 +19,7 @@
 #include <optional>
 #include <vector>
 
+#include "correlator/map_changes.hpp"
 #include "v2p/map.hpp"
 #include "v2p/records.hpp"
 
@@ -107,6 +108,9 @@ class Correlator {
 
   // Called for every completion-window assignment (tests, audit logs).
   void set_window_observer(std::function<void(const WindowDecision&)> observer);
+  // Called for every change of the map, synchronously, from the thread feeding the correlator
+  // (see map_changes.hpp for what is reported). Empty = none (the default, no cost).
+  void set_change_observer(MapChangeObserver observer);
 
   struct State;
 

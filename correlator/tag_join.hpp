@@ -11,13 +11,14 @@
 
 #include "correlator/bio.hpp"
 #include "correlator/correlator.hpp"
+#include "correlator/map_changes.hpp"
 #include "correlator/trim_log.hpp"
 
 namespace v2p::correlator {
 
 class TagJoin {
  public:
-  TagJoin(V2PMap& map, Stats& stats, TrimLog& trims, const Options& options)
+  TagJoin(MapWriter& map, Stats& stats, TrimLog& trims, const Options& options)
       : map_(map), stats_(stats), trims_(trims), opts_(options) {}
 
   void on_event(std::uint32_t tgid, std::uint16_t slot, const Bio& b);
@@ -48,7 +49,7 @@ class TagJoin {
   void finish_settled();
   void place(const Request& r);
 
-  V2PMap& map_;
+  MapWriter& map_;
   Stats& stats_;
   TrimLog& trims_;
   const Options& opts_;

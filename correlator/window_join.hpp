@@ -27,13 +27,14 @@
 
 #include "correlator/bio.hpp"
 #include "correlator/correlator.hpp"
+#include "correlator/map_changes.hpp"
 #include "correlator/trim_log.hpp"
 
 namespace v2p::correlator {
 
 class WindowJoin {
  public:
-  WindowJoin(V2PMap& map, Stats& stats, const TrimLog& trims, const Options& options)
+  WindowJoin(MapWriter& map, Stats& stats, const TrimLog& trims, const Options& options)
       : map_(map), stats_(stats), trims_(trims), opts_(options), rng_(options.seed) {}
 
   void add_backend(std::uint32_t tgid);
@@ -70,7 +71,7 @@ class WindowJoin {
   bool could_own(const Candidate& c, const Pending& p) const noexcept;
   void assign(const Pending& p);
 
-  V2PMap& map_;
+  MapWriter& map_;
   Stats& stats_;
   const TrimLog& trims_;
   const Options& opts_;

@@ -30,6 +30,8 @@ if LD_LIBRARY_PATH=$sdk/lib "$top/build/samples/map-report/v2p-map-report" "$top
   echo "map-report accepted a file that is not a snapshot" >&2
   exit 1
 fi
+echo "== sample policies, loaded into v2p serve while qemu-io writes"
+"$top/scripts/smoke-policies.sh" "$top/build/cli/v2p" "$top/build/samples"
 
 echo "== sanitizer build (ASan+UBSan)"
 ASAN_OPTIONS=detect_leaks=1 run_suite "$top/build-asan" -DCMAKE_BUILD_TYPE=Debug -DV2P_SANITIZE=ON \

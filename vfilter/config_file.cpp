@@ -62,6 +62,31 @@ VdiskConfig parse_vdisk(const json& d, const std::string& vm, const std::filesys
   return v;
 }
 
+// {"file": "x.so", "args": {"key": "value", "n": 3}}: values are strings, numbers or booleans,
+// passed to the policy as text; args arrive in key order (JSON objects are unordered).
+PolicyConfig parse_policy(const json& p, const std::filesystem::path& base,
+                          const std::string& where) {
+  if (!p.is_object()) throw Error(where + ": a policy must be an object");
+  check_keys(p, {"file", "args"}, where);
+  PolicyConfig c;
+  const auto file = get_or<std::string>(p, "file", "", where);
+  if (file.empty()) throw Error(where + ": 'file' is required");
+  c.file = std::filesystem::path(file).is_absolute() ? std::filesystem::path(file) : base / file;
+  if (p.contains("args")) {
+    if (!p["args"].is_object()) throw Error(where + ": 'args' must be an object");
+    for (const auto& [key, value] : p["args"].items()) {
+      if (value.is_string()) {
+        c.args.emplace_back(key, value.get<std::string>());
+      } else if (value.is_number() || value.is_boolean()) {
+        c.args.emplace_back(key, value.dump());
+      } else {
+        throw Error(fmt::format("{}: arg '{}' must be a string, number or boolean", where, key));
+      }
+    }
+  }
+  return c;
+}
+
 }  // namespace
 
 void parse_tcp_address(const std::string& spec, std::string& host, std::uint16_t& port) {
@@ -104,7 +129,8 @@ ServeConfig parse_serve_config(std::string_view text, const std::filesystem::pat
   const std::string where = "config";
   if (!root.is_object()) throw Error("config: the top level must be a JSON object");
   check_keys(root,
-             {"socket", "socket_mode", "tcp", "tagging", "direct_io", "record", "vms", "vdisks"},
+             {"socket", "socket_mode", "tcp", "tagging", "direct_io", "record", "vms", "vdisks",
+              "policies", "policy_tick_ms"},
              where);
   ServeConfig c;
   if (auto s = get_or<std::string>(root, "socket", "", where); !s.empty()) {
@@ -151,6 +177,18 @@ ServeConfig parse_serve_config(std::string_view text, const std::filesystem::pat
     }
   }
   if (c.server.vdisks.empty()) throw Error("config: no vdisks listed (under 'vms' or 'vdisks')");
+  if (root.contains("policies")) {
+    if (!root["policies"].is_array()) throw Error("config: 'policies' must be an array");
+    std::size_t k = 0;
+    for (const auto& p : root["policies"]) {
+      c.policies.push_back(parse_policy(p, base_dir, fmt::format("config policies[{}]", k++)));
+    }
+  }
+  const auto tick = get_or<std::int64_t>(root, "policy_tick_ms", 1000, where);
+  if (tick < 1 || tick > 3'600'000) {
+    throw Error("config: 'policy_tick_ms' must be between 1 and 3600000");
+  }
+  c.policy_tick_ms = static_cast<std::uint64_t>(tick);
   return c;
 }
 

@@ -3,15 +3,26 @@
 #pragma once
 
 #include <filesystem>
+#include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "vfilter/server.hpp"
 
 namespace v2p::vfilter {
 
+// A policy to load (`--policy FILE.so --policy-arg key=value`, or "policies" in the file).
+struct PolicyConfig {
+  std::filesystem::path file;
+  std::vector<std::pair<std::string, std::string>> args;  // in the order given
+};
+
 struct ServeConfig {
   ServerConfig server;
   std::filesystem::path record;  // empty = no record file
+  std::vector<PolicyConfig> policies;
+  std::uint64_t policy_tick_ms = 1000;
 };
 
 // Throws v2p::Error naming the offending key. Relative image paths are resolved against

@@ -77,6 +77,40 @@ TEST(ServeConfig, ErrorsNameTheProblem) {
   EXPECT_NE(message(R"({"socket": "/s"})").find("no vdisks"), std::string::npos);
 }
 
+TEST(ServeConfig, Policies) {
+  const auto c = parse_serve_config(R"({
+    "vdisks": [ {"name": "d", "image": "/i.raw"} ], "policy_tick_ms": 250,
+    "policies": [ {"file": "policies/heat.so", "args": {"every": 5, "top": "3", "on": true}},
+                  {"file": "/opt/p.so"} ] })",
+                                    "/etc/v2p");
+  EXPECT_EQ(c.policy_tick_ms, 250u);
+  ASSERT_EQ(c.policies.size(), 2u);
+  EXPECT_EQ(c.policies[0].file, "/etc/v2p/policies/heat.so");
+  using Args = std::vector<std::pair<std::string, std::string>>;
+  EXPECT_EQ(c.policies[0].args, (Args{{"every", "5"}, {"on", "true"}, {"top", "3"}}));
+  EXPECT_EQ(c.policies[1].file, "/opt/p.so");
+  EXPECT_TRUE(c.policies[1].args.empty());
+  const auto message = [](const char* json) {
+    try {
+      parse_serve_config(json, "/");
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  const std::string d = R"("vdisks": [{"name": "d", "image": "/i"}])";
+  EXPECT_NE(message(("{" + d + R"(, "policies": [{"args": {}}]})").c_str()).find("'file'"),
+            std::string::npos);
+  EXPECT_NE(message(("{" + d + R"(, "policies": [{"file": "p.so", "arg": {}}]})").c_str())
+                .find("unknown key 'arg'"),
+            std::string::npos);
+  EXPECT_NE(message(("{" + d + R"(, "policies": [{"file": "p.so", "args": {"k": [1]}}]})").c_str())
+                .find("arg 'k'"),
+            std::string::npos);
+  EXPECT_NE(message(("{" + d + R"(, "policy_tick_ms": 0})").c_str()).find("policy_tick_ms"),
+            std::string::npos);
+}
+
 TEST(ServeConfig, TcpAddressAndMode) {
   std::string host;
   std::uint16_t port = 0;
