@@ -17,6 +17,10 @@ class RecordTee final : public vfilter::RecordSink {
     if (next_ != nullptr) next_->declare(d);
     host_.declare(d);
   }
+  // Policies see backend processes only through the map the correlator makes of their I/O.
+  void declare_backend(const BackendProcess& b) override {
+    if (next_ != nullptr) next_->declare_backend(b);
+  }
   void publish(const ContextRecord& r) noexcept override {
     if (next_ != nullptr) next_->publish(r);
     host_.publish(r);
