@@ -12,6 +12,9 @@ namespace v2p::vfilter {
 struct ServeConfig {
   ServerConfig server;
   std::filesystem::path record;  // empty = no record file
+  // The "cache" object as JSON text, empty when absent: the flash cache (policy/cache/) parses
+  // it, so this parser does not depend on it.
+  std::string cache;
 };
 
 // Throws v2p::Error naming the offending key. Relative image paths are resolved against

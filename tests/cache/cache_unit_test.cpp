@@ -8,6 +8,7 @@
 #include <random>
 #include <set>
 
+#include "policy/cache/cache_config.hpp"
 #include "policy/cache/cache_directory.hpp"
 #include "policy/cache/cache_format.hpp"
 #include "policy/cache/crc32c.hpp"
@@ -253,6 +254,40 @@ TEST(CacheDirectory, FrequencyAdmissionBeatsPlainLruOnZipf) {
     const double tiny = hit_ratio(AdmissionFilter::kFrequency, seed);
     EXPECT_GT(tiny, lru + 0.02) << "seed " << seed << ": lru " << lru << " filter " << tiny;
   }
+}
+
+}  // namespace
+}  // namespace v2p::cache
+
+namespace v2p::cache {
+namespace {
+
+TEST(CacheConfig, SizesFlagsAndJson) {
+  EXPECT_EQ(parse_size("65536"), 65536U);
+  EXPECT_EQ(parse_size("64K"), 65536U);
+  EXPECT_EQ(parse_size("8g"), 8ULL << 30);
+  EXPECT_EQ(parse_size("1MiB"), 1ULL << 20);
+  EXPECT_THROW(parse_size("12Q"), std::exception);
+  EXPECT_THROW(parse_size("G"), std::exception);
+  EXPECT_EQ(parse_vm_size("vm1=2G"), (std::pair<std::string, std::uint64_t>{"vm1", 2ULL << 30}));
+  EXPECT_EQ(parse_vm_priority("db=-3"), (std::pair<std::string, int>{"db", -3}));
+  EXPECT_THROW(parse_vm_size("=2G"), std::exception);
+  EXPECT_THROW(parse_vm_priority("vm=high"), std::exception);
+  const auto o = parse_cache_config(
+      R"({"file": "c.bin", "size": "1G", "block": 131072, "mode": "write-around",
+          "quotas": {"vm1": "256M"}, "priorities": {"vm1": 2}})",
+      "/etc/v2p");
+  EXPECT_EQ(o.file, "/etc/v2p/c.bin");
+  EXPECT_EQ(o.size_bytes, 1ULL << 30);
+  EXPECT_EQ(o.block_bytes, 131072U);
+  EXPECT_EQ(o.write_mode, WriteMode::kWriteAround);
+  ASSERT_EQ(o.quotas.size(), 1U);
+  EXPECT_EQ(o.quotas[0].second, 256ULL << 20);
+  EXPECT_EQ(o.priorities[0].second, 2);
+  EXPECT_THROW(parse_cache_config(R"({"size": "1G"})", "/"), std::exception) << "no file";
+  EXPECT_THROW(parse_cache_config(R"({"file": "x", "blocks": 1})", "/"), std::exception);
+  EXPECT_THROW(parse_cache_config(R"({"file": "x", "block": 1000})", "/"), std::exception);
+  EXPECT_THROW(parse_cache_config(R"({"file": "x", "mode": "write-back"})", "/"), std::exception);
 }
 
 }  // namespace
