@@ -14,10 +14,11 @@
 #include "vfilter/config_file.hpp"
 #include "vfilter/server.hpp"
 
+#include "vfilter/file_backend.hpp"
+
 #ifdef V2P_HAVE_CACHE
 #include "policy/cache/cache_config.hpp"
 #include "policy/cache/cache_stage.hpp"
-#include "vfilter/file_backend.hpp"
 #endif
 
 namespace v2p::cli {
@@ -36,6 +37,7 @@ struct ServeOptions {
   bool read_only = false;
   bool no_tagging = false;
   bool no_direct = false;
+  bool file_backend = false;
   // Flash cache (docs/cache.md).
   std::string cache;
   std::string cache_size;
@@ -149,6 +151,13 @@ int run_serve(const ServeOptions& o) {
   if (!o.cache.empty() || !config.cache.empty())
     throw Error("this v2p was built without the flash cache (policy/cache)");
 #endif
+  if (o.file_backend) {
+    for (auto& v : config.server.vdisks) {
+      if (v.backend || !v.upstream.empty()) continue;
+      v.backend =
+          std::make_shared<vfilter::FileBackend>(v.image, v.read_only, config.server.direct_io);
+    }
+  }
   StopSignal stop;
   std::unique_ptr<vfilter::RecordFileSink> sink;
   if (!config.record.empty()) sink = std::make_unique<vfilter::RecordFileSink>(config.record);
@@ -208,6 +217,9 @@ const Register kServe{
        app.add_flag("--no-tagging", o->no_tagging, "Do not put slot ids into the ioprio hint bits");
        app.add_flag("--no-direct", o->no_direct, "Buffered I/O, not O_DIRECT");
        app.add_option("--record", o->record, "Write the context records to this v2p stream file");
+       app.add_flag("--file-backend", o->file_backend,
+                    "Serve images through the backend stack (FileBackend on tagged workers) "
+                    "instead of io_uring: the path --cache uses, for comparisons");
        app.add_option("--cache", o->cache,
                       "Flash cache file or device in front of every image (docs/cache.md)");
        app.add_option("--cache-size", o->cache_size,
