@@ -14,7 +14,7 @@
 # 3. The policy alone: cache_trace_bench, v2p's admission/eviction vs plain LRU on a Zipf trace.
 #
 # Environment: RIOPS (2000), CACHE_MB (64), REPS (3), RUNTIME (20 s), WARM (30 s), QD (16),
-# REPS2 (5), RUNTIME2 (10 s).
+# REPS2 (5), RUNTIME2 (10 s), SECTIONS ("1 2 3").
 # Everything it creates lives under one directory in /var/tmp and is removed on exit, also on
 # failure or Ctrl-C (mount, loop device, cgroup, server).
 set -euo pipefail
@@ -52,7 +52,8 @@ cleanup() {
   [[ -n $CG ]] && rmdir "$CG"
   rm -rf "$WORK"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap "exit 130" INT TERM
 
 truncate -s $((IMAGE_MB * 2 + 512))M "$WORK/fs.img"
 LOOP=$(losetup --find --show --direct-io=on "$WORK/fs.img")
@@ -115,6 +116,8 @@ print("%.0f %.0f %.1f" % (r["iops"], p, r["bw_bytes"] / 1e6))' "$WORK/fio.json"
 median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 
 ZIPF=(--rw=randread --bs=4k --iodepth=$QD --random_distribution=zipf:1.2 --time_based)
+SECTIONS=${SECTIONS:-1 2 3}
+if [[ " $SECTIONS " == *" 1 "* ]]; then
 echo "== 1. zipf:1.2 4k randread, image ${IMAGE_MB} MiB, cache ${CACHE_MB} MiB, QD $QD, $THROTTLE"
 : >"$WORK/nocache" ; : >"$WORK/cache"
 run_nocache() {
@@ -140,6 +143,9 @@ ni=$(cut -d' ' -f1 "$WORK/nocache" | median); np=$(cut -d' ' -f2 "$WORK/nocache"
 ci=$(cut -d' ' -f1 "$WORK/cache" | median); cp=$(cut -d' ' -f2 "$WORK/cache" | median)
 echo "  median: without cache $ni IOPS p99 $np us | with cache $ci IOPS p99 $cp us | x$(python3 -c "print(f'{$ci/$ni:.2f}')") IOPS"
 
+fi
+
+if [[ " $SECTIONS " == *" 2 "* ]]; then
 echo "== 2. overhead when the cache admits nothing (min_frequency 1000; no throttle), median of $REPS2"
 cat >"$WORK/noadmit.json" <<JSON
 {"vms": [{"name": "bench", "vdisks": [{"name": "disk", "image": "$MNT/disk.raw"}]}],
@@ -174,6 +180,10 @@ overhead() {
 overhead "seq 64k reads" --rw=read --bs=64k --iodepth=$QD --time_based --runtime="$RUNTIME2"
 overhead "4k uniform randread" --rw=randread --bs=4k --iodepth=$QD --time_based --runtime="$RUNTIME2"
 
+fi
+
+if [[ " $SECTIONS " == *" 3 "* ]]; then
 echo "== 3. policy alone: trace of 4x the cache, zipf 1.2 (and 0.9)"
 "$TRACE" --slots 4096 --ratio 4 --alpha 1.2 --seeds 5 | tail -1
 "$TRACE" --slots 4096 --ratio 4 --alpha 0.9 --seeds 5 | tail -1
+fi

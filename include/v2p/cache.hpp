@@ -2,10 +2,9 @@
 // invalidation of a vdisk range. PolicyContext::cache() hands one out when `v2p serve` runs with
 // --cache; it is null otherwise. docs/cache.md describes the mechanism behind it.
 //
-// Threads: every function is thread-safe and may be called from any hook. None blocks on I/O
-// except invalidate(), which writes the dropped entries' headers on the cache device (a few
-// microseconds per entry on flash); call it from on_tick rather than from on_io when the range
-// is large.
+// Threads: every function is thread-safe and may be called from any hook. None does I/O except
+// invalidate(), which may ask the file system for the image's layout (FIEMAP) when the cache has
+// not learnt it yet.
 #pragma once
 
 #include <cstdint>

@@ -14,8 +14,8 @@ CacheDirectory::CacheDirectory(Options options)
 }
 
 std::uint32_t CacheDirectory::vm(std::string_view name) {
+  if (auto it = vm_by_name_.find(name); it != vm_by_name_.end()) return it->second;
   const std::string key(name);
-  if (auto it = vm_by_name_.find(key); it != vm_by_name_.end()) return it->second;
   const auto id = static_cast<std::uint32_t>(vms_.size());
   vms_.push_back(Vm{key, 0, 0, kNone, kNone, {}});
   vm_by_name_.emplace(key, id);
@@ -23,7 +23,7 @@ std::uint32_t CacheDirectory::vm(std::string_view name) {
 }
 
 std::optional<std::uint32_t> CacheDirectory::find_vm(std::string_view name) const {
-  const auto it = vm_by_name_.find(std::string(name));
+  const auto it = vm_by_name_.find(name);
   if (it == vm_by_name_.end()) return std::nullopt;
   return it->second;
 }

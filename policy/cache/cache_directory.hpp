@@ -150,7 +150,13 @@ class CacheDirectory {
   std::vector<std::uint32_t> free_;
   std::map<CacheKey, std::uint32_t> index_;  // ordered: drop_range finds overlaps
   std::vector<Vm> vms_;
-  std::unordered_map<std::string, std::uint32_t> vm_by_name_;
+  struct NameHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const noexcept {
+      return std::hash<std::string_view>{}(s);
+    }
+  };
+  std::unordered_map<std::string, std::uint32_t, NameHash, std::equal_to<>> vm_by_name_;
   FrequencySketch sketch_;
   std::uint64_t clock_ = 0;
   std::uint64_t generation_ = 1;

@@ -59,27 +59,23 @@ bool CacheStage::untouched_since(std::uint64_t index, std::uint64_t seq) const {
   return it == last_write_.end() || it->second <= seq;
 }
 
-CacheStage::Block CacheStage::plan_block(const vfilter::IoTarget& who, std::uint32_t vm,
-                                         std::uint64_t index) {
+CacheStage::Block CacheStage::plan_block(const vfilter::IoTarget& who,
+                                         std::optional<std::uint32_t>& vm, std::uint64_t index) {
   Block b;
   b.index = index;
   b.offset = index * block_;
   b.length = static_cast<std::uint32_t>(std::min<std::uint64_t>(block_, size() - b.offset));
   auto& dir = cache_->dir_;
-  {
-    std::lock_guard lock(cache_->mu_);
-    if (writers_.contains(index)) {
-      dir.uncacheable_miss(vm);
-      return b;
-    }
-    b.seq = cache_->seq_;
-  }
+  // The sequence before the resolver answers: a write that ends before this load has refreshed
+  // the resolver already; one that begins after it is seen by untouched_since().
+  b.seq = cache_->seq_.load(std::memory_order_acquire);
   const auto key = resolver_->locate(b.offset, b.length);
   std::shared_ptr<const AdmitHook> hook;
   {
     std::lock_guard lock(cache_->mu_);
+    if (!vm) vm = dir.vm(who.vm);
     if (!key || !untouched_since(index, b.seq)) {
-      dir.uncacheable_miss(vm);
+      dir.uncacheable_miss(*vm);
       return b;
     }
     b.key = *key;
@@ -93,27 +89,32 @@ CacheStage::Block CacheStage::plan_block(const vfilter::IoTarget& who, std::uint
       }
     }
     hook = cache_->admit_;
+    if (!hook) {  // the common case: decided in this one critical section
+      if (const auto fill = dir.miss(*vm, b.key, b.length, Admission::kDefault)) {
+        b.plan = BlockPlan::kFill;
+        b.slot = fill->slot;
+        b.generation = fill->generation;
+      }
+      return b;
+    }
   }
-  Admission hint = Admission::kDefault;
-  if (hook) {
-    IoEvent ev;
-    ev.vdisk = VdiskKey{VmId(who.vm_id), VdiskId(who.vdisk_id)};
-    ev.vm_name = who.vm;
-    ev.vdisk_name = who.vdisk;
-    ev.op = IoOp::kRead;
-    ev.voffset = VirtualOffset(b.offset);
-    ev.length = b.length;
-    ev.has_physical = true;
-    ev.device = b.key.device;
-    ev.sector = b.key.sector;
-    hint = (*hook)(ev);
-  }
+  IoEvent ev;
+  ev.vdisk = VdiskKey{VmId(who.vm_id), VdiskId(who.vdisk_id)};
+  ev.vm_name = who.vm;
+  ev.vdisk_name = who.vdisk;
+  ev.op = IoOp::kRead;
+  ev.voffset = VirtualOffset(b.offset);
+  ev.length = b.length;
+  ev.has_physical = true;
+  ev.device = b.key.device;
+  ev.sector = b.key.sector;
+  const Admission hint = (*hook)(ev);
   std::lock_guard lock(cache_->mu_);
   if (!untouched_since(index, b.seq)) {
-    dir.uncacheable_miss(vm);
+    dir.uncacheable_miss(*vm);
     return b;
   }
-  if (const auto fill = dir.miss(vm, b.key, b.length, hint)) {
+  if (const auto fill = dir.miss(*vm, b.key, b.length, hint)) {
     b.plan = BlockPlan::kFill;
     b.slot = fill->slot;
     b.generation = fill->generation;
@@ -187,11 +188,7 @@ int CacheStage::serve_fill(const vfilter::IoTarget& who, Block& b, std::span<std
 }
 
 int CacheStage::read(const vfilter::IoTarget& who, std::span<std::byte> out, std::uint64_t offset) {
-  std::uint32_t vm;
-  {
-    std::lock_guard lock(cache_->mu_);
-    vm = cache_->dir_.vm(who.vm);
-  }
+  std::optional<std::uint32_t> vm;  // looked up by the first plan
   const std::uint64_t end = offset + out.size();
   std::uint64_t run = offset;  // start of blocks read from the origin in one go
   auto flush_run = [&](std::uint64_t upto) {
@@ -218,7 +215,7 @@ int CacheStage::read(const vfilter::IoTarget& who, std::span<std::byte> out, std
     const std::uint64_t skip = pos - b.offset;
     int rc = 0;
     if (b.plan == BlockPlan::kHit) {
-      rc = serve_hit(b, vm, piece, skip);
+      rc = serve_hit(b, *vm, piece, skip);
       if (rc == 1) rc = next_->read(who, piece, pos);
     } else {
       rc = serve_fill(who, b, piece, skip);

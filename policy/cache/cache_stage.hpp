@@ -14,6 +14,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 
@@ -51,7 +52,9 @@ class CacheStage final : public vfilter::BlockBackend {
   enum class BlockPlan : std::uint8_t { kOrigin, kHit, kFill };
   struct Block;
   // Where one cache block of a read comes from; may pin a slot or reserve a fill.
-  Block plan_block(const vfilter::IoTarget& who, std::uint32_t vm, std::uint64_t index);
+  // `vm` is looked up on the first call of a request.
+  Block plan_block(const vfilter::IoTarget& who, std::optional<std::uint32_t>& vm,
+                   std::uint64_t index);
   int serve_hit(Block& b, std::uint32_t vm, std::span<std::byte> piece, std::uint64_t skip);
   int serve_fill(const vfilter::IoTarget& who, Block& b, std::span<std::byte> piece,
                  std::uint64_t skip);

@@ -7,6 +7,7 @@
 // mutex guards the directory; no I/O is done while holding it.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -114,7 +115,9 @@ class FlashCache final : public CacheControl {
   CacheDirectory dir_;
   std::shared_ptr<const AdmitHook> admit_;  // null: none
   std::multimap<std::string, CacheStage*> stages_;
-  std::uint64_t seq_ = 0;  // write sequence for the stages' fill checks
+  // Write sequence for the stages' fill checks: changed under mu_, read without it by a read
+  // planning a block (before it asks the resolver).
+  std::atomic<std::uint64_t> seq_{0};
 };
 
 }  // namespace v2p::cache
