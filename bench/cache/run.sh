@@ -10,7 +10,8 @@
 # 2. Overhead when the cache cannot help (no throttle, so the overhead is not hidden): sequential
 #    64k reads and 4k uniform random reads with admission off (min_frequency 1000: every read
 #    is a miss that is looked up, counted and sent to the origin), against the io_uring path and
-#    against the backend stack the cache stage sits on (--file-backend); median of REPS2.
+#    against the backend stack the cache stage sits on (--file-backend); median of REPS2. Then
+#    cache_stage_overhead: the stage's CPU cost per request against a null origin.
 # 3. The policy alone: cache_trace_bench, v2p's admission/eviction vs plain LRU on a Zipf trace.
 #
 # Environment: RIOPS (2000), CACHE_MB (64), REPS (3), RUNTIME (20 s), WARM (30 s), QD (16),
@@ -179,6 +180,9 @@ overhead() {
 }
 overhead "seq 64k reads" --rw=read --bs=64k --iodepth=$QD --time_based --runtime="$RUNTIME2"
 overhead "4k uniform randread" --rw=randread --bs=4k --iodepth=$QD --time_based --runtime="$RUNTIME2"
+echo "  CPU cost of the stage per request against a null origin (best of 3):"
+"$BUILD/bench/cache/cache_stage_overhead" "$MNT/disk.raw" --bs 4096 --requests 1000000 | tail -1 | sed 's/^/    1 thread:  /'
+"$BUILD/bench/cache/cache_stage_overhead" "$MNT/disk.raw" --bs 4096 --requests 1000000 --threads 8 | tail -1 | sed 's/^/    8 threads: /'
 
 fi
 
