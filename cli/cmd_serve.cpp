@@ -4,6 +4,7 @@
 #include <poll.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,13 @@
 #if V2P_HAVE_POLICY_HOST
 #include "policy/host/policy_host.hpp"
 #include "policy/host/record_tee.hpp"
+#endif
+
+#include "vfilter/file_backend.hpp"
+
+#ifdef V2P_HAVE_CACHE
+#include "policy/cache/cache_config.hpp"
+#include "policy/cache/cache_stage.hpp"
 #endif
 
 namespace v2p::cli {
@@ -37,6 +45,14 @@ struct ServeOptions {
   // --policy before it.
   std::vector<vfilter::PolicyConfig> policies;
   std::uint64_t policy_tick_ms = 0;  // 0 = the config file's (default 1000)
+  bool file_backend = false;
+  // Flash cache (docs/cache.md).
+  std::string cache;
+  std::string cache_size;
+  std::string cache_block;
+  std::string cache_mode;
+  std::vector<std::string> cache_quotas;
+  std::vector<std::string> cache_priorities;
 };
 
 // Rebuilds the interleaving of --policy and --policy-arg from CLI11's parse order.
@@ -64,6 +80,73 @@ void collect_policies(const CLI::App& app, ServeOptions& o) {
     }
   }
 }
+
+#ifdef V2P_HAVE_CACHE
+// The cache settings: the config file's "cache" object, then the flags over it. nullopt when
+// neither asks for a cache.
+std::optional<cache::FlashCacheOptions> cache_options(const ServeOptions& o,
+                                                      const vfilter::ServeConfig& c) {
+  std::optional<cache::FlashCacheOptions> co;
+  if (!c.cache.empty()) {
+    co = cache::parse_cache_config(c.cache, std::filesystem::path(o.config).parent_path());
+  }
+  const bool flags = !o.cache_size.empty() || !o.cache_block.empty() || !o.cache_mode.empty() ||
+                     !o.cache_quotas.empty() || !o.cache_priorities.empty();
+  if (o.cache.empty() && !co) {
+    if (flags) throw Error("the --cache-* options need --cache FILE");
+    return std::nullopt;
+  }
+  if (!co) co.emplace();
+  if (!o.cache.empty()) co->file = o.cache;
+  if (!o.cache_size.empty()) co->size_bytes = cache::parse_size(o.cache_size);
+  if (!o.cache_block.empty()) {
+    const auto b = cache::parse_size(o.cache_block);
+    if (b == 0 || b > (64ULL << 20) || b % 4096 != 0)
+      throw Error("--cache-block must be a multiple of 4K up to 64M");
+    co->block_bytes = static_cast<std::uint32_t>(b);
+  }
+  if (!o.cache_mode.empty()) co->write_mode = cache::parse_write_mode(o.cache_mode);
+  for (const auto& q : o.cache_quotas) co->quotas.push_back(cache::parse_vm_size(q));
+  for (const auto& p : o.cache_priorities) co->priorities.push_back(cache::parse_vm_priority(p));
+  co->direct_io = !o.no_direct;
+  return co;
+}
+
+// One FlashCache shared by every image vdisk, so reflinked clones share entries: each vdisk gets
+// the stack FileBackend -> CacheStage. Upstream and caller-built stacks stay as they are.
+std::shared_ptr<cache::FlashCache> put_cache_in_front(const cache::FlashCacheOptions& co,
+                                                      vfilter::ServeConfig& c) {
+  auto fc = std::make_shared<cache::FlashCache>(co);
+  for (auto& v : c.server.vdisks) {
+    if (v.backend || !v.upstream.empty()) {
+      fmt::print("v2p serve: vdisk {} is not an image file: not cached\n", v.vdisk);
+      continue;
+    }
+    auto file = std::make_shared<vfilter::FileBackend>(v.image, v.read_only, c.server.direct_io);
+    v.backend = std::make_shared<cache::CacheStage>(
+        fc, file, std::make_unique<cache::FiemapResolver>(v.image), v.vdisk);
+  }
+  const auto& g = fc->geometry();
+  const auto& r = fc->restore_report();
+  fmt::print("v2p serve: cache {}: {} blocks of {} KiB ({} MiB), {}, {} entries kept{}\n",
+             co.file.string(), g.slots, g.block_bytes >> 10, fc->capacity_bytes() >> 20,
+             co.write_mode == cache::WriteMode::kWriteThrough ? "write-through" : "write-around",
+             r.restored, r.clean ? "" : " (new, or not closed cleanly: started empty)");
+  return fc;
+}
+
+void print_cache_stats(const cache::FlashCache& fc) {
+  for (const auto& vm : fc.vms()) {
+    const auto s = fc.vm_stats(vm);
+    if (!s) continue;
+    fmt::print(
+        "v2p serve: cache vm {}: {} hits, {} misses ({:.1f}% hits), {} B from flash, {} B "
+        "resident, {} fills, {} evictions, {} corrupt\n",
+        vm.empty() ? "<unnamed>" : vm, s->hits, s->misses, 100.0 * s->hit_ratio(),
+        s->bytes_from_flash, s->resident_bytes, s->fills, s->evictions, s->corrupt);
+  }
+}
+#endif
 
 vfilter::ServeConfig build_config(const ServeOptions& o) {
   vfilter::ServeConfig c;
@@ -97,7 +180,21 @@ vfilter::ServeConfig build_config(const ServeOptions& o) {
 }
 
 int run_serve(const ServeOptions& o) {
-  const auto config = build_config(o);
+  auto config = build_config(o);
+#ifdef V2P_HAVE_CACHE
+  std::shared_ptr<cache::FlashCache> flash;
+  if (const auto co = cache_options(o, config)) flash = put_cache_in_front(*co, config);
+#else
+  if (!o.cache.empty() || !config.cache.empty())
+    throw Error("this v2p was built without the flash cache (policy/cache)");
+#endif
+  if (o.file_backend) {
+    for (auto& v : config.server.vdisks) {
+      if (v.backend || !v.upstream.empty()) continue;
+      v.backend =
+          std::make_shared<vfilter::FileBackend>(v.image, v.read_only, config.server.direct_io);
+    }
+  }
   StopSignal stop;
   std::unique_ptr<vfilter::RecordFileSink> sink;
   if (!config.record.empty()) sink = std::make_unique<vfilter::RecordFileSink>(config.record);
@@ -114,6 +211,15 @@ int run_serve(const ServeOptions& o) {
     fmt::print("v2p serve: policy {} loaded from {} ({} args)\n", name, p.file.string(),
                p.args.size());
   }
+#ifdef V2P_HAVE_CACHE
+  if (flash) {
+    // Policies reach the cache through CacheControl and answer its admission questions.
+    policies.set_cache(flash.get());
+    if (!policies.empty()) {
+      flash->set_admit_hook([&policies](const IoEvent& miss) { return policies.admit(miss); });
+    }
+  }
+#endif
   std::unique_ptr<policy::RecordTee> tee;
   if (!policies.empty()) {
     tee = std::make_unique<policy::RecordTee>(policies, sink.get());
@@ -149,6 +255,13 @@ int run_serve(const ServeOptions& o) {
   }
   server->stop();
   const auto s = server->stats();
+#ifdef V2P_HAVE_CACHE
+  if (flash) {
+    print_cache_stats(*flash);
+    server.reset();  // the stages go before the cache records its index
+    flash->close();
+  }
+#endif
   if (sink) sink->flush(true);
 #if V2P_HAVE_POLICY_HOST
   if (!policies.empty()) {
@@ -193,6 +306,19 @@ const Register kServe{
        app.add_option("--policy-tick-ms", o->policy_tick_ms,
                       "Interval of the policies' on_tick (default 1000)")
            ->check(CLI::Range(1, 3'600'000));
+       app.add_flag("--file-backend", o->file_backend,
+                    "Serve images through the backend stack (FileBackend on tagged workers) "
+                    "instead of io_uring: the path --cache uses, for comparisons");
+       app.add_option("--cache", o->cache,
+                      "Flash cache file or device in front of every image (docs/cache.md)");
+       app.add_option("--cache-size", o->cache_size,
+                      "Cache size (e.g. 8G; default: the existing file's size)");
+       app.add_option("--cache-block", o->cache_block, "Cache block size (default 64K)");
+       app.add_option("--cache-mode", o->cache_mode, "write-through (default) or write-around");
+       app.add_option("--cache-quota", o->cache_quotas,
+                      "VM=BYTES: most flash the VM's entries may hold (repeatable)");
+       app.add_option("--cache-priority", o->cache_priorities,
+                      "VM=N: class of service; higher evicts lower (repeatable)");
        return [o, &app] {
          collect_policies(app, *o);
          return run_serve(*o);

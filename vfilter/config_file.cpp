@@ -130,7 +130,7 @@ ServeConfig parse_serve_config(std::string_view text, const std::filesystem::pat
   if (!root.is_object()) throw Error("config: the top level must be a JSON object");
   check_keys(root,
              {"socket", "socket_mode", "tcp", "tagging", "direct_io", "record", "vms", "vdisks",
-              "policies", "policy_tick_ms"},
+              "policies", "policy_tick_ms", "cache"},
              where);
   ServeConfig c;
   if (auto s = get_or<std::string>(root, "socket", "", where); !s.empty()) {
@@ -148,6 +148,7 @@ ServeConfig parse_serve_config(std::string_view text, const std::filesystem::pat
   if (auto r = get_or<std::string>(root, "record", "", where); !r.empty()) {
     c.record = std::filesystem::path(r).is_absolute() ? std::filesystem::path(r) : base_dir / r;
   }
+  if (root.contains("cache")) c.cache = root["cache"].dump();
   if (root.contains("vms")) {
     if (!root["vms"].is_array()) throw Error("config: 'vms' must be an array");
     std::size_t i = 0;

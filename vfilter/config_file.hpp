@@ -23,6 +23,9 @@ struct ServeConfig {
   std::filesystem::path record;  // empty = no record file
   std::vector<PolicyConfig> policies;
   std::uint64_t policy_tick_ms = 1000;
+  // The "cache" object as JSON text, empty when absent: the flash cache (policy/cache/) parses
+  // it, so this parser does not depend on it.
+  std::string cache;
 };
 
 // Throws v2p::Error naming the offending key. Relative image paths are resolved against
