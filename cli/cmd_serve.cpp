@@ -11,6 +11,9 @@
 #include "common/stop_signal.hpp"
 #include "vfilter/config_file.hpp"
 #include "vfilter/server.hpp"
+#ifdef V2P_HAVE_TIER
+#include "cli/tier_options.hpp"
+#endif
 
 namespace v2p::cli {
 namespace {
@@ -28,12 +31,18 @@ struct ServeOptions {
   bool read_only = false;
   bool no_tagging = false;
   bool no_direct = false;
+#ifdef V2P_HAVE_TIER
+  TierFlags tier;
+#endif
 };
 
 vfilter::ServeConfig build_config(const ServeOptions& o) {
   vfilter::ServeConfig c;
   if (!o.config.empty()) {
     if (!o.image.empty()) throw Error("give either --config or --image, not both");
+#ifdef V2P_HAVE_TIER
+    if (!o.tier.fast.empty()) throw Error("--tier-fast works with --image, not with --config");
+#endif
     c = vfilter::load_serve_config(o.config);
   } else {
     if (o.image.empty()) throw Error("nothing to serve: give --image PATH (or --config FILE)");
@@ -43,6 +52,9 @@ vfilter::ServeConfig build_config(const ServeOptions& o) {
     v.image = o.image;
     v.export_name = o.export_name;
     v.read_only = o.read_only;
+#ifdef V2P_HAVE_TIER
+    v.backend = make_tier_backend(o.tier, v.image, v.read_only, !o.no_direct);
+#endif
     c.server.vdisks.push_back(v);
   }
   // Flags override the file.
@@ -64,6 +76,9 @@ int run_serve(const ServeOptions& o) {
   std::unique_ptr<vfilter::RecordFileSink> sink;
   if (!config.record.empty()) sink = std::make_unique<vfilter::RecordFileSink>(config.record);
   auto server = vfilter::Server::start(config.server, sink.get());
+#ifdef V2P_HAVE_TIER
+  const auto tier = start_tier_policy(o.tier, config.server.vdisks);
+#endif
   for (const auto& v : config.server.vdisks) {
     fmt::print("v2p serve: export '{}' = {}/{} -> {}{}\n",
                v.export_name.empty() ? v.vdisk : v.export_name,
@@ -112,6 +127,9 @@ const Register kServe{
        app.add_flag("--no-tagging", o->no_tagging, "Do not put slot ids into the ioprio hint bits");
        app.add_flag("--no-direct", o->no_direct, "Buffered I/O, not O_DIRECT");
        app.add_option("--record", o->record, "Write the context records to this v2p stream file");
+#ifdef V2P_HAVE_TIER
+       add_tier_flags(app, o->tier);
+#endif
        return [o] { return run_serve(*o); };
      }}};
 
