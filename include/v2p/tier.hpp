@@ -32,19 +32,20 @@ struct TierVdiskStatus {
   std::string vm_name;
   std::string vdisk_name;
   std::uint64_t extent_bytes = 0;
-  std::uint64_t extents = 0;         // the vdisk's size in extents
-  std::uint64_t fast_capacity = 0;   // extents the fast tier file holds
-  std::uint64_t fast_extents = 0;    // extents placed on the fast tier now
-  std::uint64_t hot_extents = 0;     // the hot set: extents at or above the hot threshold
-  std::uint64_t hot_on_fast = 0;     // of those, on the fast tier
-  std::uint64_t queued = 0;          // migrations waiting
-  std::uint64_t migrating = 0;       // 0 or 1: the one being copied
-  std::uint64_t promoted = 0;        // committed promotions since open
-  std::uint64_t demoted = 0;         // committed demotions since open
-  std::uint64_t aborted = 0;         // copies abandoned because a write hit the extent
-  std::uint64_t failed = 0;          // moves that hit an I/O error (the old copy stays)
-  std::uint64_t bytes_migrated = 0;  // copied and committed since open
-  std::uint64_t current_done = 0;    // bytes of the current copy done (progress)
+  std::uint64_t extents = 0;          // the vdisk's size in extents
+  std::uint64_t fast_capacity = 0;    // extents the fast tier file holds
+  std::uint64_t fast_extents = 0;     // extents placed on the fast tier now
+  std::uint64_t hot_extents = 0;      // the hot set: extents at or above the hot threshold
+  std::uint64_t hot_on_fast = 0;      // of those, on the fast tier
+  std::uint64_t queued = 0;           // migrations waiting
+  std::uint64_t migrating = 0;        // 0 or 1: the one being copied
+  std::uint64_t promoted = 0;         // committed promotions since open
+  std::uint64_t demoted = 0;          // committed demotions since open
+  std::uint64_t clean_demotions = 0;  // of those, not written since promotion: no copy needed
+  std::uint64_t aborted = 0;          // copies abandoned because a write hit the extent
+  std::uint64_t failed = 0;           // moves that hit an I/O error (the old copy stays)
+  std::uint64_t bytes_migrated = 0;   // copied and committed since open
+  std::uint64_t current_done = 0;     // bytes of the current copy done (progress)
   TierClassOfService cos;
 
   [[nodiscard]] double hot_fraction_on_fast() const noexcept {

@@ -24,7 +24,8 @@ using vfilter::BlockBackend;
 using vfilter::Fua;
 using vfilter::IoTarget;
 
-constexpr std::uint64_t kChunk = 256 * 1024;
+// One bio per chunk where the device allows: a throttled slow tier counts IOPS, not bytes.
+constexpr std::uint64_t kChunk = 1024 * 1024;
 constexpr unsigned kAbortsBeforeExclusive = 3;
 
 struct FreeDeleter {
@@ -89,6 +90,8 @@ TierStage::TierStage(std::shared_ptr<BlockBackend> slow, TierOptions options)
   fast_count_ = journal_->table().fast_count();
   write_gen_ = std::make_unique<std::atomic<std::uint64_t>[]>(geometry_.extents);
   queued_to_.assign(geometry_.extents, 0);
+  clean_since_.assign(geometry_.extents, kNotClean);
+  clean_crc_.assign(geometry_.extents, 0);
   thread_ = std::thread([this] { migration_loop(); });
 }
 
@@ -293,6 +296,7 @@ TierVdiskStatus TierStage::status() const {
   s.demoted = demoted_;
   s.aborted = aborted_;
   s.failed = failed_;
+  s.clean_demotions = clean_demotions_;
   s.bytes_migrated = bytes_migrated_;
   s.current_done = copying_ ? current_done_.load() : 0;
   s.cos = cos_;
@@ -341,6 +345,26 @@ int TierStage::migrate(ExtentIndex e, Tier to, bool exclusive) {
   const IoTarget nobody{};
 
   std::unique_lock lock(lock_of(e), std::defer_lock);
+  // A clean demotion: not written since its promotion, so the home still holds exactly the fast
+  // copy's bytes (a write bumps the generation; a restart forgets cleanliness). Only the journal
+  // record is needed; the home is synced first, as a copied demotion's destination would be.
+  if (to == Tier::kSlow && clean_since_[e.value()] != kNotClean) {
+    const int rc = slow_->flush(IoTarget{});
+    if (rc < 0) return rc;
+    lock.lock();
+    if (write_gen_[e.value()].load(std::memory_order_acquire) == clean_since_[e.value()]) {
+      const int c = journal_->commit(e, dest, clean_crc_[e.value()]);
+      if (c < 0) return c;
+      clean_since_[e.value()] = kNotClean;
+      std::lock_guard l(meta_mu_);
+      live_[e.value()] = dest;
+      --fast_count_;
+      ++demoted_;
+      ++clean_demotions_;
+      return 0;
+    }
+    lock.unlock();
+  }
   lock.lock();  // drains writes in flight: the generation below covers everything after
   const std::uint64_t gen0 = write_gen_[e.value()].load(std::memory_order_acquire);
   if (!exclusive) lock.unlock();
@@ -378,6 +402,10 @@ int TierStage::migrate(ExtentIndex e, Tier to, bool exclusive) {
   if (write_gen_[e.value()].load(std::memory_order_acquire) != gen0) return -EAGAIN;
   rc = journal_->commit(e, dest, crc);
   if (rc < 0) return rc;
+  // After a promotion the home equals the fast copy until the next write; after a demotion
+  // there is no fast copy.
+  clean_since_[e.value()] = to == Tier::kFast ? gen0 : kNotClean;
+  clean_crc_[e.value()] = crc;
   std::lock_guard l(meta_mu_);
   live_[e.value()] = dest;
   if (to == Tier::kFast) {
@@ -471,6 +499,7 @@ void TierStage::write_status_file() const {
       {"demoted", s.demoted},
       {"aborted", s.aborted},
       {"failed", s.failed},
+      {"clean_demotions", s.clean_demotions},
       {"bytes_migrated", s.bytes_migrated},
       {"heat_weight", s.cos.heat_weight},
       {"fast_share", s.cos.fast_share},
@@ -509,6 +538,7 @@ TierVdiskStatus read_status_file(const std::filesystem::path& path) {
     s.demoted = j.at("demoted").get<std::uint64_t>();
     s.aborted = j.at("aborted").get<std::uint64_t>();
     s.failed = j.at("failed").get<std::uint64_t>();
+    s.clean_demotions = j.value("clean_demotions", std::uint64_t{0});
     s.bytes_migrated = j.at("bytes_migrated").get<std::uint64_t>();
     s.cos.heat_weight = j.at("heat_weight").get<double>();
     s.cos.fast_share = j.at("fast_share").get<double>();

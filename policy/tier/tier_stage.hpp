@@ -124,6 +124,11 @@ class TierStage final : public vfilter::BlockBackend {
   mutable std::array<std::shared_mutex, kStripes> stripes_;
   std::unique_ptr<std::atomic<std::uint64_t>[]> write_gen_;
   std::vector<Placement> live_;  // the committed table, as the data path reads it
+  // Migration thread only: the write generation at which a fast extent's home was last identical
+  // to it (set by its promotion), for demotions without a copy.
+  static constexpr std::uint64_t kNotClean = ~std::uint64_t{0};
+  std::vector<std::uint64_t> clean_since_;
+  std::vector<std::uint32_t> clean_crc_;
 
   mutable std::mutex meta_mu_;  // queue, counters, identity, CoS, reserved slot
   std::condition_variable meta_cv_;
@@ -141,7 +146,8 @@ class TierStage final : public vfilter::BlockBackend {
   ExtentIndex current_{0};
   Tier current_to_ = Tier::kSlow;
   std::atomic<std::uint64_t> current_done_{0};
-  std::uint64_t promoted_ = 0, demoted_ = 0, aborted_ = 0, failed_ = 0, bytes_migrated_ = 0;
+  std::uint64_t promoted_ = 0, demoted_ = 0, aborted_ = 0, failed_ = 0, bytes_migrated_ = 0,
+                clean_demotions_ = 0;
   VdiskKey key_{};
   std::string vm_name_, vdisk_name_;
   std::atomic<bool> identified_{false};

@@ -111,6 +111,33 @@ TEST(TierStage, PromotedAndDemotedExtentsKeepTheirContent) {
   EXPECT_EQ(st.vm_name, "vm1");
 }
 
+// An extent not written since its promotion goes home without a copy (the home still holds its
+// bytes); one written since is copied back.
+TEST(TierStage, CleanDemotionsNeedNoCopy) {
+  Fixture f;
+  auto s = f.open();
+  std::mt19937_64 rng(3);
+  for (int i = 0; i < 30; ++i) f.write(*s, rng);
+  s->request(ExtentIndex(1), Tier::kFast);
+  s->request(ExtentIndex(2), Tier::kFast);
+  ASSERT_TRUE(s->wait_idle(std::chrono::seconds(10)));
+  std::vector<std::byte> d(512, std::byte{0x77});
+  ASSERT_EQ(s->write(kWho, d, 2 * kExtent + 4096, Fua::kNo), 0);
+  std::copy(d.begin(), d.end(), f.ref.begin() + 2 * kExtent + 4096);
+  f.check_all(*s);
+  s->request(ExtentIndex(1), Tier::kSlow);
+  s->request(ExtentIndex(2), Tier::kSlow);
+  ASSERT_TRUE(s->wait_idle(std::chrono::seconds(10)));
+  const auto st = s->status();
+  EXPECT_EQ(st.demoted, 2u);
+  EXPECT_EQ(st.clean_demotions, 1u);
+  EXPECT_EQ(st.bytes_migrated, 3 * kExtent) << "two promotions and one copied demotion";
+  f.check_all(*s);
+  s.reset();
+  s = f.open();
+  f.check_all(*s);
+}
+
 TEST(TierStage, FastTierCapacityAndShareAreEnforced) {
   Fixture f;
   auto s = f.open();
