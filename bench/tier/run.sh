@@ -8,7 +8,7 @@
 # IOPS ratio tiered/all-fast, and how long the tiered run takes after the move to get back to 80%
 # of all-fast (from a 1 s IOPS log).
 #
-#   bench/tier/run.sh [--phase SEC] [--slow-iops N] [--dir DIR] [--v2p PATH]
+#   bench/tier/run.sh [--phase SEC] [--slow-iops N] [--dir DIR] [--v2p PATH] [--keep DIR] [--half-life SEC]
 #
 # Needs root, fio, mkfs.ext4, losetup, jq. Everything it makes (loop devices, mounts, cgroup,
 # processes) is removed on exit, also on failure.
@@ -19,6 +19,7 @@ SLOW_IOPS=500
 DIR=/var/tmp/v2p-tier-bench
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 V2P="$SRC/build/cli/v2p"
+HALF_LIFE=2  # heat half-life (s): how fast old heat fades, i.e. how fast tiering follows a move
 KEEP=""  # --keep DIR: copy fio's JSON and IOPS logs there
 VDISK_MIB=512
 FAST_MIB=128
@@ -29,7 +30,8 @@ while [[ $# -gt 0 ]]; do
     --dir) DIR=$2; shift 2 ;;
     --v2p) V2P=$2; shift 2 ;;
     --keep) KEEP=$2; shift 2 ;;
-    *) echo "usage: $0 [--phase SEC] [--slow-iops N] [--dir DIR] [--v2p PATH] [--keep DIR]" >&2; exit 2 ;;
+    --half-life) HALF_LIFE=$2; shift 2 ;;
+    *) echo "usage: $0 [--phase SEC] [--slow-iops N] [--dir DIR] [--v2p PATH] [--keep DIR] [--half-life SEC]" >&2; exit 2 ;;
   esac
 done
 [[ $(id -u) -eq 0 ]] || { echo "needs root (loop devices, cgroups)" >&2; exit 1; }
@@ -122,7 +124,7 @@ serve --image "$DIR/fast/disk0.raw"
 run_fio fast
 stop_serve
 serve --image "$DIR/slow/disk0.raw" --tier-fast "$DIR/fast/disk0.tier" \
-      --tier-fast-size ${FAST_MIB}M --tier-extent 1M --tier-rate 256M --tier-tick-ms 200
+      --tier-fast-size ${FAST_MIB}M --tier-extent 1M --tier-rate 256M --tier-tick-ms 200 --tier-half-life "$HALF_LIFE"
 run_fio tiered
 "$V2P" tier status "$DIR/fast/disk0.tier" | tee "$DIR/tier-status.txt"
 stop_serve
@@ -136,7 +138,7 @@ warm() {  # name job-index(1,2)
 }
 echo
 echo "tier bench: vdisk ${VDISK_MIB} MiB, fast tier ${FAST_MIB} MiB, extents 1 MiB; fio nbd randread 4k QD16 zipf:1.1 over 64 MiB, moved after ${PHASE} s"
-echo "slow device: $THROTTLE; fast device: $FAST_DEV unthrottled"
+echo "slow device: $THROTTLE; fast device: $FAST_DEV unthrottled; heat half-life ${HALF_LIFE} s, rate 256M/s"
 printf "%-10s %12s %12s %12s %12s %14s %14s\n" config "IOPS-before" "IOPS-after" "warm-before" "warm-after" "p99us-before" "p99us-after"
 for c in slow fast tiered; do
   printf "%-10s %12.0f %12.0f %12s %12s %14.0f %14.0f\n" "$c" "$(iops $c before)" "$(iops $c after)" \

@@ -29,35 +29,38 @@ TierPlan plan_tier_moves(const TierView& view, const TierPolicyParams& params) {
   std::sort(cold.begin(), cold.end(), [](const HotExtent& a, const HotExtent& b) {
     return a.heat != b.heat ? a.heat < b.heat : a.extent.index < b.extent.index;
   });
-  std::vector<bool> leaving(cold.size(), false);
+  std::vector<std::uint64_t> fast_set;
+  for (const auto& h : view.on_fast) fast_set.push_back(h.extent.index);
+  std::sort(fast_set.begin(), fast_set.end());
+  // Promotion candidates: hot, not on the fast tier yet, hottest first.
+  std::vector<HotExtent> waiting;
+  for (const auto& h : view.hottest) {
+    if (h.heat < params.promote_heat) break;
+    if (h.extent.index >= s.extents) continue;
+    if (!std::binary_search(fast_set.begin(), fast_set.end(), h.extent.index)) waiting.push_back(h);
+  }
+  // May the i-th coldest go? When it is no longer hot, or the i-th hottest waiting extent is
+  // displace_factor times hotter (hysteresis: two similar extents do not swap back and forth).
+  auto may_demote = [&](std::size_t i) {
+    return cold[i].heat < params.promote_heat ||
+           (i < waiting.size() && waiting[i].heat >= params.displace_factor * cold[i].heat);
+  };
   std::size_t next_cold = 0;
   std::uint64_t fast = s.fast_extents;
-
-  // Above the high watermark: demote the coldest down to the low one.
+  // At or above the high watermark: demote the coldest down to the low one.
   if (fast >= high) {
-    while (fast > low && next_cold < cold.size() && budget > 0) {
-      plan.demote.push_back(cold[next_cold].extent.index);
-      leaving[next_cold++] = true;
+    while (fast > low && next_cold < cold.size() && budget > 0 && may_demote(next_cold)) {
+      plan.demote.push_back(cold[next_cold++].extent.index);
       --fast;
       --budget;
     }
   }
-  // Promote the hottest that are not there yet, into free room, or in place of a much colder one.
-  std::vector<std::uint64_t> fast_set;
-  for (const auto& h : view.on_fast) fast_set.push_back(h.extent.index);
-  std::sort(fast_set.begin(), fast_set.end());
-  for (const auto& h : view.hottest) {
-    if (budget == 0 || h.heat < params.promote_heat) break;
-    if (h.extent.index >= s.extents) continue;
-    if (std::binary_search(fast_set.begin(), fast_set.end(), h.extent.index)) continue;
+  // Promote into free room; when full, only in place of a much colder extent.
+  for (const auto& h : waiting) {
+    if (budget == 0) break;
     if (fast >= cap) {
-      // Full: displace the coldest remaining fast extent if this one is much hotter.
-      if (next_cold >= cold.size() || budget < 2 ||
-          h.heat < params.displace_factor * cold[next_cold].heat) {
-        break;
-      }
-      plan.demote.push_back(cold[next_cold].extent.index);
-      leaving[next_cold++] = true;
+      if (next_cold >= cold.size() || budget < 2 || !may_demote(next_cold)) break;
+      plan.demote.push_back(cold[next_cold++].extent.index);
       --fast;
       --budget;
     }

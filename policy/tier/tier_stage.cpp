@@ -238,7 +238,8 @@ TierRequestResult TierStage::request(ExtentIndex e, Tier to) {
   if (moving_now ? current_to_ == to : live_[e.value()].tier == to) {
     return TierRequestResult::kAlreadyThere;
   }
-  if (to == Tier::kFast && fast_count_ + queued_promotions_ >= fast_cap_locked()) {
+  const std::uint64_t promoting = copying_ && current_to_ == Tier::kFast ? 1 : 0;
+  if (to == Tier::kFast && fast_count_ + queued_promotions_ + promoting >= fast_cap_locked()) {
     return TierRequestResult::kNoSpace;
   }
   queue_.push_back(Move{e, to, 0});

@@ -29,11 +29,24 @@ TEST(TierPlan, PromotesExtentsAboveTheThresholdHottestFirst) {
 
 TEST(TierPlan, AboveTheHighWatermarkDemotesColdestToTheLowOne) {
   std::vector<std::pair<std::uint64_t, double>> fast;
-  for (std::uint64_t e = 0; e < 10; ++e) fast.emplace_back(e, 100.0 - static_cast<double>(e));
+  for (std::uint64_t e = 0; e < 10; ++e) fast.emplace_back(e, 3.0 - 0.1 * static_cast<double>(e));
   const auto p = plan_tier_moves(view(10, fast, {}), TierPolicyParams{});
   // high = 9, low = 7: 10 -> 7, the three coldest.
   EXPECT_EQ(p.demote, (std::vector<std::uint64_t>{9, 8, 7}));
   EXPECT_TRUE(p.promote.empty());
+}
+
+TEST(TierPlan, TheWatermarkKeepsExtentsThatAreStillHotWithoutHotterCandidates) {
+  std::vector<std::pair<std::uint64_t, double>> fast;
+  for (std::uint64_t e = 0; e < 10; ++e) fast.emplace_back(e, 100.0 - static_cast<double>(e));
+  // Nothing waiting is twice as hot as the coldest (91): no churn.
+  auto p = plan_tier_moves(view(10, fast, {{20, 150}}), TierPolicyParams{});
+  EXPECT_TRUE(p.demote.empty());
+  EXPECT_TRUE(p.promote.empty());
+  // One is: it displaces the coldest.
+  p = plan_tier_moves(view(10, fast, {{20, 190}, {21, 150}}), TierPolicyParams{});
+  EXPECT_EQ(p.demote, (std::vector<std::uint64_t>{9}));
+  EXPECT_EQ(p.promote, (std::vector<std::uint64_t>{20}));
 }
 
 TEST(TierPlan, AFullTierIsRefreshedOnlyByMuchHotterExtents) {
