@@ -24,6 +24,9 @@
 #include "policy/cache/cache_config.hpp"
 #include "policy/cache/cache_stage.hpp"
 #endif
+#ifdef V2P_HAVE_TIER
+#include "cli/tier_options.hpp"
+#endif
 
 namespace v2p::cli {
 namespace {
@@ -53,6 +56,9 @@ struct ServeOptions {
   std::string cache_mode;
   std::vector<std::string> cache_quotas;
   std::vector<std::string> cache_priorities;
+#ifdef V2P_HAVE_TIER
+  TierFlags tier;
+#endif
 };
 
 // Rebuilds the interleaving of --policy and --policy-arg from CLI11's parse order.
@@ -152,6 +158,9 @@ vfilter::ServeConfig build_config(const ServeOptions& o) {
   vfilter::ServeConfig c;
   if (!o.config.empty()) {
     if (!o.image.empty()) throw Error("give either --config or --image, not both");
+#ifdef V2P_HAVE_TIER
+    if (!o.tier.fast.empty()) throw Error("--tier-fast works with --image, not with --config");
+#endif
     c = vfilter::load_serve_config(o.config);
   } else {
     if (o.image.empty()) throw Error("nothing to serve: give --image PATH (or --config FILE)");
@@ -161,6 +170,9 @@ vfilter::ServeConfig build_config(const ServeOptions& o) {
     v.image = o.image;
     v.export_name = o.export_name;
     v.read_only = o.read_only;
+#ifdef V2P_HAVE_TIER
+    v.backend = make_tier_backend(o.tier, v.image, v.read_only, !o.no_direct);
+#endif
     c.server.vdisks.push_back(v);
   }
   // Flags override the file.
@@ -211,6 +223,11 @@ int run_serve(const ServeOptions& o) {
     fmt::print("v2p serve: policy {} loaded from {} ({} args)\n", name, p.file.string(),
                p.args.size());
   }
+#ifdef V2P_HAVE_TIER
+  // The tier policy runs on its stages from now on; policies see them through TierControl.
+  const auto tier = start_tier_policy(o.tier, config.server.vdisks);
+  policies.set_tier(tier->control());
+#endif
 #ifdef V2P_HAVE_CACHE
   if (flash) {
     // Policies reach the cache through CacheControl and answer its admission questions.
@@ -230,6 +247,9 @@ int run_serve(const ServeOptions& o) {
   if (!config.policies.empty()) {
     throw Error("this v2p was built without the policy component: --policy is not available");
   }
+#ifdef V2P_HAVE_TIER
+  const auto tier = start_tier_policy(o.tier, config.server.vdisks);
+#endif
 #endif
   auto server = vfilter::Server::start(config.server, server_sink);
   for (const auto& v : config.server.vdisks) {
@@ -319,6 +339,9 @@ const Register kServe{
                       "VM=BYTES: most flash the VM's entries may hold (repeatable)");
        app.add_option("--cache-priority", o->cache_priorities,
                       "VM=N: class of service; higher evicts lower (repeatable)");
+#ifdef V2P_HAVE_TIER
+       add_tier_flags(app, o->tier);
+#endif
        return [o, &app] {
          collect_policies(app, *o);
          return run_serve(*o);

@@ -1,0 +1,120 @@
+#include "cli/tier_options.hpp"
+
+#include <fmt/core.h>
+
+#include <cctype>
+
+#include "common/error.hpp"
+#include "policy/tier/tier_control.hpp"
+#include "policy/tier/tier_policy.hpp"
+#include "policy/tier/tier_stage.hpp"
+#include "vfilter/file_backend.hpp"
+
+namespace v2p::cli {
+
+std::uint64_t parse_bytes(const std::string& flag, const std::string& text) {
+  std::size_t used = 0;
+  std::uint64_t n = 0;
+  try {
+    n = std::stoull(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  std::uint64_t mult = 1;
+  if (used != 0 && used + 1 == text.size()) {
+    switch (std::toupper(static_cast<unsigned char>(text[used]))) {
+      case 'K':
+        mult = 1ULL << 10;
+        break;
+      case 'M':
+        mult = 1ULL << 20;
+        break;
+      case 'G':
+        mult = 1ULL << 30;
+        break;
+      case 'T':
+        mult = 1ULL << 40;
+        break;
+      default:
+        used = 0;
+    }
+    if (used != 0) ++used;
+  }
+  if (used == 0 || used != text.size()) {
+    throw Error(fmt::format("{} {}: give a byte count such as 65536, 64k, 1M or 2G", flag, text));
+  }
+  return n * mult;
+}
+
+void add_tier_flags(CLI::App& app, TierFlags& f) {
+  app.add_option("--tier-fast", f.fast,
+                 "Tier the image: fast tier file (created); the image is the slow tier");
+  app.add_option("--tier-fast-size", f.fast_size, "Fast tier capacity in bytes (default 1G)");
+  app.add_option("--tier-extent", f.extent, "Tiering extent in bytes, a power of two (default 1M)");
+  app.add_option("--tier-rate", f.rate,
+                 "Migration copy rate in bytes/s, 0 = unlimited (default 64M)");
+  app.add_option("--tier-promote-heat", f.promote_heat,
+                 "Heat (decayed accesses) from which an extent is promoted (default 4)");
+  app.add_option("--tier-high-watermark", f.high_watermark,
+                 "Fast tier fill that starts demotion of the coldest (default 0.90)");
+  app.add_option("--tier-low-watermark", f.low_watermark,
+                 "Demote down to this fill (default 0.75)");
+  app.add_option("--tier-half-life", f.half_life_s, "Heat half-life in seconds (default 10)");
+  app.add_option("--tier-tick-ms", f.tick_ms, "Tier policy period in ms (default 500)");
+}
+
+std::shared_ptr<vfilter::BlockBackend> make_tier_backend(const TierFlags& f,
+                                                         const std::filesystem::path& image,
+                                                         bool read_only, bool direct) {
+  if (f.fast.empty()) return nullptr;
+  if (read_only) throw Error("--tier-fast needs a writable image (migrations write to it)");
+  tier::TierOptions o;
+  o.fast_file = f.fast;
+  o.fast_bytes = parse_bytes("--tier-fast-size", f.fast_size);
+  o.extent_bytes = parse_bytes("--tier-extent", f.extent);
+  o.rate_bytes_per_s = parse_bytes("--tier-rate", f.rate);
+  o.want_direct = direct;
+  o.hot_threshold = f.promote_heat;
+  if (!(f.half_life_s > 0)) throw Error("--tier-half-life must be positive");
+  o.heat_half_life_ns = static_cast<std::uint64_t>(f.half_life_s * 1e9);
+  return std::make_shared<tier::TierStage>(
+      std::make_shared<vfilter::FileBackend>(image, false, direct), std::move(o));
+}
+
+namespace {
+
+class AutopilotRuntime final : public TierRuntime {
+ public:
+  TierControl* control() noexcept override { return &stages; }
+  tier::TierSet stages;
+  std::vector<std::unique_ptr<tier::TierAutopilot>> pilots;
+};
+
+}  // namespace
+
+std::unique_ptr<TierRuntime> start_tier_policy(const TierFlags& f,
+                                               const std::vector<vfilter::VdiskConfig>& vdisks) {
+  auto rt = std::make_unique<AutopilotRuntime>();
+  tier::TierPolicyParams p;
+  p.promote_heat = f.promote_heat;
+  p.high_watermark = f.high_watermark;
+  p.low_watermark = f.low_watermark;
+  if (!(p.low_watermark < p.high_watermark && p.high_watermark <= 1.0)) {
+    throw Error("need --tier-low-watermark < --tier-high-watermark <= 1");
+  }
+  for (const auto& v : vdisks) {
+    auto stage = std::dynamic_pointer_cast<tier::TierStage>(v.backend);
+    if (stage == nullptr) continue;
+    rt->stages.add(stage);
+    rt->pilots.push_back(
+        std::make_unique<tier::TierAutopilot>(*stage, p, std::chrono::milliseconds(f.tick_ms)));
+    fmt::print(
+        "v2p serve: tiering {}: fast tier {} ({} extents of {} B), journal {}, rate {} B/s\n",
+        v.vdisk, stage->options().fast_file.string(), stage->geometry().fast_slots,
+        stage->geometry().extent_bytes, stage->options().journal.string(),
+        stage->options().rate_bytes_per_s);
+  }
+  return rt;
+}
+
+}  // namespace v2p::cli
