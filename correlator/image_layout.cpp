@@ -42,23 +42,19 @@ constexpr std::uint32_t kUnplaceable = FIEMAP_EXTENT_UNKNOWN | FIEMAP_EXTENT_DEL
 
 }  // namespace
 
-std::vector<LayoutExtent> fiemap(const std::filesystem::path& file) {
-  Fd fd(file);
-  constexpr std::size_t kBatch = 512;
+bool walk_fiemap(int fd, std::uint64_t start, std::uint64_t end, bool sync,
+                 const std::function<void(const FiemapExtent&)>& visit) {
+  constexpr std::size_t kBatch = 256;
   std::vector<std::byte> buf(sizeof(struct fiemap) + kBatch * sizeof(struct fiemap_extent));
-  std::vector<LayoutExtent> out;
-  std::uint64_t start = 0;
-  std::uint32_t flags = FIEMAP_FLAG_SYNC;
-  for (;;) {
+  std::uint32_t flags = sync ? FIEMAP_FLAG_SYNC : 0;
+  while (start < end) {
     std::fill(buf.begin(), buf.end(), std::byte{0});
     auto* fm = reinterpret_cast<struct fiemap*>(buf.data());
     fm->fm_start = start;
-    fm->fm_length = FIEMAP_MAX_OFFSET - start;
+    fm->fm_length = end - start;
     fm->fm_flags = flags;
     fm->fm_extent_count = kBatch;
-    if (::ioctl(fd.get(), FS_IOC_FIEMAP, fm) != 0) {
-      throw system_error("FIEMAP of " + file.string() + " failed");
-    }
+    if (::ioctl(fd, FS_IOC_FIEMAP, fm) != 0) return false;
     flags = 0;  // one sync is enough
     if (fm->fm_mapped_extents == 0) break;
     bool last = false;
@@ -66,12 +62,21 @@ std::vector<LayoutExtent> fiemap(const std::filesystem::path& file) {
       const auto& x = fm->fm_extents[i];
       last = last || (x.fe_flags & FIEMAP_EXTENT_LAST);
       start = x.fe_logical + x.fe_length;
-      if (x.fe_flags & kUnplaceable) continue;
-      out.push_back(
-          {x.fe_logical, x.fe_length, x.fe_physical, (x.fe_flags & FIEMAP_EXTENT_UNWRITTEN) != 0});
+      visit({x.fe_logical, x.fe_physical, x.fe_length, (x.fe_flags & kUnplaceable) == 0,
+             (x.fe_flags & FIEMAP_EXTENT_UNWRITTEN) != 0});
     }
     if (last) break;
   }
+  return true;
+}
+
+std::vector<LayoutExtent> fiemap(const std::filesystem::path& file) {
+  Fd fd(file);
+  std::vector<LayoutExtent> out;
+  const bool ok = walk_fiemap(fd.get(), 0, FIEMAP_MAX_OFFSET, true, [&](const FiemapExtent& x) {
+    if (x.placeable) out.push_back({x.logical, x.length, x.physical, x.unwritten});
+  });
+  if (!ok) throw system_error("FIEMAP of " + file.string() + " failed");
   return out;
 }
 

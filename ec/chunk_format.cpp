@@ -4,7 +4,7 @@
 
 #include "ec/byte_io.hpp"
 #include "ec/coder.hpp"
-#include "ec/crc32c.hpp"
+#include "common/crc32c.hpp"
 
 namespace v2p::ec {
 namespace {

@@ -6,7 +6,7 @@
 #include <algorithm>
 
 #include "common/error.hpp"
-#include "ec/crc32c.hpp"
+#include "common/crc32c.hpp"
 #include "ec/pool.hpp"
 
 namespace v2p::ec {

@@ -5,7 +5,7 @@
 #include "ec/byte_io.hpp"
 #include "ec/chunk_format.hpp"
 #include "ec/coder.hpp"
-#include "ec/crc32c.hpp"
+#include "common/crc32c.hpp"
 
 namespace v2p::ec {
 namespace {

@@ -5,7 +5,7 @@
 #include <random>
 
 #include "common/error.hpp"
-#include "ec/crc32c.hpp"
+#include "common/crc32c.hpp"
 
 namespace v2p::ec {
 namespace {

@@ -9,7 +9,7 @@
 #include <condition_variable>
 #include <optional>
 
-#include "ec/crc32c.hpp"
+#include "common/crc32c.hpp"
 #include "ec/pool.hpp"
 
 namespace v2p::ec {

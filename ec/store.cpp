@@ -12,7 +12,7 @@
 #include <fstream>
 
 #include "common/error.hpp"
-#include "ec/crc32c.hpp"
+#include "common/crc32c.hpp"
 #include "ec/metadata_log.hpp"
 
 namespace v2p::ec {

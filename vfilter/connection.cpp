@@ -336,6 +336,19 @@ void Connection::begin(Pending* p) {
   submit(p);
 }
 
+template <class Prepare>
+int Connection::submit_sqe(Prepare&& prepare) {
+  std::lock_guard lock(sq_mu_);
+  io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+  if (sqe == nullptr) return -EBUSY;  // cannot happen: the ring has room for twice the bound
+  prepare(sqe);
+  int rc = 0;
+  do {
+    rc = io_uring_submit(&ring_);
+  } while (rc == -EINTR || rc == -EAGAIN || rc == -EBUSY);
+  return rc < 0 ? rc : 0;
+}
+
 void Connection::submit(Pending* p) {
   const ImageFile& image = *export_->image;
   const std::uint64_t remaining = p->req.length - p->done;
@@ -343,71 +356,59 @@ void Connection::submit(Pending* p) {
       image.direct_writes_are_buffered()) {
     return submit_thread_tagged_write(p);
   }
-  int rc = 0;
-  {
-    std::lock_guard lock(sq_mu_);
-    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
-    if (sqe == nullptr) {
-      rc = -EBUSY;  // cannot happen: the ring has room for twice the in-flight bound
-    } else {
-      switch (p->stage) {
-        case Pending::Stage::kData: {
-          p->cur_off = p->req.offset + p->done;
-          p->cur_len = static_cast<std::uint32_t>(remaining);
-          const int fd = image.fd_for(p->cur_off, p->cur_len);
-          std::byte* at = p->buf.get() + p->done;
-          if (p->action == Action::kRead) {
-            p->op = IoOp::kRead;
-            io_uring_prep_read(sqe, fd, at, p->cur_len, p->cur_off);
-          } else {
-            p->op = IoOp::kWrite;
-            io_uring_prep_write(sqe, fd, at, p->cur_len, p->cur_off);
-          }
-          break;
+  const int rc = submit_sqe([&](io_uring_sqe* sqe) {
+    switch (p->stage) {
+      case Pending::Stage::kData: {
+        p->cur_off = p->req.offset + p->done;
+        p->cur_len = static_cast<std::uint32_t>(remaining);
+        const int fd = image.fd_for(p->cur_off, p->cur_len);
+        std::byte* at = p->buf.get() + p->done;
+        if (p->action == Action::kRead) {
+          p->op = IoOp::kRead;
+          io_uring_prep_read(sqe, fd, at, p->cur_len, p->cur_off);
+        } else {
+          p->op = IoOp::kWrite;
+          io_uring_prep_write(sqe, fd, at, p->cur_len, p->cur_off);
         }
-        case Pending::Stage::kZeroFill:
-          p->cur_off = p->req.offset + p->done;
-          p->cur_len = static_cast<std::uint32_t>(std::min<std::uint64_t>(remaining, kZeroChunk));
-          p->op = IoOp::kWriteZeroes;
-          io_uring_prep_write(sqe, image.fd_for(p->cur_off, p->cur_len), zero_chunk(), p->cur_len,
-                              p->cur_off);
-          break;
-        case Pending::Stage::kFallocate: {
-          p->cur_off = p->req.offset;
-          p->cur_len = p->req.length;
-          const bool no_hole = (p->req.flags & nbd::kCmdFlagNoHole) != 0;
-          int mode = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE;
-          if (p->action == Action::kWriteZeroes && no_hole) {
-            mode = FALLOC_FL_KEEP_SIZE | FALLOC_FL_ZERO_RANGE;
-          }
-          p->op = p->action == Action::kTrim ? IoOp::kDiscard : IoOp::kWriteZeroes;
-          io_uring_prep_fallocate(sqe, image.buffered_fd(), mode, static_cast<off_t>(p->cur_off),
-                                  static_cast<off_t>(p->cur_len));
-          break;
-        }
-        case Pending::Stage::kSync:
-          // A full fsync: it also covers metadata (size, allocation of punched/zeroed ranges).
-          p->cur_off = 0;
-          p->cur_len = 0;
-          p->op = IoOp::kFlush;
-          io_uring_prep_fsync(sqe, image.buffered_fd(), 0);
-          break;
+        break;
       }
-      // Only reads and writes take an ioprio: the kernel refuses one on fsync and fallocate
-      // (EINVAL, measured on 6.18), and those carry no guest data to attribute anyway.
-      const bool data_io =
-          p->stage == Pending::Stage::kData || p->stage == Pending::Stage::kZeroFill;
-      p->tagged = ctx_.tagging && data_io;
-      sqe->ioprio = p->tagged ? v2p::tag::ioprio_for_slot(p->slot.slot()) : 0;
-      io_uring_sqe_set_data(sqe, p);
-      p->submit_ns = monotonic_ns();
-      handoff_release(p);
-      do {
-        rc = io_uring_submit(&ring_);
-      } while (rc == -EINTR || rc == -EAGAIN || rc == -EBUSY);
-      rc = rc < 0 ? rc : 0;
+      case Pending::Stage::kZeroFill:
+        p->cur_off = p->req.offset + p->done;
+        p->cur_len = static_cast<std::uint32_t>(std::min<std::uint64_t>(remaining, kZeroChunk));
+        p->op = IoOp::kWriteZeroes;
+        io_uring_prep_write(sqe, image.fd_for(p->cur_off, p->cur_len), zero_chunk(), p->cur_len,
+                            p->cur_off);
+        break;
+      case Pending::Stage::kFallocate: {
+        p->cur_off = p->req.offset;
+        p->cur_len = p->req.length;
+        const bool no_hole = (p->req.flags & nbd::kCmdFlagNoHole) != 0;
+        int mode = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE;
+        if (p->action == Action::kWriteZeroes && no_hole) {
+          mode = FALLOC_FL_KEEP_SIZE | FALLOC_FL_ZERO_RANGE;
+        }
+        p->op = p->action == Action::kTrim ? IoOp::kDiscard : IoOp::kWriteZeroes;
+        io_uring_prep_fallocate(sqe, image.buffered_fd(), mode, static_cast<off_t>(p->cur_off),
+                                static_cast<off_t>(p->cur_len));
+        break;
+      }
+      case Pending::Stage::kSync:
+        // A full fsync: it also covers metadata (size, allocation of punched/zeroed ranges).
+        p->cur_off = 0;
+        p->cur_len = 0;
+        p->op = IoOp::kFlush;
+        io_uring_prep_fsync(sqe, image.buffered_fd(), 0);
+        break;
     }
-  }
+    // Only reads and writes take an ioprio: the kernel refuses one on fsync and fallocate
+    // (EINVAL, measured on 6.18), and those carry no guest data to attribute anyway.
+    const bool data_io = p->stage == Pending::Stage::kData || p->stage == Pending::Stage::kZeroFill;
+    p->tagged = ctx_.tagging && data_io;
+    sqe->ioprio = p->tagged ? v2p::tag::ioprio_for_slot(p->slot.slot()) : 0;
+    io_uring_sqe_set_data(sqe, p);
+    p->submit_ns = monotonic_ns();
+    handoff_release(p);
+  });
   if (rc < 0) on_host_complete(p, rc);
 }
 
@@ -429,20 +430,10 @@ void Connection::run_on_worker(Pending* p, std::uint16_t ioprio, TaggedWorkers::
   pool.run(ioprio, std::move(job), [this, p](int result) {
     p->thread_result = result;
     p->thread_done = true;
-    int rc = 0;
-    {
-      std::lock_guard lock(sq_mu_);
-      io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
-      if (sqe == nullptr) {
-        rc = -EBUSY;  // cannot happen: the ring has room for twice the in-flight bound
-      } else {
-        io_uring_prep_nop(sqe);
-        io_uring_sqe_set_data(sqe, p);
-        do {
-          rc = io_uring_submit(&ring_);
-        } while (rc == -EINTR || rc == -EAGAIN || rc == -EBUSY);
-      }
-    }
+    const int rc = submit_sqe([p](io_uring_sqe* sqe) {
+      io_uring_prep_nop(sqe);
+      io_uring_sqe_set_data(sqe, p);
+    });
     if (rc < 0) std::abort();  // the completer could never learn of this request
   });
 }

@@ -57,6 +57,10 @@ class Connection {
   void submit_to_backend(Pending* p);
   void run_on_worker(Pending* p, std::uint16_t ioprio, TaggedWorkers::Job job);
   [[nodiscard]] TaggedWorkers& workers();
+  // Takes an SQE under sq_mu_, lets `prepare` fill it and submits: 0 or -errno. A template, not
+  // a std::function: the ring path calls it per host I/O and must not allocate.
+  template <class Prepare>
+  int submit_sqe(Prepare&& prepare);
   void on_host_complete(Pending* p, int res);
   void finish(Pending* p, std::uint32_t error);
   void publish(const Pending* p, int res, std::uint64_t complete_ns) noexcept;

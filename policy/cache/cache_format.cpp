@@ -6,7 +6,7 @@
 #include <cstring>
 
 #include "common/error.hpp"
-#include "policy/cache/crc32c.hpp"
+#include "common/crc32c.hpp"
 
 namespace v2p::cache {
 namespace {

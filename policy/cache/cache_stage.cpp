@@ -4,7 +4,7 @@
 #include <cstring>
 
 #include "policy/cache/aligned_buffer.hpp"
-#include "policy/cache/crc32c.hpp"
+#include "common/crc32c.hpp"
 
 namespace v2p::cache {
 namespace {

@@ -12,7 +12,7 @@
 #include "common/error.hpp"
 #include "policy/cache/aligned_buffer.hpp"
 #include "policy/cache/cache_stage.hpp"
-#include "policy/cache/crc32c.hpp"
+#include "common/crc32c.hpp"
 
 namespace v2p::cache {
 namespace {

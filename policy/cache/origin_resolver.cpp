@@ -17,11 +17,6 @@
 namespace v2p::cache {
 namespace {
 
-constexpr std::uint32_t kUnplaced = FIEMAP_EXTENT_UNKNOWN | FIEMAP_EXTENT_DELALLOC |
-                                    FIEMAP_EXTENT_ENCODED | FIEMAP_EXTENT_NOT_ALIGNED |
-                                    FIEMAP_EXTENT_DATA_INLINE | FIEMAP_EXTENT_DATA_TAIL |
-                                    FIEMAP_EXTENT_UNWRITTEN;
-
 DeviceId from_dev_t(dev_t d) {
   return DeviceId::from_major_minor(::major(d), ::minor(d));
 }
@@ -75,49 +70,32 @@ std::map<std::uint64_t, FiemapResolver::Extent> FiemapResolver::learn(std::uint6
   std::map<std::uint64_t, Extent> out;
   const std::uint64_t end =
       length > FIEMAP_MAX_OFFSET - offset ? FIEMAP_MAX_OFFSET : offset + length;
-  constexpr std::size_t kBatch = 128;
-  std::vector<std::byte> buf(sizeof(struct fiemap) + kBatch * sizeof(struct fiemap_extent));
-  std::uint64_t start = offset;
-  std::uint32_t flags = known_ ? 0 : FIEMAP_FLAG_SYNC;
-  while (start < end) {
-    std::fill(buf.begin(), buf.end(), std::byte{0});
-    auto* fm = reinterpret_cast<struct fiemap*>(buf.data());
-    fm->fm_start = start;
-    fm->fm_length = end - start;
-    fm->fm_flags = flags;
-    fm->fm_extent_count = kBatch;
-    ++fiemap_calls_;
-    if (::ioctl(fd_, FS_IOC_FIEMAP, fm) != 0) break;  // unknown layout: nothing is cacheable
-    if (fm->fm_mapped_extents == 0) break;
-    bool last = false;
-    for (std::uint32_t i = 0; i < fm->fm_mapped_extents; ++i) {
-      const auto& x = fm->fm_extents[i];
-      last = last || (x.fe_flags & FIEMAP_EXTENT_LAST);
-      start = x.fe_logical + x.fe_length;
-      const std::uint64_t lo = std::max<std::uint64_t>(x.fe_logical, offset);
-      const std::uint64_t hi = std::min<std::uint64_t>(x.fe_logical + x.fe_length, end);
-      if (lo >= hi) continue;
-      const bool placed = (x.fe_flags & kUnplaced) == 0;
-      std::vector<correlator::LayoutExtent> pieces{
-          {lo, hi - lo, x.fe_physical + (lo - x.fe_logical), false}};
-      if (placed && btrfs_) {
+  ++fiemap_calls_;
+  // A failing FIEMAP leaves the layout unknown: nothing in the range is cacheable.
+  correlator::walk_fiemap(fd_, offset, end, !known_, [&](const correlator::FiemapExtent& x) {
+    const std::uint64_t lo = std::max<std::uint64_t>(x.logical, offset);
+    const std::uint64_t hi = std::min<std::uint64_t>(x.logical + x.length, end);
+    if (lo >= hi) return;
+    // Preallocated (unwritten) ranges read as zeros without a bio: not cacheable either.
+    const bool placed = x.placeable && !x.unwritten;
+    std::vector<correlator::LayoutExtent> pieces{
+        {lo, hi - lo, x.physical + (lo - x.logical), false}};
+    if (placed && btrfs_) {
+      try {
+        pieces = correlator::btrfs_to_device(pieces, chunks_);
+      } catch (const Error&) {
+        // A chunk allocated since we read the tree: read it again, once.
         try {
+          chunks_ = correlator::btrfs_chunks(image_);
           pieces = correlator::btrfs_to_device(pieces, chunks_);
         } catch (const Error&) {
-          // A chunk allocated since we read the tree: read it again, once.
-          try {
-            chunks_ = correlator::btrfs_chunks(image_);
-            pieces = correlator::btrfs_to_device(pieces, chunks_);
-          } catch (const Error&) {
-            out[lo] = Extent{hi - lo, 0, false};
-            continue;
-          }
+          out[lo] = Extent{hi - lo, 0, false};
+          return;
         }
       }
-      for (const auto& p : pieces) out[p.logical] = Extent{p.length, p.device_offset, placed};
     }
-    if (last) break;
-  }
+    for (const auto& p : pieces) out[p.logical] = Extent{p.length, p.device_offset, placed};
+  });
   return out;
 }
 

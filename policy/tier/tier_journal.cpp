@@ -13,7 +13,7 @@
 #include <utility>
 
 #include "common/error.hpp"
-#include "policy/tier/crc32c.hpp"
+#include "common/crc32c.hpp"
 
 namespace v2p::tier {
 namespace {

@@ -15,7 +15,7 @@
 
 #include "common/clock.hpp"
 #include "common/error.hpp"
-#include "policy/tier/crc32c.hpp"
+#include "common/crc32c.hpp"
 
 namespace v2p::tier {
 namespace {

@@ -1,4 +1,4 @@
-// The cache's parts on their own: CRC-32C against its reference twin, the on-flash formats, the
+// The cache's parts on their own: the on-flash formats, the
 // frequency sketch, and the directory's invariants, quotas and priorities over random sequences.
 #include <gtest/gtest.h>
 
@@ -11,28 +11,11 @@
 #include "policy/cache/cache_config.hpp"
 #include "policy/cache/cache_directory.hpp"
 #include "policy/cache/cache_format.hpp"
-#include "policy/cache/crc32c.hpp"
+#include "common/crc32c.hpp"
 #include "policy/cache/frequency_sketch.hpp"
 
 namespace v2p::cache {
 namespace {
-
-TEST(Crc32c, KnownVectorAndDispatchMatchesReferenceTwin) {
-  const std::string check = "123456789";
-  const auto bytes = std::as_bytes(std::span(check.data(), check.size()));
-  EXPECT_EQ(crc32c(bytes), 0xe3069283U);
-  EXPECT_EQ(crc32c_base(bytes), 0xe3069283U);
-  std::mt19937_64 rng(7);
-  for (int round = 0; round < 200; ++round) {
-    std::vector<std::byte> v(rng() % 5000);
-    for (auto& b : v) b = std::byte(rng() & 0xff);
-    const std::size_t cut = v.empty() ? 0 : rng() % v.size();
-    const std::span<const std::byte> all(v);
-    ASSERT_EQ(crc32c(all), crc32c_base(all)) << "size " << v.size();
-    // Continuation: crc(a ++ b) == crc(b, crc(a)).
-    ASSERT_EQ(crc32c(all.subspan(cut), crc32c(all.first(cut))), crc32c(all));
-  }
-}
 
 TEST(CacheFormat, EntryRoundTripsAndEveryFlippedByteIsRejected) {
   EntryHeader h;

@@ -13,46 +13,14 @@
 #include "common/sparse_image.hpp"
 #include "common/subprocess.hpp"
 #include "correlator/verify.hpp"
+#include "integration/chain_workloads.hpp"
 
 namespace v2p {
 namespace {
 
-struct ChainCase {
-  std::string fs;
-  std::string workload;  // fio-qd1, fio-qd32, qemu-io
-};
-
-std::string case_name(const ::testing::TestParamInfo<ChainCase>& info) {
-  std::string n = info.param.fs + "_" + info.param.workload;
-  for (auto& c : n) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
-  return n;
-}
-
-std::vector<std::string> workload_command(const std::string& kind, const std::string& uri) {
-  if (kind == "qemu-io") {
-    // Three separate regions, one overwritten, all read back with their pattern.
-    return {"qemu-io", "-f",
-            "raw",     uri,
-            "-c",      "write -P 0x11 0 1M",
-            "-c",      "write -P 0x22 8M 3M",
-            "-c",      "write -P 0x33 512k 256k",
-            "-c",      "read -P 0x33 512k 256k",
-            "-c",      "read -P 0x22 8M 3M",
-            "-c",      "flush"};
-  }
-  const std::string depth = kind == "fio-qd1" ? "1" : "32";
-  return {"fio",
-          "--name=chain",
-          "--ioengine=nbd",
-          "--uri=" + uri,
-          "--rw=randwrite",
-          "--bs=4k",
-          "--iodepth=" + depth,
-          "--size=8M",
-          "--verify=crc32c",
-          "--do_verify=1",
-          "--output-format=terse"};
-}
+using testing::case_name;
+using testing::ChainCase;
+using testing::workload_command;
 
 class ChainTest : public ::testing::TestWithParam<ChainCase> {
  protected:

@@ -27,46 +27,14 @@
 #include "common/subprocess.hpp"
 #include "correlator/image_layout.hpp"
 #include "correlator/verify.hpp"
+#include "integration/chain_workloads.hpp"
 
 namespace v2p {
 namespace {
 
-struct OpaqueCase {
-  std::string fs;
-  std::string workload;  // qemu-io, fio-qd1, fio-qd32
-};
-
-std::string case_name(const ::testing::TestParamInfo<OpaqueCase>& info) {
-  std::string n = info.param.fs + "_" + info.param.workload;
-  for (auto& c : n) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
-  return n;
-}
-
-std::vector<std::string> workload_command(const std::string& kind, const std::string& uri) {
-  if (kind == "qemu-io") {
-    return {"qemu-io", "-f",
-            "raw",     uri,
-            "-c",      "write -P 0x11 0 1M",
-            "-c",      "write -P 0x22 8M 3M",
-            "-c",      "write -P 0x33 512k 256k",
-            "-c",      "read -P 0x33 512k 256k",
-            "-c",      "read -P 0x22 8M 3M",
-            "-c",      "flush"};
-  }
-  const std::string depth = kind == "fio-qd1" ? "1" : "32";
-  return {"fio",
-          "--name=opaque",
-          "--ioengine=nbd",
-          "--uri=" + uri,
-          "--rw=randwrite",
-          "--bs=4k",
-          "--iodepth=" + depth,
-          "--size=8M",
-          "--verify=crc32c",
-          "--do_verify=1",
-          "--end_fsync=1",
-          "--output-format=terse"};
-}
+using testing::case_name;
+using testing::ChainCase;
+using testing::workload_command;
 
 // Bytes of [offset, offset + length) on the device that no extent of `layout` covers.
 std::uint64_t bytes_outside(const std::vector<correlator::LayoutExtent>& layout,
@@ -96,7 +64,7 @@ std::optional<std::uint64_t> true_device_offset(const std::vector<correlator::La
   return std::nullopt;
 }
 
-class OpaqueChainTest : public ::testing::TestWithParam<OpaqueCase> {
+class OpaqueChainTest : public ::testing::TestWithParam<ChainCase> {
  protected:
   void SetUp() override {
     if (::geteuid() != 0) GTEST_SKIP() << "needs root (loop devices, eBPF)";
@@ -284,11 +252,11 @@ TEST_P(OpaqueChainTest, ConfidenceIsHonestAndNothingElseIsAttributed) {
 
 INSTANTIATE_TEST_SUITE_P(
     FileSystems, OpaqueChainTest,
-    ::testing::Values(OpaqueCase{"ext4", "qemu-io"}, OpaqueCase{"ext4", "fio-qd1"},
-                      OpaqueCase{"ext4", "fio-qd32"}, OpaqueCase{"xfs", "qemu-io"},
-                      OpaqueCase{"xfs", "fio-qd1"}, OpaqueCase{"xfs", "fio-qd32"},
-                      OpaqueCase{"btrfs", "qemu-io"}, OpaqueCase{"btrfs", "fio-qd1"},
-                      OpaqueCase{"btrfs", "fio-qd32"}),
+    ::testing::Values(ChainCase{"ext4", "qemu-io"}, ChainCase{"ext4", "fio-qd1"},
+                      ChainCase{"ext4", "fio-qd32"}, ChainCase{"xfs", "qemu-io"},
+                      ChainCase{"xfs", "fio-qd1"}, ChainCase{"xfs", "fio-qd32"},
+                      ChainCase{"btrfs", "qemu-io"}, ChainCase{"btrfs", "fio-qd1"},
+                      ChainCase{"btrfs", "fio-qd32"}),
     case_name);
 
 }  // namespace
