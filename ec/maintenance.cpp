@@ -5,8 +5,8 @@
 
 #include <algorithm>
 
-#include "common/error.hpp"
 #include "common/crc32c.hpp"
+#include "common/error.hpp"
 #include "ec/pool.hpp"
 
 namespace v2p::ec {
@@ -63,16 +63,7 @@ ScrubReport Pool::scrub() {
         continue;
       }
       const auto& payload = set.chunks[static_cast<std::size_t>(i)];
-      ChunkHeader h{c.k,
-                    c.m,
-                    static_cast<std::uint8_t>(i),
-                    pool_id_,
-                    c.id,
-                    c.nonce,
-                    c.chunk_len,
-                    crc32c(payload),
-                    c.created_ns};
-      auto w = store.write_chunk(h, payload);
+      auto w = write_chunk_of(c, i, store, payload);
       if (w.ok()) {
         ++rep.chunks_repaired;
       } else {
@@ -119,6 +110,20 @@ RebuildReport Pool::rebuild(std::uint32_t store_id, const ProgressFn& progress) 
     rebuild_progress_.error = e.what();
     throw;
   }
+}
+
+Result<bool> Pool::write_chunk_of(const ContainerSealed& c, int index, const Store& store,
+                                  std::span<const std::uint8_t> payload) const {
+  const ChunkHeader h{c.k,
+                      c.m,
+                      static_cast<std::uint8_t>(index),
+                      pool_id_,
+                      c.id,
+                      c.nonce,
+                      c.chunk_len,
+                      crc32c(payload),
+                      c.created_ns};
+  return store.write_chunk(h, payload);
 }
 
 RebuildReport Pool::rebuild_impl(std::uint32_t store_id, const ProgressFn& progress) {
@@ -192,16 +197,7 @@ RebuildReport Pool::rebuild_impl(std::uint32_t store_id, const ProgressFn& progr
                                            id, idx, set.good_count, c.k));
       } else {
         const auto& payload = set.chunks[static_cast<std::size_t>(idx)];
-        ChunkHeader h{c.k,
-                      c.m,
-                      static_cast<std::uint8_t>(idx),
-                      pool_id_,
-                      c.id,
-                      c.nonce,
-                      c.chunk_len,
-                      crc32c(payload),
-                      c.created_ns};
-        auto w = store.write_chunk(h, payload);
+        auto w = write_chunk_of(c, idx, store, payload);
         if (w.ok()) {
           ++rep.chunks_rebuilt;
         } else {
@@ -282,16 +278,7 @@ RebuildReport Pool::evacuate(std::uint32_t store_id, const ProgressFn& progress)
       continue;
     }
     const auto& payload = set.chunks[static_cast<std::size_t>(idx)];
-    ChunkHeader h{c.k,
-                  c.m,
-                  static_cast<std::uint8_t>(idx),
-                  pool_id_,
-                  c.id,
-                  c.nonce,
-                  c.chunk_len,
-                  crc32c(payload),
-                  c.created_ns};
-    auto w = stores_.at(target_store).store.write_chunk(h, payload);
+    auto w = write_chunk_of(c, idx, stores_.at(target_store).store, payload);
     if (!w.ok()) {
       ++rep.failed;
       rep.problems.push_back(w.error());

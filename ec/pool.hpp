@@ -165,6 +165,9 @@ class Pool {
   Result<std::map<std::uint32_t, std::vector<std::uint8_t>>> fetch_blocks(
       const ContainerSealed& c, const std::vector<BlockRef>& blocks);
   RebuildReport rebuild_impl(std::uint32_t store, const ProgressFn& progress);
+  // Writes chunk `index` of sealed container `c` (its header built from `c`) to `store`.
+  [[nodiscard]] Result<bool> write_chunk_of(const ContainerSealed& c, int index, const Store& store,
+                                            std::span<const std::uint8_t> payload) const;
 
   PoolConfig cfg_;
   std::unique_ptr<MetadataLog> log_;
