@@ -61,6 +61,9 @@ void add_tier_flags(CLI::App& app, TierFlags& f) {
                  "Demote down to this fill (default 0.75)");
   app.add_option("--tier-half-life", f.half_life_s, "Heat half-life in seconds (default 10)");
   app.add_option("--tier-tick-ms", f.tick_ms, "Tier policy period in ms (default 500)");
+  app.add_flag("--no-tier-autopilot", f.no_autopilot,
+               "Do not run the built-in tier policy: a --policy (e.g. libv2p_tier_policy.so) "
+               "decides through TierControl instead");
 }
 
 std::shared_ptr<vfilter::BlockBackend> make_tier_backend(const TierFlags& f,
@@ -106,13 +109,15 @@ std::unique_ptr<TierRuntime> start_tier_policy(const TierFlags& f,
     auto stage = std::dynamic_pointer_cast<tier::TierStage>(v.backend);
     if (stage == nullptr) continue;
     rt->stages.add(stage);
-    rt->pilots.push_back(
-        std::make_unique<tier::TierAutopilot>(*stage, p, std::chrono::milliseconds(f.tick_ms)));
     fmt::print(
-        "v2p serve: tiering {}: fast tier {} ({} extents of {} B), journal {}, rate {} B/s\n",
+        "v2p serve: tiering {}: fast tier {} ({} extents of {} B), journal {}, rate {} B/s, {}\n",
         v.vdisk, stage->options().fast_file.string(), stage->geometry().fast_slots,
         stage->geometry().extent_bytes, stage->options().journal.string(),
-        stage->options().rate_bytes_per_s);
+        stage->options().rate_bytes_per_s,
+        f.no_autopilot ? "decided by loaded policies" : "built-in policy");
+    if (f.no_autopilot) continue;
+    rt->pilots.push_back(
+        std::make_unique<tier::TierAutopilot>(*stage, p, std::chrono::milliseconds(f.tick_ms)));
   }
   return rt;
 }

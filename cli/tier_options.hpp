@@ -24,6 +24,7 @@ struct TierFlags {
   double low_watermark = 0.75;
   double half_life_s = 10.0;
   unsigned tick_ms = 500;
+  bool no_autopilot = false;  // a loaded policy decides instead
 };
 
 void add_tier_flags(CLI::App& app, TierFlags& flags);
