@@ -13,6 +13,8 @@
 #    against the backend stack the cache stage sits on (--file-backend); median of REPS2. Then
 #    cache_stage_overhead: the stage's CPU cost per request against a null origin.
 # 3. The policy alone: cache_trace_bench, v2p's admission/eviction vs plain LRU on a Zipf trace.
+# 4. All-miss on the slow origin: the io_uring export vs the cached export with admission off,
+#    both throttled (SECTIONS="4"; not in the default set).
 #
 # Environment: RIOPS (2000), CACHE_MB (64), REPS (3), RUNTIME (20 s), WARM (30 s), QD (16),
 # REPS2 (5), RUNTIME2 (10 s), SECTIONS ("1 2 3").
@@ -184,6 +186,32 @@ echo "  CPU cost of the stage per request against a null origin (best of 3):"
 "$BUILD/bench/cache/cache_stage_overhead" "$MNT/disk.raw" --bs 4096 --requests 1000000 | tail -1 | sed 's/^/    1 thread:  /'
 "$BUILD/bench/cache/cache_stage_overhead" "$MNT/disk.raw" --bs 4096 --requests 1000000 --threads 8 | tail -1 | sed 's/^/    8 threads: /'
 
+fi
+
+if [[ " $SECTIONS " == *" 4 "* ]]; then
+echo "== 4. all-miss on the slow origin (admission off, $THROTTLE), 4k uniform randread, median of $REPS2"
+# What an operator pays for a cache that never hits, on the kind of origin a cache is put in
+# front of: the io_uring export vs the cached export, both in the throttled cgroup, alternating.
+cat >"$WORK/noadmit.json" <<JSON
+{"vms": [{"name": "bench", "vdisks": [{"name": "disk", "image": "$MNT/disk.raw"}]}],
+ "cache": {"file": "$WORK/cache.bin", "size": "${CACHE_MB}M", "min_frequency": 1000}}
+JSON
+: >"$WORK/slow_uring"; : >"$WORK/slow_cached"
+for rep in $(seq "$REPS2"); do
+  for kind in $( ((rep % 2)) && echo "slow_uring slow_cached" || echo "slow_cached slow_uring"); do
+    rm -f "$WORK/cache.bin"
+    case $kind in
+      slow_uring) serve 1 --image "$MNT/disk.raw" --vdisk disk ;;
+      slow_cached) serve 1 --config "$WORK/noadmit.json" ;;
+    esac
+    fio_run m --rw=randread --bs=4k --iodepth=$QD --time_based --runtime="$RUNTIME2" |
+      cut -d' ' -f1,2 >>"$WORK/$kind"
+    stop_serve >/dev/null
+  done
+done
+u=$(cut -d' ' -f1 "$WORK/slow_uring" | median); c=$(cut -d' ' -f1 "$WORK/slow_cached" | median)
+up=$(cut -d' ' -f2 "$WORK/slow_uring" | median); cpp=$(cut -d' ' -f2 "$WORK/slow_cached" | median)
+echo "  no cache $u IOPS p99 $up us | cache, all misses $c IOPS p99 $cpp us | overhead $(python3 -c "print(f'{100*(1-$c/$u):.1f}')")%"
 fi
 
 if [[ " $SECTIONS " == *" 3 "* ]]; then
