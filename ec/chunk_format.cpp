@@ -2,9 +2,9 @@
 
 #include <cstring>
 
+#include "common/crc32c.hpp"
 #include "ec/byte_io.hpp"
 #include "ec/coder.hpp"
-#include "common/crc32c.hpp"
 
 namespace v2p::ec {
 namespace {

@@ -2,10 +2,10 @@
 
 #include <cstring>
 
+#include "common/crc32c.hpp"
 #include "ec/byte_io.hpp"
 #include "ec/chunk_format.hpp"
 #include "ec/coder.hpp"
-#include "common/crc32c.hpp"
 
 namespace v2p::ec {
 namespace {

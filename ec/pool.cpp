@@ -4,8 +4,8 @@
 #include <chrono>
 #include <random>
 
-#include "common/error.hpp"
 #include "common/crc32c.hpp"
+#include "common/error.hpp"
 
 namespace v2p::ec {
 namespace {

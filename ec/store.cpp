@@ -11,8 +11,8 @@
 #include <cstring>
 #include <fstream>
 
-#include "common/error.hpp"
 #include "common/crc32c.hpp"
+#include "common/error.hpp"
 #include "ec/metadata_log.hpp"
 
 namespace v2p::ec {

@@ -5,8 +5,8 @@
 #include <cstddef>
 #include <cstring>
 
-#include "common/error.hpp"
 #include "common/crc32c.hpp"
+#include "common/error.hpp"
 
 namespace v2p::cache {
 namespace {

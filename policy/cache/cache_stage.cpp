@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
-#include "policy/cache/aligned_buffer.hpp"
 #include "common/crc32c.hpp"
+#include "policy/cache/aligned_buffer.hpp"
 
 namespace v2p::cache {
 namespace {

@@ -9,10 +9,10 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "common/crc32c.hpp"
 #include "common/error.hpp"
 #include "policy/cache/aligned_buffer.hpp"
 #include "policy/cache/cache_stage.hpp"
-#include "common/crc32c.hpp"
 
 namespace v2p::cache {
 namespace {

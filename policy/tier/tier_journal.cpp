@@ -12,8 +12,8 @@
 #include <string>
 #include <utility>
 
-#include "common/error.hpp"
 #include "common/crc32c.hpp"
+#include "common/error.hpp"
 
 namespace v2p::tier {
 namespace {

@@ -14,8 +14,8 @@
 #include <nlohmann/json.hpp>
 
 #include "common/clock.hpp"
-#include "common/error.hpp"
 #include "common/crc32c.hpp"
+#include "common/error.hpp"
 
 namespace v2p::tier {
 namespace {

@@ -8,10 +8,10 @@
 #include <random>
 #include <set>
 
+#include "common/crc32c.hpp"
 #include "policy/cache/cache_config.hpp"
 #include "policy/cache/cache_directory.hpp"
 #include "policy/cache/cache_format.hpp"
-#include "common/crc32c.hpp"
 #include "policy/cache/frequency_sketch.hpp"
 
 namespace v2p::cache {

@@ -7,8 +7,8 @@
 #include <fstream>
 #include <random>
 
-#include "common/error.hpp"
 #include "common/crc32c.hpp"
+#include "common/error.hpp"
 #include "policy/tier/tier_journal.hpp"
 #include "tier_test_util.hpp"
 
