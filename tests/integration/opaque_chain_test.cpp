@@ -223,12 +223,16 @@ TEST_P(OpaqueChainTest, ConfidenceIsHonestAndNothingElseIsAttributed) {
   EXPECT_EQ(foreign, 0u) << "bytes outside the qcow2 file were attributed to the VM";
   EXPECT_EQ(in_neighbour, 0u) << "the neighbour's writes were attributed to the VM";
   EXPECT_EQ(in_raw, 0u) << "the tagged vdisk's blocks were attributed to the opaque one";
-  // Certain means right: at least 99% of the bytes and of the decisions at confidence >= 0.99.
+  // Certain means right: at least 99% of the bytes at confidence >= 0.99 in the final map, and
+  // of the decisions made at that confidence at least 99% less 4 standard deviations (a 0.99
+  // bucket of 31 decisions has one wrong 27% of the time: an exact 99% bound was flaky in CI,
+  // once 30 of 31 at QD32 on ext4).
   if (certain.bytes_observed > 0) {
     EXPECT_GE(certain.accuracy(), 0.99);
   }
   if (n_certain > 0) {
-    EXPECT_GE(double(right_certain), 0.99 * double(n_certain));
+    const double n = double(n_certain);
+    EXPECT_GE(double(right_certain), 0.99 * n - 4.0 * std::sqrt(n * 0.99 * 0.01));
   }
   // Never more confident than right: the right decisions are at least what the confidences
   // promise, less 4 standard deviations of that sum (Bernoulli) and 1% slack.
