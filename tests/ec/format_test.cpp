@@ -4,6 +4,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <string>
+#include <string_view>
 
 #include "common/error.hpp"
 #include "ec/chunk_format.hpp"
@@ -13,6 +15,24 @@ namespace v2p::ec {
 namespace {
 
 namespace fs = std::filesystem;
+
+std::string to_hex(std::span<const std::uint8_t> bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  for (auto b : bytes) {
+    out += kDigits[b >> 4];
+    out += kDigits[b & 0xf];
+  }
+  return out;
+}
+
+std::vector<std::uint8_t> from_hex(std::string_view hex) {
+  std::vector<std::uint8_t> out;
+  for (std::size_t i = 0; i + 1 < hex.size(); i += 2) {
+    out.push_back(static_cast<std::uint8_t>(std::stoi(std::string(hex.substr(i, 2)), nullptr, 16)));
+  }
+  return out;
+}
 
 ChunkHeader sample_header() {
   return {4, 2, 5, 0x1122334455667788ULL, 99, 0xabcdef, 1 << 20, 0xdeadbeef, 123456789};
@@ -43,6 +63,37 @@ TEST(EcChunkFormat, ImpossibleFieldsAreRejectedEvenWithAValidCrc) {
   h = sample_header();
   h.payload_len = kMaxChunkPayload + 1;
   EXPECT_FALSE(parse_chunk_header(encode_chunk_header(h)).ok());
+}
+
+// The bytes on disk, field by field, as docs/ec.md lays them out: a change to the encoder that
+// moves a single byte fails here, and the parser must read these exact bytes back.
+TEST(EcChunkFormat, EncodingIsPinned) {
+  const ChunkHeader h{.k = 4,
+                      .m = 2,
+                      .index = 5,
+                      .pool_id = 0x1122334455667788ULL,
+                      .container_id = 0x99aabbccddeeff00ULL,
+                      .nonce = 0x0123456789abcdefULL,
+                      .payload_len = 1 << 20,
+                      .payload_crc = 0xdeadbeef,
+                      .created_ns = 1700000000123456789ULL};
+  const std::string golden =
+      "5632504543484b00"  // magic "V2PECHK\0"
+      "0100"              // version 1
+      "4000"              // header length 64
+      "04020500"          // k, m, chunk index, reserved
+      "8877665544332211"  // pool id
+      "00ffeeddccbbaa99"  // container id
+      "efcdab8967452301"  // seal nonce
+      "00001000"          // payload length
+      "efbeadde"          // payload CRC
+      "15cd853dfe9c9717"  // created ns
+      "00000000"          // reserved
+      "c3f306d8";         // header CRC
+  EXPECT_EQ(to_hex(encode_chunk_header(h)), golden);
+  const auto parsed = parse_chunk_header(from_hex(golden));
+  ASSERT_TRUE(parsed.ok()) << parsed.error();
+  EXPECT_EQ(parsed.value(), h);
 }
 
 ContainerSealed sample_container(std::uint64_t id) {
@@ -138,6 +189,74 @@ TEST_F(EcLogDir, CorruptRecordEndsTheReplay) {
   MetadataLog log(dir_, 1);
   EXPECT_EQ(log.replayed().size(), 1U);
   EXPECT_NE(log.dropped_tail().find("checksum"), std::string::npos) << log.dropped_tail();
+}
+
+// The metadata log's bytes, pinned like the chunk header's above.
+TEST(EcLogFormat, EncodingIsPinned) {
+  const std::string header =
+      "56325045434c4f47"  // magic "V2PECLOG"
+      "0100"              // version 1
+      "0000"              // zero
+      "0807060504030201"  // pool id
+      "c67149bb";         // header CRC
+  const StoreAdopted adopted{7, "rack-a/vdb"};
+  const std::string adopted_hex =
+      "11000000"               // payload length 17
+      "2763056e"               // payload CRC
+      "01"                     // type: store adopted
+      "07000000"               // store
+      "0a00"                   // domain: u16 length
+      "7261636b2d612f766462";  // "rack-a/vdb"
+  ContainerSealed sealed;
+  sealed.id = 0x1000000000000001ULL;
+  sealed.nonce = 0xfeedfacecafebeefULL;
+  sealed.vm = 3;
+  sealed.vdisk = 1;
+  sealed.k = 2;
+  sealed.m = 1;
+  sealed.data_len = 8192;
+  sealed.chunk_len = 4096;
+  sealed.created_ns = 5;
+  sealed.stores = {10, 11, 12};
+  sealed.blocks = {{0, 4096, 0, 0x11111111}, {1 << 20, 4096, 4096, 0x22222222}};
+  const std::string sealed_hex =
+      "63000000"                   // payload length 99
+      "c965a78a"                   // payload CRC
+      "02"                         // type: container sealed
+      "0100000000000010"           // id
+      "efbefecacefaedfe"           // nonce
+      "03000000"                   // vm
+      "01000000"                   // vdisk
+      "0201"                       // k, m
+      "00200000"                   // data length
+      "00100000"                   // chunk length
+      "0500000000000000"           // created ns
+      "0a0000000b0000000c000000"   // store of each chunk
+      "02000000"                   // block count
+      "0000000000000000"           // block 0: voffset
+      "001000000000000011111111"   //   length, offset, CRC
+      "0000100000000000"           // block 1: voffset
+      "001000000010000022222222";  //   length, offset, CRC
+  const ChunkMoved moved{0x1122334455667788ULL, 3, 42};
+  const std::string moved_hex =
+      "0e000000"          // payload length 14
+      "45f95a6c"          // payload CRC
+      "03"                // type: chunk moved
+      "8877665544332211"  // container
+      "03"                // index
+      "2a000000";         // store
+  EXPECT_EQ(to_hex(encode_log_header(0x0102030405060708ULL)), header);
+  EXPECT_EQ(to_hex(encode_log_record(adopted)), adopted_hex);
+  EXPECT_EQ(to_hex(encode_log_record(sealed)), sealed_hex);
+  EXPECT_EQ(to_hex(encode_log_record(moved)), moved_hex);
+
+  const auto bytes = from_hex(header + adopted_hex + sealed_hex + moved_hex);
+  const auto parsed = parse_log(bytes);
+  ASSERT_TRUE(parsed.ok()) << parsed.error();
+  EXPECT_EQ(parsed.value().pool_id, 0x0102030405060708ULL);
+  EXPECT_EQ(parsed.value().records, (std::vector<LogRecord>{adopted, sealed, moved}));
+  EXPECT_EQ(parsed.value().valid_bytes, bytes.size());
+  EXPECT_TRUE(parsed.value().tail_problem.empty()) << parsed.value().tail_problem;
 }
 
 TEST(EcLogFormat, DamagedHeaderIsAnError) {
