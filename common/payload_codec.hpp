@@ -1,19 +1,26 @@
-// Little-endian field codec for the variable-size frame payloads (declarations, snapshots):
-// fixed-width integers as their bytes, strings as u32 length + bytes. The reader bounds-checks
-// every field, since its input comes from files anyone may hand us.
+// Little-endian field codec for the on-disk payloads (stream frame declarations, snapshots, the
+// erasure-coded chunk headers and metadata log): fixed-width integers as their bytes, strings as
+// a length (u32 unless the format says narrower) + bytes. The reader bounds-checks every field,
+// since its input comes from files anyone may hand us.
 #pragma once
 
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <span>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "common/error.hpp"
 
 namespace v2p {
+
+// Fields are written as their host bytes: that is little-endian only on a little-endian host.
+static_assert(std::endian::native == std::endian::little, "the payload codec is little-endian");
 
 class PayloadWriter {
  public:
@@ -23,12 +30,31 @@ class PayloadWriter {
     const auto* p = reinterpret_cast<const std::byte*>(&v);
     out_.insert(out_.end(), p, p + sizeof v);
   }
+  void put_bytes(std::span<const std::byte> b) { out_.insert(out_.end(), b.begin(), b.end()); }
+  // `Len` is the unsigned integer the length is written as; a longer string is an error.
+  template <class Len = std::uint32_t>
   void put_string(const std::string& s) {
-    put(static_cast<std::uint32_t>(s.size()));
-    const auto* p = reinterpret_cast<const std::byte*>(s.data());
-    out_.insert(out_.end(), p, p + s.size());
+    static_assert(std::is_unsigned_v<Len>);
+    if (s.size() > std::numeric_limits<Len>::max()) {
+      throw Error("a string of " + std::to_string(s.size()) + " bytes does not fit its " +
+                  std::to_string(8 * sizeof(Len)) + "-bit length");
+    }
+    put(static_cast<Len>(s.size()));
+    put_bytes(std::as_bytes(std::span(s)));
   }
-  [[nodiscard]] std::vector<std::byte> take() && { return std::move(out_); }
+  // What was written so far (to checksum a prefix, say).
+  [[nodiscard]] std::span<const std::byte> bytes() const noexcept { return out_; }
+  // The bytes, as std::byte or as another byte-sized type (a copy then).
+  template <class Byte = std::byte>
+  [[nodiscard]] std::vector<Byte> take() && {
+    static_assert(sizeof(Byte) == 1);
+    if constexpr (std::is_same_v<Byte, std::byte>) {
+      return std::move(out_);
+    } else {
+      const auto* p = reinterpret_cast<const Byte*>(out_.data());
+      return std::vector<Byte>(p, p + out_.size());
+    }
+  }
 
  private:
   std::vector<std::byte> out_;
@@ -48,13 +74,20 @@ class PayloadReader {
     pos_ += sizeof v;
     return v;
   }
-  std::string get_string() {
-    const auto n = get<std::uint32_t>();
+  // The next `n` bytes, as a view into the payload.
+  std::span<const std::byte> get_bytes(std::size_t n) {
     need(n);
-    std::string s(reinterpret_cast<const char*>(p_.data() + pos_), n);
+    const auto b = p_.subspan(pos_, n);
     pos_ += n;
-    return s;
+    return b;
   }
+  template <class Len = std::uint32_t>
+  std::string get_string() {
+    static_assert(std::is_unsigned_v<Len>);
+    const auto b = get_bytes(get<Len>());
+    return std::string(reinterpret_cast<const char*>(b.data()), b.size());
+  }
+  [[nodiscard]] std::size_t remaining() const noexcept { return p_.size() - pos_; }
   // Throws unless every byte was consumed.
   void expect_end() const {
     if (pos_ != p_.size()) throw Error(std::string(what_) + " has trailing bytes");

@@ -3,7 +3,8 @@
 #include <cstring>
 
 #include "common/crc32c.hpp"
-#include "ec/byte_io.hpp"
+#include "common/error.hpp"
+#include "common/payload_codec.hpp"
 #include "ec/coder.hpp"
 
 namespace v2p::ec {
@@ -14,8 +15,8 @@ constexpr char kMagic[8] = {'V', '2', 'P', 'E', 'C', 'H', 'K', '\0'};
 }  // namespace
 
 std::vector<std::uint8_t> encode_chunk_header(const ChunkHeader& h) {
-  ByteWriter w;
-  w.put_bytes({reinterpret_cast<const std::uint8_t*>(kMagic), sizeof kMagic});
+  PayloadWriter w;
+  w.put_bytes(std::as_bytes(std::span(kMagic)));
   w.put<std::uint16_t>(kChunkVersion);
   w.put<std::uint16_t>(kChunkHeaderSize);
   w.put(h.k);
@@ -30,7 +31,7 @@ std::vector<std::uint8_t> encode_chunk_header(const ChunkHeader& h) {
   w.put(h.created_ns);
   w.put<std::uint32_t>(0);
   w.put(crc32c(w.bytes()));
-  return std::move(w.bytes());
+  return std::move(w).take<std::uint8_t>();
 }
 
 Result<ChunkHeader> parse_chunk_header(std::span<const std::uint8_t> bytes) {
@@ -38,17 +39,28 @@ Result<ChunkHeader> parse_chunk_header(std::span<const std::uint8_t> bytes) {
   if (bytes.size() < kChunkHeaderSize) return R::failure("chunk header is truncated");
   if (std::memcmp(bytes.data(), kMagic, sizeof kMagic) != 0) return R::failure("not a v2p chunk");
   const auto head = bytes.first(kChunkHeaderSize);
-  ByteReader r(head.subspan(sizeof kMagic));
   std::uint16_t version = 0, header_len = 0;
-  std::uint8_t reserved8 = 0;
-  std::uint32_t reserved32 = 0, header_crc = 0;
+  std::uint32_t header_crc = 0;
   ChunkHeader h;
-  const bool complete = r.get(version) && r.get(header_len) && r.get(h.k) && r.get(h.m) &&
-                        r.get(h.index) && r.get(reserved8) && r.get(h.pool_id) &&
-                        r.get(h.container_id) && r.get(h.nonce) && r.get(h.payload_len) &&
-                        r.get(h.payload_crc) && r.get(h.created_ns) && r.get(reserved32) &&
-                        r.get(header_crc);
-  if (!complete) return R::failure("chunk header is truncated");
+  try {
+    PayloadReader r(std::as_bytes(head.subspan(sizeof kMagic)), "chunk header");
+    version = r.get<std::uint16_t>();
+    header_len = r.get<std::uint16_t>();
+    h.k = r.get<std::uint8_t>();
+    h.m = r.get<std::uint8_t>();
+    h.index = r.get<std::uint8_t>();
+    r.get<std::uint8_t>();  // reserved
+    h.pool_id = r.get<std::uint64_t>();
+    h.container_id = r.get<std::uint64_t>();
+    h.nonce = r.get<std::uint64_t>();
+    h.payload_len = r.get<std::uint32_t>();
+    h.payload_crc = r.get<std::uint32_t>();
+    h.created_ns = r.get<std::uint64_t>();
+    r.get<std::uint32_t>();  // reserved
+    header_crc = r.get<std::uint32_t>();
+  } catch (const Error& e) {  // the data path returns its failures: "chunk header is truncated"
+    return R::failure(e.what());
+  }
   if (crc32c(head.first(kChunkHeaderSize - 4)) != header_crc) {
     return R::failure("chunk header checksum mismatch");
   }

@@ -3,7 +3,8 @@
 #include <cstring>
 
 #include "common/crc32c.hpp"
-#include "ec/byte_io.hpp"
+#include "common/error.hpp"
+#include "common/payload_codec.hpp"
 #include "ec/chunk_format.hpp"
 #include "ec/coder.hpp"
 
@@ -14,13 +15,13 @@ constexpr char kMagic[8] = {'V', '2', 'P', 'E', 'C', 'L', 'O', 'G'};
 constexpr std::uint16_t kVersion = 1;
 enum class Type : std::uint8_t { kStoreAdopted = 1, kContainerSealed = 2, kChunkMoved = 3 };
 
-void encode(ByteWriter& w, const StoreAdopted& r) {
+void encode(PayloadWriter& w, const StoreAdopted& r) {
   w.put(static_cast<std::uint8_t>(Type::kStoreAdopted));
   w.put(r.store);
-  w.put_string(r.domain);
+  w.put_string<std::uint16_t>(r.domain);
 }
 
-void encode(ByteWriter& w, const ContainerSealed& r) {
+void encode(PayloadWriter& w, const ContainerSealed& r) {
   w.put(static_cast<std::uint8_t>(Type::kContainerSealed));
   w.put(r.id);
   w.put(r.nonce);
@@ -41,87 +42,102 @@ void encode(ByteWriter& w, const ContainerSealed& r) {
   }
 }
 
-void encode(ByteWriter& w, const ChunkMoved& r) {
+void encode(PayloadWriter& w, const ChunkMoved& r) {
   w.put(static_cast<std::uint8_t>(Type::kChunkMoved));
   w.put(r.container);
   w.put(r.index);
   w.put(r.store);
 }
 
-// Reads one payload into a record; false when it is malformed or inconsistent.
-bool decode(std::span<const std::uint8_t> payload, LogRecord& out) {
-  ByteReader r(payload);
-  std::uint8_t type = 0;
-  if (!r.get(type)) return false;
-  switch (static_cast<Type>(type)) {
+// Reads one record's fields; false when they are inconsistent. Throws (v2p::Error) when the
+// payload is short.
+bool read_record(PayloadReader& r, LogRecord& out) {
+  switch (static_cast<Type>(r.get<std::uint8_t>())) {
     case Type::kStoreAdopted: {
       StoreAdopted s;
-      if (!r.get(s.store) || !r.get_string(s.domain)) return false;
+      s.store = r.get<std::uint32_t>();
+      s.domain = r.get_string<std::uint16_t>();
       out = std::move(s);
-      break;
+      return true;
     }
     case Type::kContainerSealed: {
       ContainerSealed c;
-      if (!r.get(c.id) || !r.get(c.nonce) || !r.get(c.vm) || !r.get(c.vdisk) || !r.get(c.k) ||
-          !r.get(c.m) || !r.get(c.data_len) || !r.get(c.chunk_len) || !r.get(c.created_ns)) {
-        return false;
-      }
+      c.id = r.get<std::uint64_t>();
+      c.nonce = r.get<std::uint64_t>();
+      c.vm = r.get<std::uint32_t>();
+      c.vdisk = r.get<std::uint32_t>();
+      c.k = r.get<std::uint8_t>();
+      c.m = r.get<std::uint8_t>();
+      c.data_len = r.get<std::uint32_t>();
+      c.chunk_len = r.get<std::uint32_t>();
+      c.created_ns = r.get<std::uint64_t>();
       if (c.k < 1 || c.k > kMaxK || c.m < 1 || c.m > kMaxM) return false;
       if (c.chunk_len > kMaxChunkPayload ||
           std::uint64_t{c.data_len} > std::uint64_t{c.chunk_len} * c.k) {
         return false;
       }
       c.stores.resize(static_cast<std::size_t>(c.k) + c.m);
-      for (auto& s : c.stores) {
-        if (!r.get(s)) return false;
-      }
-      std::uint32_t nblocks = 0;
-      if (!r.get(nblocks) || nblocks > r.remaining() / 20) return false;
+      for (auto& s : c.stores) s = r.get<std::uint32_t>();
+      const auto nblocks = r.get<std::uint32_t>();
+      if (nblocks > r.remaining() / 20) return false;
       c.blocks.resize(nblocks);
       for (auto& b : c.blocks) {
-        if (!r.get(b.voffset) || !r.get(b.length) || !r.get(b.offset) || !r.get(b.crc)) {
-          return false;
-        }
+        b.voffset = r.get<std::uint64_t>();
+        b.length = r.get<std::uint32_t>();
+        b.offset = r.get<std::uint32_t>();
+        b.crc = r.get<std::uint32_t>();
         if (b.length == 0 || std::uint64_t{b.offset} + b.length > c.data_len ||
             b.voffset > UINT64_MAX - b.length) {
           return false;
         }
       }
       out = std::move(c);
-      break;
+      return true;
     }
     case Type::kChunkMoved: {
       ChunkMoved c;
-      if (!r.get(c.container) || !r.get(c.index) || !r.get(c.store)) return false;
+      c.container = r.get<std::uint64_t>();
+      c.index = r.get<std::uint8_t>();
+      c.store = r.get<std::uint32_t>();
       out = c;
-      break;
+      return true;
     }
-    default:
-      return false;
   }
-  return r.remaining() == 0;
+  return false;  // an unknown type
+}
+
+// Reads one payload into a record; false when it is malformed or inconsistent.
+bool decode(std::span<const std::byte> payload, LogRecord& out) {
+  PayloadReader r(payload, "metadata log record");
+  try {
+    if (!read_record(r, out)) return false;
+    r.expect_end();
+    return true;
+  } catch (const Error&) {  // short, or with trailing bytes: malformed all the same
+    return false;
+  }
 }
 
 }  // namespace
 
 std::vector<std::uint8_t> encode_log_header(std::uint64_t pool_id) {
-  ByteWriter w;
-  w.put_bytes({reinterpret_cast<const std::uint8_t*>(kMagic), sizeof kMagic});
+  PayloadWriter w;
+  w.put_bytes(std::as_bytes(std::span(kMagic)));
   w.put(kVersion);
   w.put<std::uint16_t>(0);
   w.put(pool_id);
   w.put(crc32c(w.bytes()));
-  return std::move(w.bytes());
+  return std::move(w).take<std::uint8_t>();
 }
 
 std::vector<std::uint8_t> encode_log_record(const LogRecord& rec) {
-  ByteWriter payload;
+  PayloadWriter payload;
   std::visit([&](const auto& r) { encode(payload, r); }, rec);
-  ByteWriter w;
+  PayloadWriter w;
   w.put(static_cast<std::uint32_t>(payload.bytes().size()));
   w.put(crc32c(payload.bytes()));
   w.put_bytes(payload.bytes());
-  return std::move(w.bytes());
+  return std::move(w).take<std::uint8_t>();
 }
 
 Result<LogContents> parse_log(std::span<const std::uint8_t> bytes) {
@@ -129,26 +145,39 @@ Result<LogContents> parse_log(std::span<const std::uint8_t> bytes) {
   if (bytes.size() < kLogHeaderSize || std::memcmp(bytes.data(), kMagic, sizeof kMagic) != 0) {
     return R::failure("not a v2p ec metadata log");
   }
-  ByteReader h(bytes.subspan(sizeof kMagic, kLogHeaderSize - sizeof kMagic));
-  std::uint16_t version = 0, zero = 0;
-  std::uint32_t crc = 0;
+  const auto all = std::as_bytes(bytes);
   LogContents out;
-  if (!h.get(version) || !h.get(zero) || !h.get(out.pool_id) || !h.get(crc) ||
-      crc32c(bytes.first(kLogHeaderSize - 4)) != crc) {
-    return R::failure("metadata log header is damaged");
+  std::uint16_t version = 0;
+  try {
+    PayloadReader h(all.subspan(sizeof kMagic, kLogHeaderSize - sizeof kMagic),
+                    "metadata log header");
+    version = h.get<std::uint16_t>();
+    h.get<std::uint16_t>();  // zero
+    out.pool_id = h.get<std::uint64_t>();
+    if (crc32c(all.first(kLogHeaderSize - 4)) != h.get<std::uint32_t>()) {
+      return R::failure("metadata log header is damaged");
+    }
+  } catch (const Error& e) {  // the data path returns its failures
+    return R::failure(e.what());
   }
   if (version != kVersion) {
     return R::failure("metadata log version " + std::to_string(version) + " is not supported");
   }
   std::size_t pos = kLogHeaderSize;
-  while (pos < bytes.size()) {
-    ByteReader r(bytes.subspan(pos));
-    std::uint32_t len = 0, rec_crc = 0;
-    if (!r.get(len) || !r.get(rec_crc) || len > kMaxLogRecord || r.remaining() < len) {
+  while (pos < all.size()) {
+    // Checked before every read, so a torn tail is reported here and never thrown.
+    PayloadReader r(all.subspan(pos), "metadata log record");
+    if (r.remaining() < 8) {
       out.tail_problem = "torn record at byte " + std::to_string(pos);
       break;
     }
-    const auto payload = bytes.subspan(pos + 8, len);
+    const auto len = r.get<std::uint32_t>();
+    const auto rec_crc = r.get<std::uint32_t>();
+    if (len > kMaxLogRecord || r.remaining() < len) {
+      out.tail_problem = "torn record at byte " + std::to_string(pos);
+      break;
+    }
+    const auto payload = r.get_bytes(len);
     if (crc32c(payload) != rec_crc) {
       out.tail_problem = "record checksum mismatch at byte " + std::to_string(pos);
       break;
