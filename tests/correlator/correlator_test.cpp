@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <vector>
+
 #include "correlator/bio.hpp"
 #include "v2p/tag.hpp"
 
@@ -127,28 +129,6 @@ TEST(Correlator, SplitRemainderIsNotCountedTwice) {
   EXPECT_EQ(c.map().find(kKey, VirtualOffset{8192})->sector, PhysicalSector{64});
 }
 
-TEST(Correlator, BackendIoJoinsByCompletionWindowWithConfidence) {
-  Options o;
-  o.window_settle_ns = 100;
-  Correlator c(o);
-  c.add_backend_process(kBackend);
-  std::vector<WindowDecision> decisions;
-  c.set_window_observer([&](const WindowDecision& d) { decisions.push_back(d); });
-  c.on_record(record(0, 1000, 2000, 0, 4096, IoOp::kWrite, kBackend));
-  c.on_event(bio(0, 1500, 40, 4096, IoOp::kWrite, kBackend));
-  c.on_record(record(0, 3000, 4000, 8192, 4096, IoOp::kWrite, kBackend));
-  c.on_record(record(0, 3100, 4100, 16384, 4096, IoOp::kWrite, kBackend));
-  c.on_event(bio(0, 3500, 400, 4096, IoOp::kWrite, kBackend));
-  c.advance(10000);
-  ASSERT_EQ(decisions.size(), 2u);
-  EXPECT_EQ(decisions[0].confidence, 1.0f);
-  EXPECT_EQ(decisions[0].mapping.voffset, VirtualOffset{0});
-  EXPECT_EQ(decisions[1].candidates, 2u);
-  EXPECT_FLOAT_EQ(decisions[1].confidence, 0.5f);
-  EXPECT_EQ(c.stats().joined_window, 2u);
-  EXPECT_TRUE(c.map().whose(kDev, PhysicalSector{400}));
-}
-
 // A thread whose own ioprio is the tag (the synchronous CoW path on btrfs) also tags the file
 // system's metadata and the flush its fdatasync submits: none of it is the request's data.
 TEST(Correlator, TaggedMetadataAndFlushBiosAreNotData) {
@@ -183,31 +163,69 @@ TEST(Correlator, TaggedMetadataAndFlushBiosAreNotData) {
   EXPECT_FALSE(c.map().whose(kDev, PhysicalSector{900000}));
 }
 
-TEST(Correlator, BackendMetadataIsNotAssignedToARequest) {
-  Options o;
-  o.window_settle_ns = 100;
-  Correlator c(o);
-  c.add_backend_process(kBackend);
-  std::vector<WindowDecision> decisions;
-  c.set_window_observer([&](const WindowDecision& d) { decisions.push_back(d); });
-  c.on_record(record(0, 1000, 2000, 0, 4096, IoOp::kWrite, kBackend));
-  auto meta = bio(0, 1400, 40000, 4096, IoOp::kWrite, kBackend);
+// An opaque backend's bios carry no tag: they join the requests whose completion windows hold
+// them. The correlator here waits 100 ns (not 250 ms) for those windows to settle, and keeps
+// every window decision it makes.
+class CorrelatorBackend : public ::testing::Test {
+ protected:
+  CorrelatorBackend() : c_(settle_after_100ns()) {
+    c_.add_backend_process(kBackend);
+    c_.set_window_observer([this](const WindowDecision& d) { decisions_.push_back(d); });
+  }
+
+  static Options settle_after_100ns() {
+    Options o;
+    o.window_settle_ns = 100;
+    return o;
+  }
+  // The backend's write requests and the bios it issues (slot 0: untagged).
+  static ContextRecord write(std::uint64_t submit, std::uint64_t complete, std::uint64_t voffset,
+                             std::uint32_t length) {
+    return record(0, submit, complete, voffset, length, IoOp::kWrite, kBackend);
+  }
+  static PhysEvent write_bio(std::uint64_t ts, std::uint64_t sector, std::uint32_t bytes) {
+    return bio(0, ts, sector, bytes, IoOp::kWrite, kBackend);
+  }
+
+  Correlator c_;
+  std::vector<WindowDecision> decisions_;
+};
+
+TEST_F(CorrelatorBackend, IoJoinsByCompletionWindowWithConfidence) {
+  c_.on_record(write(1000, 2000, 0, 4096));
+  c_.on_event(write_bio(1500, 40, 4096));
+  c_.on_record(write(3000, 4000, 8192, 4096));
+  c_.on_record(write(3100, 4100, 16384, 4096));
+  c_.on_event(write_bio(3500, 400, 4096));
+  c_.advance(10000);
+  ASSERT_EQ(decisions_.size(), 2u);
+  EXPECT_EQ(decisions_[0].confidence, 1.0f);
+  EXPECT_EQ(decisions_[0].mapping.voffset, VirtualOffset{0});
+  EXPECT_EQ(decisions_[1].candidates, 2u);
+  EXPECT_FLOAT_EQ(decisions_[1].confidence, 0.5f);
+  EXPECT_EQ(c_.stats().joined_window, 2u);
+  EXPECT_TRUE(c_.map().whose(kDev, PhysicalSector{400}));
+}
+
+TEST_F(CorrelatorBackend, MetadataIsNotAssignedToARequest) {
+  c_.on_record(write(1000, 2000, 0, 4096));
+  auto meta = write_bio(1400, 40000, 4096);
   meta.cmd_flags = kReqMeta;
-  c.on_event(meta);
-  c.on_event(bio(0, 1500, 40, 4096, IoOp::kWrite, kBackend));
+  c_.on_event(meta);
+  c_.on_event(write_bio(1500, 40, 4096));
   // Unflagged backend I/O (a qcow2 table update) in the window: once the only candidate's bytes
   // are accounted for it is surplus, not data. Which of the two is the data is not known (a
   // qcow2 allocation writes its tables before the data, an L2 update comes after), so the one
   // assigned is right with probability 1/2, and says so.
-  c.on_event(bio(0, 1600, 50000, 4096, IoOp::kWrite, kBackend));
-  c.advance(10000);
-  ASSERT_EQ(decisions.size(), 1u);
-  EXPECT_EQ(decisions[0].mapping.sector, PhysicalSector{40});
-  EXPECT_EQ(decisions[0].confidence, 0.5f);
-  const auto s = c.stats();
+  c_.on_event(write_bio(1600, 50000, 4096));
+  c_.advance(10000);
+  ASSERT_EQ(decisions_.size(), 1u);
+  EXPECT_EQ(decisions_[0].mapping.sector, PhysicalSector{40});
+  EXPECT_EQ(decisions_[0].confidence, 0.5f);
+  const auto s = c_.stats();
   EXPECT_EQ(s.metadata, 1u);
   EXPECT_EQ(s.unattributed, 2u);
-  EXPECT_EQ(c.map().extent_count(), 1u);
+  EXPECT_EQ(c_.map().extent_count(), 1u);
 }
 
 // What qemu-storage-daemon does for a 1 MiB write into fresh qcow2 clusters (measured): two
@@ -215,23 +233,17 @@ TEST(Correlator, BackendMetadataIsNotAssignedToARequest) {
 // the request's window. The data bios are shorter than the request, so their offsets would come
 // from counting the bytes before them: with the table writes in front that is wrong, and nothing
 // may be placed with confidence 1. Nothing is placed at all: the offsets are unknown.
-TEST(Correlator, BackendTableWritesBeforeTheDataPlaceNothingWrongly) {
-  Options o;
-  o.window_settle_ns = 100;
-  Correlator c(o);
-  c.add_backend_process(kBackend);
-  std::vector<WindowDecision> decisions;
-  c.set_window_observer([&](const WindowDecision& d) { decisions.push_back(d); });
-  c.on_record(record(0, 1000, 2000, 0, 1 << 20, IoOp::kWrite, kBackend));
-  c.on_event(bio(0, 1100, 263424, 65536, IoOp::kWrite, kBackend));
-  c.on_event(bio(0, 1200, 263680, 65536, IoOp::kWrite, kBackend));
-  c.on_event(bio(0, 1300, 263552, 512, IoOp::kWrite, kBackend));
-  c.on_event(bio(0, 1400, 263808, 512 << 10, IoOp::kWrite, kBackend));
-  c.on_event(bio(0, 1500, 264832, 512 << 10, IoOp::kWrite, kBackend));
-  c.advance(10000);
-  EXPECT_TRUE(decisions.empty());
-  EXPECT_EQ(c.map().extent_count(), 0u);
-  EXPECT_EQ(c.stats().unplaced_window, 5u);
+TEST_F(CorrelatorBackend, TableWritesBeforeTheDataPlaceNothingWrongly) {
+  c_.on_record(write(1000, 2000, 0, 1 << 20));
+  c_.on_event(write_bio(1100, 263424, 65536));
+  c_.on_event(write_bio(1200, 263680, 65536));
+  c_.on_event(write_bio(1300, 263552, 512));
+  c_.on_event(write_bio(1400, 263808, 512 << 10));
+  c_.on_event(write_bio(1500, 264832, 512 << 10));
+  c_.advance(10000);
+  EXPECT_TRUE(decisions_.empty());
+  EXPECT_EQ(c_.map().extent_count(), 0u);
+  EXPECT_EQ(c_.stats().unplaced_window, 5u);
 }
 
 TEST(Correlator, RemapAndCompletionEventsAreNotPlaced) {
