@@ -86,7 +86,8 @@ std::vector<PhysEvent> drain(Probe& probe) {
 // Ids of the programs pinned in `dir` ("ID: tracing name v2p_… " from bpftool).
 std::vector<std::string> pinned_program_ids(const fs::path& dir) {
   std::vector<std::string> ids;
-  for (const char* name : {"v2p_bio_queue", "v2p_bio_remap", "v2p_rq_done", "v2p_bio_done"}) {
+  for (const char* name :
+       {"v2p_bio_queue", "v2p_bio_remap", "v2p_rq_done", "v2p_bio_done", "v2p_complete_flush"}) {
     if (!fs::exists(dir / name)) continue;
     const auto r = run_command({"bpftool", "prog", "show", "pinned", (dir / name).string()});
     const auto colon = r.out.find(':');
@@ -253,6 +254,52 @@ TEST(Probe, MapsThroughTheLoopDeviceToTheDiskBelow) {
     });
     EXPECT_TRUE(seen) << "no write on the disk below at sector " << on_disk[0].sector;
   }
+}
+
+// Completions travel in per-CPU batches of 16 and bio memory is reused at once (one I/O at a
+// time, so the next bio often gets the address of the last): every queued bio of ours must
+// still get exactly one completion, with its own sector and a latency.
+TEST(Probe, ReportsOneCompletionPerBioAcrossBatches) {
+  V2P_REQUIRE_ROOT_AND_BTF();
+  ScratchDir scratch;
+  LoopFilesystem host(
+      {scratch.path() / "host.img", scratch.path() / "mnt", 256ULL << 20, "ext4", true});
+  ProbeOptions options;
+  options.devices = {host.device()};
+  options.tgids = {static_cast<std::uint32_t>(::getpid())};
+  options.completions = true;
+  options.pin = false;
+  auto probe = Probe::attach(options);
+  std::vector<test::TaggedBlock> blocks;
+  for (std::uint16_t k = 0; k < 150; ++k) {
+    blocks.push_back(test::tagged_block(k * 8192ULL, static_cast<std::uint16_t>(k % 200 + 1)));
+  }
+  const auto file = host.mountpoint() / "burst.raw";
+  test::write_tagged(file, blocks);
+  test::write_tagged(file, blocks, 4096, /*read_instead=*/true);
+  const auto events = drain(*probe);
+  EXPECT_EQ(probe->lost_events(), 0U);
+  EXPECT_EQ(probe->unreported_completions(), 0U);
+  std::size_t queued = 0;
+  std::size_t completed = 0;
+  for (const auto& q : events) {
+    if (q.kind != static_cast<std::uint8_t>(PhysEventKind::kQueue)) continue;
+    ++queued;
+    // The completion of this bio: the first completion after it at its sector with its op.
+    const auto done = std::find_if(events.begin(), events.end(), [&q](const PhysEvent& e) {
+      return e.kind == static_cast<std::uint8_t>(PhysEventKind::kComplete) &&
+             e.sector == q.sector && e.op == q.op && e.ts_ns - e.latency_ns == q.ts_ns;
+    });
+    ASSERT_NE(done, events.end()) << "no completion for the bio queued at sector " << q.sector;
+    EXPECT_GT(done->ts_ns, q.ts_ns);
+    EXPECT_EQ(done->ioprio, q.ioprio);
+    EXPECT_EQ(done->bytes, q.bytes);
+  }
+  for (const auto& e : events) {
+    completed += e.kind == static_cast<std::uint8_t>(PhysEventKind::kComplete);
+  }
+  EXPECT_GE(queued, 2 * blocks.size());  // every write and read (plus journal and metadata)
+  EXPECT_EQ(completed, queued);
 }
 
 // What the kernel does to the ioprio an SQE carries, so a change in either direction shows up:
@@ -493,12 +540,13 @@ TEST(Probe, PinsWhileAttachedAndLeavesNothingBehind) {
     options.pin_dir = dir;
     auto probe = Probe::attach(options);
     EXPECT_EQ(probe->pin_dir(), dir);
-    for (const char* name : {"v2p_bio_queue", "v2p_bio_remap", "v2p_rq_done", "v2p_bio_done",
-                             "v2p_events", "v2p_devices", "v2p_tgids", "v2p_counters"}) {
+    for (const char* name :
+         {"v2p_bio_queue", "v2p_bio_remap", "v2p_rq_done", "v2p_bio_done", "v2p_complete_flush",
+          "v2p_events", "v2p_devices", "v2p_tgids", "v2p_counters", "v2p_complete_batches"}) {
       EXPECT_TRUE(fs::exists(dir / name)) << name;
     }
     ids = pinned_program_ids(dir);
-    EXPECT_EQ(ids.size(), 4U);
+    EXPECT_EQ(ids.size(), 5U);
     // A second probe on the same pin directory is refused with a reason, not allowed to unpin.
     EXPECT_THROW(Probe::attach(options), Error);
     EXPECT_TRUE(fs::exists(dir / "v2p_events"));
@@ -525,7 +573,7 @@ TEST(Probe, DefaultPinDirectoryIsRemoved) {
       throw;
     }
     ids = pinned_program_ids(dir);
-    EXPECT_EQ(ids.size(), 4U);
+    EXPECT_EQ(ids.size(), 5U);
   }
   EXPECT_FALSE(fs::exists(dir));
   EXPECT_TRUE(programs_gone(ids));
