@@ -2,7 +2,6 @@
 // io_uring, and the sectors FIEMAP says the data went to. Needs root and BTF.
 #include <fcntl.h>
 #include <gtest/gtest.h>
-#include <linux/blkpg.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -14,9 +13,11 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "common/blkpg_partition.hpp"
 #include "common/error.hpp"
 #include "common/loop_filesystem.hpp"
 #include "common/subprocess.hpp"
@@ -397,16 +398,10 @@ TEST(Probe, DeviceFilterBeyondTheInlineEntriesAndAtRunTime) {
   }
 }
 
-// glibc's makedev(); <sys/sysmacros.h> would turn DeviceId::major() into a macro call.
-dev_t user_dev_t(std::uint64_t ma, std::uint64_t mi) {
-  return static_cast<dev_t>(((ma & 0xfffff000ULL) << 32) | ((ma & 0xfffULL) << 8) |
-                            ((mi & 0xffffff00ULL) << 12) | (mi & 0xffULL));
-}
-
 // A partitioned loop device: the bio is queued on the partition and remapped to the disk.
 class PartitionedLoop {
  public:
-  explicit PartitionedLoop(const fs::path& image) : image_(image) {
+  explicit PartitionedLoop(const fs::path& image) {
     // A DOS label by hand (no partitioning tool needed): one Linux partition from sector 2048 to
     // the end of a 64 MiB image.
     std::array<unsigned char, 512> mbr{};
@@ -426,68 +421,26 @@ class PartitionedLoop {
     loop_ = run_checked({"losetup", "--find", "--show", "--partscan", image.string()});
     while (!loop_.empty() && loop_.back() == '\n') loop_.pop_back();
     try {
-      add_partition(count);
+      part_.emplace(loop_, std::uint64_t{start} * 512, std::uint64_t{count} * 512,
+                    image.parent_path());
     } catch (...) {
-      detach();
+      run_command({"losetup", "-d", loop_});
       throw;
     }
   }
-  ~PartitionedLoop() { detach(); }
+  ~PartitionedLoop() {
+    part_.reset();
+    run_command({"losetup", "-d", loop_});
+  }
   PartitionedLoop(const PartitionedLoop&) = delete;
   PartitionedLoop& operator=(const PartitionedLoop&) = delete;
 
   [[nodiscard]] std::string disk() const { return loop_; }
-  [[nodiscard]] std::string partition() const { return node_.string(); }
+  [[nodiscard]] std::string partition() const { return part_->node().string(); }
 
  private:
-  // Kernels without partition-table parsers (like the project's) still take BLKPG, and there
-  // may be no udev to make the node: add the partition and make our own node for it.
-  void blkpg(int op, std::uint32_t sectors) {
-    const int fd = ::open(loop_.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) throw system_error("open " + loop_);
-    blkpg_partition part{};
-    part.start = 2048LL * 512;
-    part.length = static_cast<long long>(sectors) * 512;
-    part.pno = 1;
-    blkpg_ioctl_arg arg{};
-    arg.op = op;
-    arg.datalen = sizeof part;
-    arg.data = &part;
-    const int rc = ::ioctl(fd, BLKPG, &arg);
-    const int err = errno;
-    ::close(fd);
-    if (rc != 0) throw system_error("BLKPG on " + loop_, err);
-  }
-
-  void add_partition(std::uint32_t sectors) {
-    const auto name = fs::path(loop_).filename().string();
-    // A kernel with the DOS parser has already made it from the label.
-    if (!fs::exists("/sys/block/" + name + "/" + name + "p1")) blkpg(BLKPG_ADD_PARTITION, sectors);
-    std::ifstream dev("/sys/block/" + name + "/" + name + "p1/dev");
-    unsigned ma = 0;
-    unsigned mi = 0;
-    char colon = 0;
-    if (!(dev >> ma >> colon >> mi)) throw Error("no sysfs entry for " + name + "p1");
-    node_ = image_.parent_path() / (name + "p1");
-    if (::mknod(node_.c_str(), S_IFBLK | 0600, user_dev_t(ma, mi)) != 0) {
-      throw system_error("mknod " + node_.string());
-    }
-  }
-
-  void detach() noexcept {
-    if (loop_.empty()) return;
-    try {
-      blkpg(BLKPG_DEL_PARTITION, 0);
-    } catch (const Error&) {
-      // Not added, or already gone.
-    }
-    run_command({"losetup", "-d", loop_});
-    loop_.clear();
-  }
-
-  fs::path image_;
   std::string loop_;
-  fs::path node_;
+  std::optional<BlkpgPartition> part_;
 };
 
 TEST(Probe, ReportsPartitionRemaps) {
