@@ -147,6 +147,7 @@ struct Probe::Impl {
 
   static int on_sample(void* ctx, void* data, std::size_t size) noexcept;
   std::uint64_t counter(std::uint32_t slot) const;
+  std::uint64_t recursion_misses() const;
   void flush_batches();
   void pin();
   void add_device(std::uint32_t dev) {
@@ -210,6 +211,21 @@ std::uint64_t Probe::Impl::counter(std::uint32_t slot) const {
   }
   std::uint64_t sum = 0;
   for (const auto v : values) sum += v;
+  return sum;
+}
+
+// Calls the kernel skipped because the same program was already running on that CPU (a
+// tracepoint hit from an interrupt while the program ran for another bio): events lost too.
+std::uint64_t Probe::Impl::recursion_misses() const {
+  std::uint64_t sum = 0;
+  for (bpf_program* p : {skel->progs.v2p_bio_queue, skel->progs.v2p_bio_remap,
+                         skel->progs.v2p_rq_done, skel->progs.v2p_bio_done}) {
+    const int fd = bpf_program__fd(p);
+    if (fd < 0) continue;  // not loaded
+    bpf_prog_info info{};
+    std::uint32_t len = sizeof info;
+    if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0) sum += info.recursion_misses;
+  }
   return sum;
 }
 
@@ -317,7 +333,7 @@ std::size_t Probe::poll(int timeout_ms, const std::function<void(const PhysEvent
 }
 
 std::uint64_t Probe::lost_events() const {
-  return impl_->counter(V2P_COUNTER_RING_FULL);
+  return impl_->counter(V2P_COUNTER_RING_FULL) + impl_->recursion_misses();
 }
 
 std::uint64_t Probe::committed_events() const {
