@@ -124,9 +124,6 @@ void add_to_set(std::uint32_t* inline_set, std::uint32_t* overflow, bpf_map* map
   __atomic_store_n(overflow, 1u, __ATOMIC_RELEASE);
 }
 
-// How long a completion may wait in an unfilled per-CPU batch while poll() is being called.
-constexpr std::uint64_t kCompletionFlushNs = 10'000'000;
-
 }  // namespace
 
 struct Probe::Impl {
@@ -138,6 +135,7 @@ struct Probe::Impl {
   bool filter_devices = false;
   bool filter_tgids = false;
   std::unique_ptr<CompletionJoin> inflight;  // with completions only
+  std::uint64_t flush_interval_ns = 0;
   std::uint64_t last_flush_ns = 0;
 
   // State of the poll() in progress, read by the ring buffer callback.
@@ -288,6 +286,7 @@ std::unique_ptr<Probe> Probe::attach(const ProbeOptions& options) {
   skel.rodata->bio_remapped_bit = static_cast<std::uint8_t>(bio_remapped_bit().value_or(0xff));
   bpf_map__set_max_entries(skel.maps.v2p_events, options.ring_bytes);
   if (options.completions) impl->inflight = std::make_unique<CompletionJoin>();
+  impl->flush_interval_ns = std::uint64_t{options.completion_flush_ms} * 1'000'000;
   bpf_program__set_autoload(skel.progs.v2p_rq_done, options.completions);
   bpf_program__set_autoload(skel.progs.v2p_bio_done, options.completions);
   bpf_program__set_autoload(skel.progs.v2p_complete_flush, options.completions);
@@ -320,7 +319,7 @@ std::size_t Probe::poll(int timeout_ms, const std::function<void(const PhysEvent
     // Completions wait in per-CPU batches until one fills: collect the unfilled ones now and
     // then (each flush is an IPI per CPU) and always on poll(0), the final drain.
     const std::uint64_t now = monotonic_ns();
-    if (timeout_ms == 0 || now - s.last_flush_ns >= kCompletionFlushNs) {
+    if (timeout_ms == 0 || now - s.last_flush_ns >= s.flush_interval_ns) {
       s.flush_batches();
       s.last_flush_ns = now;
     }
