@@ -66,6 +66,13 @@ struct {
   __type(value, __u64);
 } v2p_counters SEC(".maps");
 
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, V2P_BATCH_SLOTS);
+  __type(key, __u32);
+  __type(value, struct v2p_complete_batch);
+} v2p_complete_batches SEC(".maps");
+
 static __always_inline void count(__u32 slot, __u64 n) {
   __u64* v = bpf_map_lookup_elem(&v2p_counters, &slot);
   if (v) *v += n;
@@ -114,25 +121,47 @@ static __always_inline void submit(struct v2p_blockio_event* e) {
   count(V2P_COUNTER_EVENTS, 1);
 }
 
-static __always_inline struct v2p_complete_record* reserve_complete(__u64 now, __u32 status) {
-  struct v2p_complete_record* c = bpf_ringbuf_reserve(&v2p_events, sizeof(*c), 0);
-  if (c) {
-    c->ts_ns = now;
-    c->status = status;
+/* Sends a batch to the ring (counted as its bios, as user space delivers one event per bio) and
+ * empties it. A full ring loses the batch, counted. */
+static __always_inline void flush_batch(struct v2p_complete_batch* b) {
+  __u32 n = b->record.count;
+  if (n == 0) return;
+  if (bpf_ringbuf_output(&v2p_events, &b->record, sizeof(b->record),
+                         wakeup_flags(sizeof(b->record))) == 0) {
+    count(V2P_COUNTER_EVENTS, n);
+  } else {
+    count(V2P_COUNTER_RING_FULL, n);
   }
-  return c;
+  b->record.count = 0;
 }
 
-/* Sends a completion record of n bios (committed events count bios, as user space delivers one
- * event per bio), or gives it back if it holds none. */
-static __always_inline void submit_complete(struct v2p_complete_record* c, __u32 n) {
-  if (n == 0) {
-    bpf_ringbuf_discard(c, BPF_RB_NO_WAKEUP);
-    return;
+/* The calling program's batch on this CPU, marked busy until batch_end(). */
+static __always_inline struct v2p_complete_batch* batch_begin(__u32 slot) {
+  struct v2p_complete_batch* b = bpf_map_lookup_elem(&v2p_complete_batches, &slot);
+  if (!b) return NULL;
+  *(volatile __u32*)&b->busy = 1;
+  asm volatile("" ::: "memory"); /* the writes below stay after busy is set */
+  return b;
+}
+
+static __always_inline void batch_end(struct v2p_complete_batch* b) {
+  asm volatile("" ::: "memory");
+  *(volatile __u32*)&b->busy = 0;
+}
+
+/* Appends one completed bio, sending the batch when it is full. */
+static __always_inline void batch_add(struct v2p_complete_batch* b, __u64 bio, __u64 ts_ns,
+                                      __u8 status) {
+  __u32 n = b->record.count;
+  if (n >= V2P_COMPLETE_BATCH) { /* not reached: a full batch is sent at once */
+    flush_batch(b);
+    n = 0;
   }
-  c->count = n;
-  bpf_ringbuf_submit(c, wakeup_flags(sizeof(*c)));
-  count(V2P_COUNTER_EVENTS, n);
+  b->record.bios[n] = bio;
+  b->record.ts_ns[n] = ts_ns;
+  b->record.status[n] = status;
+  b->record.count = n + 1;
+  if (n + 1 == V2P_COMPLETE_BATCH) flush_batch(b);
 }
 
 /* The task's name, as bpf_get_current_comm() gives it but with two loads instead of a helper
@@ -228,12 +257,9 @@ int BPF_PROG(v2p_bio_remap, struct bio* bio, dev_t old_dev, sector_t old_sector)
 }
 
 /* blk-mq devices (loop, virtio, nvme, scsi) complete requests: block_bio_complete does not fire
- * for their bios on current kernels (measured on 6.18), so walk the request's bios here, up to
- * V2P_COMPLETE_BIOS of them per ring record (one record for the usual one-bio request). The
- * submitter's identity and the queue time are in the bio's queue event, which user space joins. */
+ * for their bios on current kernels (measured on 6.18), so walk the request's bios here. The
+ * submitter's identity and the queue time are in each bio's queue event, which user space joins. */
 #define V2P_MAX_BIOS_PER_REQUEST 256
-#define V2P_MAX_RECORDS_PER_REQUEST \
-  ((V2P_MAX_BIOS_PER_REQUEST + V2P_COMPLETE_BIOS - 1) / V2P_COMPLETE_BIOS)
 
 SEC("tp_btf/block_rq_complete")
 int BPF_PROG(v2p_rq_done, struct request* rq, blk_status_t error, unsigned int nr_bytes) {
@@ -241,43 +267,24 @@ int BPF_PROG(v2p_rq_done, struct request* rq, blk_status_t error, unsigned int n
   if (!bio) return 0; /* a flush without data */
   if (filter_devices) {
     /* Requests of devices nobody watches (the disk below a watched loop device) leave here,
-     * before the clock read and the ring. */
+     * before the clock read and the batch. */
     bool wanted = false;
     bio_dev(bio, &wanted);
     if (!wanted) return 0;
   }
+  struct v2p_complete_batch* b = batch_begin(V2P_BATCH_RQ);
+  if (!b) return 0;
   __u64 now = bpf_ktime_get_ns();
   __u32 done = 0;
-  for (int r = 0; r < V2P_MAX_RECORDS_PER_REQUEST; r++) {
-    struct v2p_complete_record* c = reserve_complete(now, error);
-    if (!c) {
-      /* Ring full: count the bios whose completion is lost (at least this one). */
-      __u32 lost = 0;
-      for (int i = 0; i < V2P_MAX_BIOS_PER_REQUEST && bio; i++) {
-        lost++;
-        bio = bio->bi_next;
-      }
-      count(V2P_COUNTER_RING_FULL, lost ? lost : 1);
-      return 0;
-    }
-    __u32 n = 0;
-#pragma unroll
-    for (int i = 0; i < V2P_COMPLETE_BIOS; i++) {
-      /* A partial completion ends part of the request; later calls report the rest. */
-      __u32 size = bio->bi_iter.bi_size;
-      if (done + size > nr_bytes) {
-        bio = NULL;
-        break;
-      }
-      done += size;
-      c->bios[i] = (__u64)bio;
-      n = i + 1;
-      bio = bio->bi_next;
-      if (!bio) break;
-    }
-    submit_complete(c, n);
-    if (!bio) break;
+  for (int i = 0; i < V2P_MAX_BIOS_PER_REQUEST && bio; i++) {
+    /* A partial completion ends part of the request; later calls report the rest. */
+    __u32 size = bio->bi_iter.bi_size;
+    if (done + size > nr_bytes) break;
+    done += size;
+    batch_add(b, (__u64)bio, now, error);
+    bio = bio->bi_next;
   }
+  batch_end(b);
   return 0;
 }
 
@@ -289,12 +296,25 @@ int BPF_PROG(v2p_bio_done, struct request_queue* q, struct bio* bio) {
     bio_dev(bio, &wanted);
     if (!wanted) return 0;
   }
-  struct v2p_complete_record* c = reserve_complete(bpf_ktime_get_ns(), bio->bi_status);
-  if (!c) {
-    count(V2P_COUNTER_RING_FULL, 1);
-    return 0;
-  }
-  c->bios[0] = (__u64)bio;
-  submit_complete(c, 1);
+  struct v2p_complete_batch* b = batch_begin(V2P_BATCH_BIO);
+  if (!b) return 0;
+  batch_add(b, (__u64)bio, bpf_ktime_get_ns(), bio->bi_status);
+  batch_end(b);
+  return 0;
+}
+
+/* Sends this CPU's unfilled batches. Not attached to anything: user space runs it on each CPU
+ * (BPF_PROG_TEST_RUN with BPF_F_TEST_RUN_ON_CPU, from an IPI) so sparse completions do not wait
+ * for a batch to fill. A busy batch belongs to a program this IPI interrupted; it is left for
+ * that program or the next flush. */
+static __always_inline void flush_idle_batch(__u32 slot) {
+  struct v2p_complete_batch* b = bpf_map_lookup_elem(&v2p_complete_batches, &slot);
+  if (b && !*(volatile __u32*)&b->busy) flush_batch(b);
+}
+
+SEC("raw_tp")
+int v2p_complete_flush(void* ctx) {
+  flush_idle_batch(V2P_BATCH_RQ);
+  flush_idle_batch(V2P_BATCH_BIO);
   return 0;
 }

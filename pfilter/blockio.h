@@ -44,17 +44,32 @@ struct v2p_blockio_event {
   char comm[V2P_COMM_LEN];
 };
 
-/* What the kernel sends when bios complete: only their addresses, the time and the status. User
+/* What the kernel sends when bios complete: only their addresses, times and statuses. User
  * space pairs each address with the queue event that carried it (in latency_ns) and makes the
- * complete PhysEvent from both, so the kernel keeps no per-bio state and the completion record
- * is small. Up to V2P_COMPLETE_BIOS bios of one request share a record. Its size (72 bytes)
- * tells it apart from a v2p_blockio_event (80). */
-#define V2P_COMPLETE_BIOS 7
+ * complete PhysEvent from both, so the kernel keeps no per-bio state. Completions are batched
+ * per CPU (V2P_COMPLETE_BATCH to a ring record, see blockio.bpf.c): one ring reservation per
+ * batch instead of one per request. Its size (280 bytes) tells it apart from a
+ * v2p_blockio_event (80). */
+#define V2P_COMPLETE_BATCH 16
 struct v2p_complete_record {
-  __u64 ts_ns;
-  __u32 status; /* raw blk_status_t */
-  __u32 count;  /* bios[0..count) */
-  __u64 bios[V2P_COMPLETE_BIOS];
+  __u32 count; /* entries [0..count) */
+  __u32 reserved;
+  __u8 status[V2P_COMPLETE_BATCH]; /* raw blk_status_t */
+  __u64 ts_ns[V2P_COMPLETE_BATCH];
+  __u64 bios[V2P_COMPLETE_BATCH];
+};
+
+/* A CPU's batch in the making, one per completion program (so a program never finds its own
+ * batch half-written: the kernel does not nest a program on one CPU). `busy` is set while the
+ * program writes it; the flush program, which user space runs on each CPU to send batches that
+ * sparse I/O leaves unfilled, skips a busy batch (it interrupted the writer). */
+#define V2P_BATCH_RQ 0  /* v2p_rq_done */
+#define V2P_BATCH_BIO 1 /* v2p_bio_done */
+#define V2P_BATCH_SLOTS 2
+struct v2p_complete_batch {
+  __u32 busy;
+  __u32 reserved;
+  struct v2p_complete_record record;
 };
 
 #endif /* V2P_PFILTER_BLOCKIO_H */

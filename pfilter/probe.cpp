@@ -17,8 +17,10 @@
 #include <string>
 
 #include "blockio.skel.h"
+#include "common/clock.hpp"
 #include "common/error.hpp"
 #include "pfilter/blockio.h"
+#include "pfilter/completion_join.hpp"
 #include "pfilter/events.hpp"
 #include "pfilter/pin_dir.hpp"
 
@@ -122,61 +124,6 @@ void add_to_set(std::uint32_t* inline_set, std::uint32_t* overflow, bpf_map* map
   __atomic_store_n(overflow, 1u, __ATOMIC_RELEASE);
 }
 
-// The queue events of bios in flight, by bio address, until their completion record arrives:
-// the join the kernel used to do with an in-flight table (see blockio.h). 4-way buckets; a full
-// bucket gives up its oldest entry (a bio whose completion was never seen, e.g. lost with a full
-// ring, or one queued before the probe attached that completed while detached), counted as an
-// unreported completion. Ring order is reservation order, and a bio is queued before it can
-// complete, so its queue event always comes first.
-class InflightJoin {
- public:
-  static constexpr unsigned kBucketBits = 14;
-  static constexpr unsigned kWays = 4;
-
-  InflightJoin() : keys_(kWays << kBucketBits, 0), queued_(kWays << kBucketBits) {}
-
-  void queued(std::uint64_t bio, const PhysEvent& e) {
-    const std::size_t first = bucket(bio);
-    std::size_t at = first;
-    for (std::size_t i = first; i < first + kWays; ++i) {
-      if (keys_[i] == bio || keys_[i] == 0) {
-        at = i;
-        break;
-      }
-      if (queued_[i].ts_ns < queued_[at].ts_ns) at = i;
-    }
-    if (keys_[at] != bio && keys_[at] != 0) evicted_.fetch_add(1, std::memory_order_relaxed);
-    keys_[at] = bio;
-    queued_[at] = e;
-  }
-
-  // The completion event of bio (its queue event's fields, the completion's time), or false.
-  bool completed(std::uint64_t bio, std::uint64_t ts_ns, std::int32_t error, PhysEvent& out) {
-    const std::size_t first = bucket(bio);
-    for (std::size_t i = first; i < first + kWays; ++i) {
-      if (keys_[i] != bio) continue;
-      keys_[i] = 0;
-      out = queued_[i];
-      out.latency_ns = ts_ns - out.ts_ns;
-      out.ts_ns = ts_ns;
-      out.kind = static_cast<std::uint8_t>(PhysEventKind::kComplete);
-      out.error = error;
-      return true;
-    }
-    return false;
-  }
-
-  [[nodiscard]] std::uint64_t evicted() const { return evicted_.load(std::memory_order_relaxed); }
-
- private:
-  static std::size_t bucket(std::uint64_t bio) {
-    return static_cast<std::size_t>((bio * 0x9E3779B97F4A7C15ULL) >> (64 - kBucketBits)) * kWays;
-  }
-  std::vector<std::uint64_t> keys_;  // 0: free
-  std::vector<PhysEvent> queued_;
-  std::atomic<std::uint64_t> evicted_{0};
-};
-
 }  // namespace
 
 struct Probe::Impl {
@@ -187,7 +134,9 @@ struct Probe::Impl {
   ReqFlagBits bits;
   bool filter_devices = false;
   bool filter_tgids = false;
-  std::unique_ptr<InflightJoin> inflight;  // with completions only
+  std::unique_ptr<CompletionJoin> inflight;  // with completions only
+  std::uint64_t flush_interval_ns = 0;
+  std::uint64_t last_flush_ns = 0;
 
   // State of the poll() in progress, read by the ring buffer callback.
   const std::function<void(const PhysEvent&)>* on_event = nullptr;
@@ -196,6 +145,8 @@ struct Probe::Impl {
 
   static int on_sample(void* ctx, void* data, std::size_t size) noexcept;
   std::uint64_t counter(std::uint32_t slot) const;
+  std::uint64_t recursion_misses() const;
+  void flush_batches();
   void pin();
   void add_device(std::uint32_t dev) {
     add_to_set(skel->bss->v2p_dev_set, &skel->bss->v2p_dev_overflow, skel->maps.v2p_devices, dev,
@@ -214,13 +165,15 @@ int Probe::Impl::on_sample(void* ctx, void* data, std::size_t size) noexcept {
       if (!self->inflight) return 0;
       v2p_complete_record c;
       std::memcpy(&c, data, sizeof c);
-      const std::int32_t error = errno_from_blk_status(static_cast<std::uint8_t>(c.status));
-      const std::uint32_t n = std::min<std::uint32_t>(c.count, V2P_COMPLETE_BIOS);
+      const std::uint32_t n = std::min<std::uint32_t>(c.count, V2P_COMPLETE_BATCH);
       for (std::uint32_t i = 0; i < n; ++i) {
         PhysEvent e;
         // Bios queued before the probe attached, or by processes the filter excludes, have no
         // queue event: nothing to report.
-        if (!self->inflight->completed(c.bios[i], c.ts_ns, error, e)) continue;
+        if (!self->inflight->completed(c.bios[i], c.ts_ns[i], errno_from_blk_status(c.status[i]),
+                                       e)) {
+          continue;
+        }
         // An exception here drops the rest of this record's bios (the record is consumed).
         (*self->on_event)(e);
         ++self->delivered;
@@ -259,16 +212,45 @@ std::uint64_t Probe::Impl::counter(std::uint32_t slot) const {
   return sum;
 }
 
+// Calls the kernel skipped because the same program was already running on that CPU (a
+// tracepoint hit from an interrupt while the program ran for another bio): events lost too.
+std::uint64_t Probe::Impl::recursion_misses() const {
+  std::uint64_t sum = 0;
+  for (bpf_program* p : {skel->progs.v2p_bio_queue, skel->progs.v2p_bio_remap,
+                         skel->progs.v2p_rq_done, skel->progs.v2p_bio_done}) {
+    const int fd = bpf_program__fd(p);
+    if (fd < 0) continue;  // not loaded
+    bpf_prog_info info{};
+    std::uint32_t len = sizeof info;
+    if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0) sum += info.recursion_misses;
+  }
+  return sum;
+}
+
+// Runs the flush program on every CPU, so completions in unfilled batches reach the ring. A CPU
+// that is offline has no batch in the making (ENXIO); other failures leave the batches for the
+// next flush or for a full batch to send.
+void Probe::Impl::flush_batches() {
+  const int fd = bpf_program__fd(skel->progs.v2p_complete_flush);
+  const int cpus = libbpf_num_possible_cpus();
+  for (int cpu = 0; cpu < cpus; ++cpu) {
+    LIBBPF_OPTS(bpf_test_run_opts, run, .flags = BPF_F_TEST_RUN_ON_CPU,
+                .cpu = static_cast<__u32>(cpu));
+    bpf_prog_test_run_opts(fd, &run);
+  }
+}
+
 void Probe::Impl::pin() {
   bpf_program* progs[] = {skel->progs.v2p_bio_queue, skel->progs.v2p_bio_remap,
-                          skel->progs.v2p_rq_done, skel->progs.v2p_bio_done};
+                          skel->progs.v2p_rq_done, skel->progs.v2p_bio_done,
+                          skel->progs.v2p_complete_flush};
   for (bpf_program* p : progs) {
     if (!bpf_program__autoload(p)) continue;
     const auto path = pins->entry(bpf_program__name(p));
     if (bpf_program__pin(p, path.c_str()) != 0) throw system_error("cannot pin " + path.string());
   }
   bpf_map* maps[] = {skel->maps.v2p_events, skel->maps.v2p_devices, skel->maps.v2p_tgids,
-                     skel->maps.v2p_counters};
+                     skel->maps.v2p_counters, skel->maps.v2p_complete_batches};
   for (bpf_map* m : maps) {
     const auto path = pins->entry(bpf_map__name(m));
     if (bpf_map__pin(m, path.c_str()) != 0) throw system_error("cannot pin " + path.string());
@@ -303,9 +285,12 @@ std::unique_ptr<Probe> Probe::attach(const ProbeOptions& options) {
   skel.rodata->wakeup_bytes = options.wakeup_bytes;
   skel.rodata->bio_remapped_bit = static_cast<std::uint8_t>(bio_remapped_bit().value_or(0xff));
   bpf_map__set_max_entries(skel.maps.v2p_events, options.ring_bytes);
-  if (options.completions) impl->inflight = std::make_unique<InflightJoin>();
+  if (options.completions) impl->inflight = std::make_unique<CompletionJoin>();
+  impl->flush_interval_ns = std::uint64_t{options.completion_flush_ms} * 1'000'000;
   bpf_program__set_autoload(skel.progs.v2p_rq_done, options.completions);
   bpf_program__set_autoload(skel.progs.v2p_bio_done, options.completions);
+  bpf_program__set_autoload(skel.progs.v2p_complete_flush, options.completions);
+  bpf_program__set_autoattach(skel.progs.v2p_complete_flush, false);
   if (const int rc = blockio_bpf__load(&skel); rc != 0) {
     throw Error("loading the pfilter eBPF programs failed (" + std::string(std::strerror(-rc)) +
                 "): " + (g_libbpf_last.empty() ? "no detail from libbpf" : g_libbpf_last));
@@ -330,6 +315,15 @@ std::size_t Probe::poll(int timeout_ms, const std::function<void(const PhysEvent
   s.failure = nullptr;
   // The kernel wakes us only when we have caught up; consume() then drains what arrived since.
   int rc = ring_buffer__poll(s.ring.get(), timeout_ms);
+  if (s.inflight && !s.failure) {
+    // Completions wait in per-CPU batches until one fills: collect the unfilled ones now and
+    // then (each flush is an IPI per CPU) and always on poll(0), the final drain.
+    const std::uint64_t now = monotonic_ns();
+    if (timeout_ms == 0 || now - s.last_flush_ns >= s.flush_interval_ns) {
+      s.flush_batches();
+      s.last_flush_ns = now;
+    }
+  }
   if (rc >= 0 && !s.failure) rc = ring_buffer__consume(s.ring.get());
   s.on_event = nullptr;
   if (s.failure) std::rethrow_exception(s.failure);
@@ -338,7 +332,7 @@ std::size_t Probe::poll(int timeout_ms, const std::function<void(const PhysEvent
 }
 
 std::uint64_t Probe::lost_events() const {
-  return impl_->counter(V2P_COUNTER_RING_FULL);
+  return impl_->counter(V2P_COUNTER_RING_FULL) + impl_->recursion_misses();
 }
 
 std::uint64_t Probe::committed_events() const {

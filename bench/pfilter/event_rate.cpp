@@ -1,6 +1,7 @@
 // How many events per second the pfilter delivers to user space, and whether it loses any.
 // Usage: pfilter_event_rate [threads=2] [seconds=5] [ring MiB=16] [wakeup batch KiB=64]
-//                           [paced M events/s=1] [load=loop|zram] [reads per submission=256]
+//                           [paced M events/s=1] [load=loop|partition|writeback|zram]
+//                           [reads per submission=256]
 //                           [consumer CPU=-1 (not pinned)]
 // Loads (real bios, each traced by block_bio_queue and, with completions, completed):
 //   loop  (default) 512-byte O_DIRECT reads of a loop device on a file in a tmpfs of our own
@@ -9,9 +10,13 @@
 //         read is one bio (one queue event); the block layer merges a submission's bios into a
 //         few requests (at most max_sectors_kb = 64, i.e. 128 bios, each), so the loop driver
 //         does one copy per request while the probe sees every bio, and its completion program
-//         reports all the bios of a request in ceil(n / 7) ring records.
+//         notes all the bios of a request in the CPU's completion batch (16 to a ring record).
+//   partition  the same on partition 1 of that loop device (BLKPG): each bio is also remapped
+//         from the partition to the disk, one remap event more, as on any partitioned disk.
+//   writeback  512-byte buffered writes of the loop device written back (one bio per buffer
+//         head), see Load::run_writeback.
 //   zram  4 KiB O_DIRECT reads at random offsets of a fresh zram device (bio based, one
-//         completion per bio), as before.
+//         completion per bio).
 // Phases, with completions on and then off:
 //   no probe:  the load alone, what the machine can offer at all.
 //   sustained: load and consumer run together, as fast as the load goes (wakeup per event, then
@@ -40,6 +45,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/blkpg_partition.hpp"
 #include "common/error.hpp"
 #include "common/record_file.hpp"
 #include "common/subprocess.hpp"
@@ -76,7 +82,9 @@ class ZramDevice {
 // run; all of it undone on destruction.
 class TmpfsLoopDevice {
  public:
-  TmpfsLoopDevice() {
+  // partitioned: the load goes to partition 1 (all but the first MiB), so each bio is also
+  // remapped to the disk (one more event).
+  explicit TmpfsLoopDevice(bool partitioned = false) {
     char dir[] = "/tmp/v2p-event-rate.XXXXXX";
     if (::mkdtemp(dir) == nullptr) throw v2p::Error("cannot create a scratch directory");
     dir_ = dir;
@@ -94,16 +102,21 @@ class TmpfsLoopDevice {
       while (!path_.empty() && (path_.back() == '\n' || path_.back() == ' ')) path_.pop_back();
       // Requests of at most 128 merged 512-byte bios.
       std::ofstream("/sys/block/" + path_.substr(5) + "/queue/max_sectors_kb") << "64";
+      if (partitioned) partition_.emplace(path_, 1 << 20, 63 << 20, dir_);
     } catch (...) {
       cleanup();
       throw;
     }
   }
   ~TmpfsLoopDevice() { cleanup(); }
-  [[nodiscard]] const std::string& path() const { return path_; }
+  // The node the load uses: the partition, or the whole device.
+  [[nodiscard]] std::string path() const {
+    return partition_ ? partition_->node().string() : path_;
+  }
 
  private:
   void cleanup() {
+    partition_.reset();
     if (!path_.empty()) v2p::run_command({"losetup", "-d", path_});
     ::umount2(dir_.c_str(), MNT_DETACH);
     std::error_code ec;
@@ -111,6 +124,7 @@ class TmpfsLoopDevice {
   }
   std::string dir_;
   std::string path_;
+  std::optional<v2p::BlkpgPartition> partition_;
 };
 
 struct Workload {
@@ -119,6 +133,7 @@ struct Workload {
   std::uint64_t span = 64 << 20;  // bytes of the device used
   bool consecutive = false;       // a submission's reads at consecutive offsets (merge)
   bool writeback = false;         // buffered writes of `batch` blocks, then sync_file_range
+  bool remapped = false;          // on a partition: each bio is also a remap event
   unsigned batch = 64;            // reads per io_uring_enter
 };
 
@@ -266,6 +281,16 @@ v2p::pfilter::ProbeOptions probe_options(const Workload& w, const Config& c,
   return o;
 }
 
+// Queue, remap on a partition, completion.
+double events_per_read(const Workload& w, const Config& c) {
+  return 1.0 + (w.remapped ? 1 : 0) + (c.completions ? 1 : 0);
+}
+
+std::string events_label(const Workload& w, const Config& c) {
+  return std::string("queue") + (w.remapped ? " + remap" : "") +
+         (c.completions ? " + completion" : "");
+}
+
 // The load alone, no probe: what the machine can offer.
 void unprobed(const Workload& w, const Config& c) {
   const auto start = Clock::now();
@@ -273,7 +298,7 @@ void unprobed(const Workload& w, const Config& c) {
   std::this_thread::sleep_for(std::chrono::duration<double>(c.secs));
   load.stop();
   const double t = seconds_since(start);
-  const double per_read = c.completions ? 2 : 1;
+  const double per_read = events_per_read(w, c);
   fmt::print("no probe: {} load threads, {:.1f} s: {:.0f} reads/s (= {:.0f} events/s if probed)\n",
              c.threads, t, static_cast<double>(load.reads()) / t,
              per_read * static_cast<double>(load.reads()) / t);
@@ -284,7 +309,7 @@ void sustained(const Workload& w, const Config& c, std::uint32_t batch_kib, doub
   auto probe = v2p::pfilter::Probe::attach(probe_options(w, c, batch_kib));
   std::uint64_t delivered = 0;
   const auto count = [&delivered](const v2p::PhysEvent&) { ++delivered; };
-  const double per_read = c.completions ? 2 : 1;
+  const double per_read = events_per_read(w, c);
   const auto start = Clock::now();
   {
     Load load(w, c.threads, events_per_s / per_read);
@@ -298,7 +323,7 @@ void sustained(const Workload& w, const Config& c, std::uint32_t batch_kib, doub
   fmt::print(
       "sustained ({}, wakeup batch {} KiB{}): {} load threads, {:.1f} s: offered {:.0f} "
       "events/s, delivered {:.0f} events/s, lost {}{}\n",
-      c.completions ? "queue + completion" : "queue only", batch_kib,
+      events_label(w, c), batch_kib,
       events_per_s > 0 ? fmt::format(", paced to {:.1f} M/s", events_per_s / 1e6) : "", c.threads,
       t, static_cast<double>(committed + lost) / t, static_cast<double>(delivered) / t, lost,
       delivered == committed
@@ -386,6 +411,14 @@ int main(int argc, char** argv) {
       w.block = 512;
       w.consecutive = true;
       w.batch = 256;
+    } else if (load == "partition") {
+      loop.emplace(/*partitioned=*/true);
+      w.dev = loop->path();
+      w.block = 512;
+      w.span = 63 << 20;
+      w.consecutive = true;
+      w.remapped = true;
+      w.batch = 256;
     } else if (load == "writeback") {
       loop.emplace();
       w.dev = loop->path();
@@ -393,7 +426,7 @@ int main(int argc, char** argv) {
       w.writeback = true;
       w.batch = 2048;  // 1 MiB per system call pair
     } else {
-      throw v2p::Error("unknown load " + load + " (loop, writeback, zram)");
+      throw v2p::Error("unknown load " + load + " (loop, partition, writeback, zram)");
     }
     if (argc > 7) w.batch = static_cast<unsigned>(std::atoi(argv[7]));
     pin_consumer(consumer_cpu);

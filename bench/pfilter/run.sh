@@ -13,7 +13,7 @@
 #      BATCH_KIB (probe --batch-kib, default 64; 0 = wake the consumer for every event),
 #      CONFIGS (default "mapping full"), PROBE_ARGS (more `v2p probe` options for every config),
 #      EVENT_RATE_ARGS (default "2 5 16 $BATCH_KIB 1"; "skip" to skip it),
-#      EVENT_RATE_LOADS (default "zram loop writeback": pfilter_event_rate runs once per load, its
+#      EVENT_RATE_LOADS (default "zram loop partition writeback": pfilter_event_rate runs once per load, its
 #      consumer pinned to the last CPU; see event_rate.cpp).
 set -euo pipefail
 
@@ -26,7 +26,7 @@ BATCH_KIB=${BATCH_KIB:-64}
 CONFIGS=${CONFIGS:-mapping full}
 PROBE_ARGS=${PROBE_ARGS:-}
 EVENT_RATE_ARGS=${EVENT_RATE_ARGS:-2 5 16 $BATCH_KIB 1}
-EVENT_RATE_LOADS=${EVENT_RATE_LOADS:-zram loop writeback}
+EVENT_RATE_LOADS=${EVENT_RATE_LOADS:-zram loop partition writeback}
 
 [ "$(id -u)" -eq 0 ] || { echo "run.sh: needs root (loop devices, eBPF)" >&2; exit 1; }
 [ -x "$V2P" ] || { echo "run.sh: no v2p binary at $V2P (pass its path)" >&2; exit 1; }
@@ -164,7 +164,7 @@ if [ -x "$EVENT_RATE" ] && [ "$EVENT_RATE_ARGS" != skip ]; then
   consumer_cpu=$(( $(nproc) - 1 ))
   for load in $EVENT_RATE_LOADS; do
     # Reads (zram, loop) or 512-byte blocks (writeback) per system call: each load's default.
-    case "$load" in zram) batch=64 ;; loop) batch=256 ;; writeback) batch=2048 ;; *) batch=64 ;; esac
+    case "$load" in zram) batch=64 ;; loop|partition) batch=256 ;; writeback) batch=2048 ;; *) batch=64 ;; esac
     echo "== event delivery: $EVENT_RATE $EVENT_RATE_ARGS $load $batch $consumer_cpu"
     # shellcheck disable=SC2086
     "$EVENT_RATE" $EVENT_RATE_ARGS "$load" "$batch" "$consumer_cpu"

@@ -2,7 +2,6 @@
 // io_uring, and the sectors FIEMAP says the data went to. Needs root and BTF.
 #include <fcntl.h>
 #include <gtest/gtest.h>
-#include <linux/blkpg.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -14,9 +13,11 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "common/blkpg_partition.hpp"
 #include "common/error.hpp"
 #include "common/loop_filesystem.hpp"
 #include "common/subprocess.hpp"
@@ -86,7 +87,8 @@ std::vector<PhysEvent> drain(Probe& probe) {
 // Ids of the programs pinned in `dir` ("ID: tracing name v2p_… " from bpftool).
 std::vector<std::string> pinned_program_ids(const fs::path& dir) {
   std::vector<std::string> ids;
-  for (const char* name : {"v2p_bio_queue", "v2p_bio_remap", "v2p_rq_done", "v2p_bio_done"}) {
+  for (const char* name :
+       {"v2p_bio_queue", "v2p_bio_remap", "v2p_rq_done", "v2p_bio_done", "v2p_complete_flush"}) {
     if (!fs::exists(dir / name)) continue;
     const auto r = run_command({"bpftool", "prog", "show", "pinned", (dir / name).string()});
     const auto colon = r.out.find(':');
@@ -255,6 +257,52 @@ TEST(Probe, MapsThroughTheLoopDeviceToTheDiskBelow) {
   }
 }
 
+// Completions travel in per-CPU batches of 16 and bio memory is reused at once (one I/O at a
+// time, so the next bio often gets the address of the last): every queued bio of ours must
+// still get exactly one completion, with its own sector and a latency.
+TEST(Probe, ReportsOneCompletionPerBioAcrossBatches) {
+  V2P_REQUIRE_ROOT_AND_BTF();
+  ScratchDir scratch;
+  LoopFilesystem host(
+      {scratch.path() / "host.img", scratch.path() / "mnt", 256ULL << 20, "ext4", true});
+  ProbeOptions options;
+  options.devices = {host.device()};
+  options.tgids = {static_cast<std::uint32_t>(::getpid())};
+  options.completions = true;
+  options.pin = false;
+  auto probe = Probe::attach(options);
+  std::vector<test::TaggedBlock> blocks;
+  for (std::uint16_t k = 0; k < 150; ++k) {
+    blocks.push_back(test::tagged_block(k * 8192ULL, static_cast<std::uint16_t>(k % 200 + 1)));
+  }
+  const auto file = host.mountpoint() / "burst.raw";
+  test::write_tagged(file, blocks);
+  test::write_tagged(file, blocks, 4096, /*read_instead=*/true);
+  const auto events = drain(*probe);
+  EXPECT_EQ(probe->lost_events(), 0U);
+  EXPECT_EQ(probe->unreported_completions(), 0U);
+  std::size_t queued = 0;
+  std::size_t completed = 0;
+  for (const auto& q : events) {
+    if (q.kind != static_cast<std::uint8_t>(PhysEventKind::kQueue)) continue;
+    ++queued;
+    // The completion of this bio: the first completion after it at its sector with its op.
+    const auto done = std::find_if(events.begin(), events.end(), [&q](const PhysEvent& e) {
+      return e.kind == static_cast<std::uint8_t>(PhysEventKind::kComplete) &&
+             e.sector == q.sector && e.op == q.op && e.ts_ns - e.latency_ns == q.ts_ns;
+    });
+    ASSERT_NE(done, events.end()) << "no completion for the bio queued at sector " << q.sector;
+    EXPECT_GT(done->ts_ns, q.ts_ns);
+    EXPECT_EQ(done->ioprio, q.ioprio);
+    EXPECT_EQ(done->bytes, q.bytes);
+  }
+  for (const auto& e : events) {
+    completed += e.kind == static_cast<std::uint8_t>(PhysEventKind::kComplete);
+  }
+  EXPECT_GE(queued, 2 * blocks.size());  // every write and read (plus journal and metadata)
+  EXPECT_EQ(completed, queued);
+}
+
 // What the kernel does to the ioprio an SQE carries, so a change in either direction shows up:
 // under class NONE the hint is replaced by the task default before block_bio_queue; under an
 // explicit class it arrives intact.
@@ -350,16 +398,10 @@ TEST(Probe, DeviceFilterBeyondTheInlineEntriesAndAtRunTime) {
   }
 }
 
-// glibc's makedev(); <sys/sysmacros.h> would turn DeviceId::major() into a macro call.
-dev_t user_dev_t(std::uint64_t ma, std::uint64_t mi) {
-  return static_cast<dev_t>(((ma & 0xfffff000ULL) << 32) | ((ma & 0xfffULL) << 8) |
-                            ((mi & 0xffffff00ULL) << 12) | (mi & 0xffULL));
-}
-
 // A partitioned loop device: the bio is queued on the partition and remapped to the disk.
 class PartitionedLoop {
  public:
-  explicit PartitionedLoop(const fs::path& image) : image_(image) {
+  explicit PartitionedLoop(const fs::path& image) {
     // A DOS label by hand (no partitioning tool needed): one Linux partition from sector 2048 to
     // the end of a 64 MiB image.
     std::array<unsigned char, 512> mbr{};
@@ -379,68 +421,26 @@ class PartitionedLoop {
     loop_ = run_checked({"losetup", "--find", "--show", "--partscan", image.string()});
     while (!loop_.empty() && loop_.back() == '\n') loop_.pop_back();
     try {
-      add_partition(count);
+      part_.emplace(loop_, std::uint64_t{start} * 512, std::uint64_t{count} * 512,
+                    image.parent_path());
     } catch (...) {
-      detach();
+      run_command({"losetup", "-d", loop_});
       throw;
     }
   }
-  ~PartitionedLoop() { detach(); }
+  ~PartitionedLoop() {
+    part_.reset();
+    run_command({"losetup", "-d", loop_});
+  }
   PartitionedLoop(const PartitionedLoop&) = delete;
   PartitionedLoop& operator=(const PartitionedLoop&) = delete;
 
   [[nodiscard]] std::string disk() const { return loop_; }
-  [[nodiscard]] std::string partition() const { return node_.string(); }
+  [[nodiscard]] std::string partition() const { return part_->node().string(); }
 
  private:
-  // Kernels without partition-table parsers (like the project's) still take BLKPG, and there
-  // may be no udev to make the node: add the partition and make our own node for it.
-  void blkpg(int op, std::uint32_t sectors) {
-    const int fd = ::open(loop_.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) throw system_error("open " + loop_);
-    blkpg_partition part{};
-    part.start = 2048LL * 512;
-    part.length = static_cast<long long>(sectors) * 512;
-    part.pno = 1;
-    blkpg_ioctl_arg arg{};
-    arg.op = op;
-    arg.datalen = sizeof part;
-    arg.data = &part;
-    const int rc = ::ioctl(fd, BLKPG, &arg);
-    const int err = errno;
-    ::close(fd);
-    if (rc != 0) throw system_error("BLKPG on " + loop_, err);
-  }
-
-  void add_partition(std::uint32_t sectors) {
-    const auto name = fs::path(loop_).filename().string();
-    // A kernel with the DOS parser has already made it from the label.
-    if (!fs::exists("/sys/block/" + name + "/" + name + "p1")) blkpg(BLKPG_ADD_PARTITION, sectors);
-    std::ifstream dev("/sys/block/" + name + "/" + name + "p1/dev");
-    unsigned ma = 0;
-    unsigned mi = 0;
-    char colon = 0;
-    if (!(dev >> ma >> colon >> mi)) throw Error("no sysfs entry for " + name + "p1");
-    node_ = image_.parent_path() / (name + "p1");
-    if (::mknod(node_.c_str(), S_IFBLK | 0600, user_dev_t(ma, mi)) != 0) {
-      throw system_error("mknod " + node_.string());
-    }
-  }
-
-  void detach() noexcept {
-    if (loop_.empty()) return;
-    try {
-      blkpg(BLKPG_DEL_PARTITION, 0);
-    } catch (const Error&) {
-      // Not added, or already gone.
-    }
-    run_command({"losetup", "-d", loop_});
-    loop_.clear();
-  }
-
-  fs::path image_;
   std::string loop_;
-  fs::path node_;
+  std::optional<BlkpgPartition> part_;
 };
 
 TEST(Probe, ReportsPartitionRemaps) {
@@ -493,12 +493,13 @@ TEST(Probe, PinsWhileAttachedAndLeavesNothingBehind) {
     options.pin_dir = dir;
     auto probe = Probe::attach(options);
     EXPECT_EQ(probe->pin_dir(), dir);
-    for (const char* name : {"v2p_bio_queue", "v2p_bio_remap", "v2p_rq_done", "v2p_bio_done",
-                             "v2p_events", "v2p_devices", "v2p_tgids", "v2p_counters"}) {
+    for (const char* name :
+         {"v2p_bio_queue", "v2p_bio_remap", "v2p_rq_done", "v2p_bio_done", "v2p_complete_flush",
+          "v2p_events", "v2p_devices", "v2p_tgids", "v2p_counters", "v2p_complete_batches"}) {
       EXPECT_TRUE(fs::exists(dir / name)) << name;
     }
     ids = pinned_program_ids(dir);
-    EXPECT_EQ(ids.size(), 4U);
+    EXPECT_EQ(ids.size(), 5U);
     // A second probe on the same pin directory is refused with a reason, not allowed to unpin.
     EXPECT_THROW(Probe::attach(options), Error);
     EXPECT_TRUE(fs::exists(dir / "v2p_events"));
@@ -525,7 +526,7 @@ TEST(Probe, DefaultPinDirectoryIsRemoved) {
       throw;
     }
     ids = pinned_program_ids(dir);
-    EXPECT_EQ(ids.size(), 4U);
+    EXPECT_EQ(ids.size(), 5U);
   }
   EXPECT_FALSE(fs::exists(dir));
   EXPECT_TRUE(programs_gone(ids));
