@@ -73,7 +73,8 @@ struct {
   __type(value, struct v2p_complete_batch);
 } v2p_complete_batches SEC(".maps");
 
-static __always_inline void count(__u32 slot, __u64 n) {
+static __always_inline void count(__u32 counter, __u32 prog, __u64 n) {
+  __u32 slot = V2P_COUNTER_SLOT(counter, prog);
   __u64* v = bpf_map_lookup_elem(&v2p_counters, &slot);
   if (v) *v += n;
 }
@@ -100,9 +101,9 @@ static __always_inline bool dev_wanted(__u32 dev) {
 
 /* A full ring is counted, never silent: user space reports the count as lost events. The caller
  * writes every field of the event (no memset). */
-static __always_inline struct v2p_blockio_event* reserve(void) {
+static __always_inline struct v2p_blockio_event* reserve(__u32 prog) {
   struct v2p_blockio_event* e = bpf_ringbuf_reserve(&v2p_events, sizeof(*e), 0);
-  if (!e) count(V2P_COUNTER_RING_FULL, 1);
+  if (!e) count(V2P_COUNTER_RING_FULL, prog, 1);
   return e;
 }
 
@@ -116,21 +117,21 @@ static __always_inline __u64 wakeup_flags(__u64 size) {
                                                                     : BPF_RB_NO_WAKEUP;
 }
 
-static __always_inline void submit(struct v2p_blockio_event* e) {
+static __always_inline void submit(struct v2p_blockio_event* e, __u32 prog) {
   bpf_ringbuf_submit(e, wakeup_flags(sizeof(*e)));
-  count(V2P_COUNTER_EVENTS, 1);
+  count(V2P_COUNTER_EVENTS, prog, 1);
 }
 
 /* Sends a batch to the ring (counted as its bios, as user space delivers one event per bio) and
  * empties it. A full ring loses the batch, counted. */
-static __always_inline void flush_batch(struct v2p_complete_batch* b) {
+static __always_inline void flush_batch(struct v2p_complete_batch* b, __u32 prog) {
   __u32 n = b->record.count;
   if (n == 0) return;
   if (bpf_ringbuf_output(&v2p_events, &b->record, sizeof(b->record),
                          wakeup_flags(sizeof(b->record))) == 0) {
-    count(V2P_COUNTER_EVENTS, n);
+    count(V2P_COUNTER_EVENTS, prog, n);
   } else {
-    count(V2P_COUNTER_RING_FULL, n);
+    count(V2P_COUNTER_RING_FULL, prog, n);
   }
   b->record.count = 0;
 }
@@ -150,18 +151,18 @@ static __always_inline void batch_end(struct v2p_complete_batch* b) {
 }
 
 /* Appends one completed bio, sending the batch when it is full. */
-static __always_inline void batch_add(struct v2p_complete_batch* b, __u64 bio, __u64 ts_ns,
-                                      __u8 status) {
+static __always_inline void batch_add(struct v2p_complete_batch* b, __u32 prog, __u64 bio,
+                                      __u64 ts_ns, __u8 status) {
   __u32 n = b->record.count;
   if (n >= V2P_COMPLETE_BATCH) { /* not reached: a full batch is sent at once */
-    flush_batch(b);
+    flush_batch(b, prog);
     n = 0;
   }
   b->record.bios[n] = bio;
   b->record.ts_ns[n] = ts_ns;
   b->record.status[n] = status;
   b->record.count = n + 1;
-  if (n + 1 == V2P_COMPLETE_BATCH) flush_batch(b);
+  if (n + 1 == V2P_COMPLETE_BATCH) flush_batch(b, prog);
 }
 
 /* The task's name, as bpf_get_current_comm() gives it but with two loads instead of a helper
@@ -227,13 +228,13 @@ int BPF_PROG(v2p_bio_queue, struct bio* bio) {
   __u32 tgid = task->tgid;
   if (!tgid_wanted(tgid)) return 0;
 
-  struct v2p_blockio_event* e = reserve();
+  struct v2p_blockio_event* e = reserve(V2P_PROG_QUEUE);
   if (!e) return 0;
   /* With completions, the bio's address names it in its completion record (see blockio.h):
    * no per-bio state in the kernel. Root may store a kernel pointer's value (allow_ptr_leaks). */
   fill_bio_event(e, bio, task, dev, tgid, V2P_EVENT_QUEUE, 0, 0,
                  track_completions ? (__u64)bio : 0);
-  submit(e);
+  submit(e, V2P_PROG_QUEUE);
   return 0;
 }
 
@@ -249,10 +250,10 @@ int BPF_PROG(v2p_bio_remap, struct bio* bio, dev_t old_dev, sector_t old_sector)
   __u32 tgid = task->tgid;
   if (!tgid_wanted(tgid)) return 0;
 
-  struct v2p_blockio_event* e = reserve();
+  struct v2p_blockio_event* e = reserve(V2P_PROG_REMAP);
   if (!e) return 0;
   fill_bio_event(e, bio, task, dev, tgid, V2P_EVENT_REMAP, old_dev, old_sector, 0);
-  submit(e);
+  submit(e, V2P_PROG_REMAP);
   return 0;
 }
 
@@ -281,7 +282,7 @@ int BPF_PROG(v2p_rq_done, struct request* rq, blk_status_t error, unsigned int n
     __u32 size = bio->bi_iter.bi_size;
     if (done + size > nr_bytes) break;
     done += size;
-    batch_add(b, (__u64)bio, now, error);
+    batch_add(b, V2P_PROG_RQ_DONE, (__u64)bio, now, error);
     bio = bio->bi_next;
   }
   batch_end(b);
@@ -298,7 +299,7 @@ int BPF_PROG(v2p_bio_done, struct request_queue* q, struct bio* bio) {
   }
   struct v2p_complete_batch* b = batch_begin(V2P_BATCH_BIO);
   if (!b) return 0;
-  batch_add(b, (__u64)bio, bpf_ktime_get_ns(), bio->bi_status);
+  batch_add(b, V2P_PROG_BIO_DONE, (__u64)bio, bpf_ktime_get_ns(), bio->bi_status);
   batch_end(b);
   return 0;
 }
@@ -309,7 +310,7 @@ int BPF_PROG(v2p_bio_done, struct request_queue* q, struct bio* bio) {
  * that program or the next flush. */
 static __always_inline void flush_idle_batch(__u32 slot) {
   struct v2p_complete_batch* b = bpf_map_lookup_elem(&v2p_complete_batches, &slot);
-  if (b && !*(volatile __u32*)&b->busy) flush_batch(b);
+  if (b && !*(volatile __u32*)&b->busy) flush_batch(b, V2P_PROG_FLUSH);
 }
 
 SEC("raw_tp")

@@ -16,10 +16,22 @@
 #define V2P_EVENT_REMAP 1
 #define V2P_EVENT_COMPLETE 2
 
-/* Slots of the per-CPU counter array v2p_counters. */
+/* The per-CPU counter array v2p_counters: a slot per (counter, program). Each program counts
+ * into its own slots, because programs interrupt each other on a CPU (a completion in an
+ * interrupt, the flush program in an IPI) and a plain increment of a shared slot could then lose
+ * an update; a program never interrupts itself (the kernel does not nest it), so no atomic
+ * operation is needed. User space sums a counter's slots. */
 #define V2P_COUNTER_RING_FULL 0 /* events dropped because the ring buffer was full */
 #define V2P_COUNTER_EVENTS 1    /* events committed to the ring buffer */
-#define V2P_COUNTER_SLOTS 2
+#define V2P_COUNTERS 2
+#define V2P_PROG_QUEUE 0
+#define V2P_PROG_REMAP 1
+#define V2P_PROG_RQ_DONE 2
+#define V2P_PROG_BIO_DONE 3
+#define V2P_PROG_FLUSH 4
+#define V2P_PROGS 5
+#define V2P_COUNTER_SLOT(counter, prog) ((counter)*V2P_PROGS + (prog))
+#define V2P_COUNTER_SLOTS (V2P_COUNTERS * V2P_PROGS)
 
 /* Filter set members checked inline (no map lookup) before the hash map: see blockio.bpf.c. */
 #define V2P_SET_INLINE 8

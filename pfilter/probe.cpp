@@ -144,7 +144,7 @@ struct Probe::Impl {
   std::exception_ptr failure;
 
   static int on_sample(void* ctx, void* data, std::size_t size) noexcept;
-  std::uint64_t counter(std::uint32_t slot) const;
+  std::uint64_t counter(std::uint32_t which) const;
   std::uint64_t recursion_misses() const;
   void flush_batches();
   void pin();
@@ -199,16 +199,20 @@ int Probe::Impl::on_sample(void* ctx, void* data, std::size_t size) noexcept {
   return 0;
 }
 
-std::uint64_t Probe::Impl::counter(std::uint32_t slot) const {
+// A counter's slots of every program on every CPU (see blockio.h).
+std::uint64_t Probe::Impl::counter(std::uint32_t which) const {
   const int cpus = libbpf_num_possible_cpus();
   if (cpus <= 0) return 0;
   std::vector<std::uint64_t> values(static_cast<std::size_t>(cpus));
-  if (bpf_map__lookup_elem(skel->maps.v2p_counters, &slot, sizeof slot, values.data(),
-                           values.size() * sizeof(std::uint64_t), 0) != 0) {
-    return 0;
-  }
   std::uint64_t sum = 0;
-  for (const auto v : values) sum += v;
+  for (std::uint32_t prog = 0; prog < V2P_PROGS; ++prog) {
+    const std::uint32_t slot = V2P_COUNTER_SLOT(which, prog);
+    if (bpf_map__lookup_elem(skel->maps.v2p_counters, &slot, sizeof slot, values.data(),
+                             values.size() * sizeof(std::uint64_t), 0) != 0) {
+      continue;
+    }
+    for (const auto v : values) sum += v;
+  }
   return sum;
 }
 
