@@ -128,6 +128,28 @@ fs::path create_image(const fs::path& path, const std::string& fs_type) {
   return path;
 }
 
+// An ext4 file system on a loop device and an unpinned probe that sees only this process's I/O
+// on it.
+class OwnIoOnExt4 {
+ public:
+  explicit OwnIoOnExt4(bool completions)
+      : host_({scratch_.path() / "host.img", scratch_.path() / "mnt", 256ULL << 20, "ext4", true}) {
+    ProbeOptions options;
+    options.devices = {host_.device()};
+    options.tgids = {static_cast<std::uint32_t>(::getpid())};
+    options.completions = completions;
+    options.pin = false;
+    probe_ = Probe::attach(options);
+  }
+  [[nodiscard]] const LoopFilesystem& host() const { return host_; }
+  [[nodiscard]] Probe& probe() { return *probe_; }
+
+ private:
+  ScratchDir scratch_;
+  LoopFilesystem host_;
+  std::unique_ptr<Probe> probe_;
+};
+
 class ProbeOnFilesystem : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(ProbeOnFilesystem, SeesTaggedWritesAtTheFiemapSectors) {
@@ -262,15 +284,9 @@ TEST(Probe, MapsThroughTheLoopDeviceToTheDiskBelow) {
 // still get exactly one completion, with its own sector and a latency.
 TEST(Probe, ReportsOneCompletionPerBioAcrossBatches) {
   V2P_REQUIRE_ROOT_AND_BTF();
-  ScratchDir scratch;
-  LoopFilesystem host(
-      {scratch.path() / "host.img", scratch.path() / "mnt", 256ULL << 20, "ext4", true});
-  ProbeOptions options;
-  options.devices = {host.device()};
-  options.tgids = {static_cast<std::uint32_t>(::getpid())};
-  options.completions = true;
-  options.pin = false;
-  auto probe = Probe::attach(options);
+  OwnIoOnExt4 fixture(/*completions=*/true);
+  const LoopFilesystem& host = fixture.host();
+  Probe* probe = &fixture.probe();
   std::vector<test::TaggedBlock> blocks;
   for (std::uint16_t k = 0; k < 150; ++k) {
     blocks.push_back(test::tagged_block(k * 8192ULL, static_cast<std::uint16_t>(k % 200 + 1)));
@@ -308,14 +324,9 @@ TEST(Probe, ReportsOneCompletionPerBioAcrossBatches) {
 // explicit class it arrives intact.
 TEST(Probe, IoprioHintNeedsAnExplicitClass) {
   V2P_REQUIRE_ROOT_AND_BTF();
-  ScratchDir scratch;
-  LoopFilesystem host(
-      {scratch.path() / "host.img", scratch.path() / "mnt", 256ULL << 20, "ext4", true});
-  ProbeOptions options;
-  options.devices = {host.device()};
-  options.tgids = {static_cast<std::uint32_t>(::getpid())};
-  options.pin = false;
-  auto probe = Probe::attach(options);
+  OwnIoOnExt4 fixture(/*completions=*/false);
+  const LoopFilesystem& host = fixture.host();
+  Probe* probe = &fixture.probe();
   const std::uint16_t none_class = 5 << 3;                      // slot 5, class NONE
   const std::uint16_t be_class = tag::kDefaultBase | (6 << 3);  // slot 6, class BE
   test::write_tagged(host.mountpoint() / "a.raw", {{0, 5, none_class}, {65536, 6, be_class}});
@@ -332,14 +343,9 @@ TEST(Probe, IoprioHintNeedsAnExplicitClass) {
 
 TEST(Probe, TgidFilterExcludesOtherProcesses) {
   V2P_REQUIRE_ROOT_AND_BTF();
-  ScratchDir scratch;
-  LoopFilesystem host(
-      {scratch.path() / "host.img", scratch.path() / "mnt", 256ULL << 20, "ext4", true});
-  ProbeOptions options;
-  options.devices = {host.device()};
-  options.tgids = {static_cast<std::uint32_t>(::getpid())};
-  options.pin = false;
-  auto probe = Probe::attach(options);
+  OwnIoOnExt4 fixture(/*completions=*/false);
+  const LoopFilesystem& host = fixture.host();
+  Probe* probe = &fixture.probe();
   // Another process writes; then we do.
   run_checked({"dd", "if=/dev/zero", "of=" + (host.mountpoint() / "dd.raw").string(), "bs=4k",
                "count=16", "oflag=direct"});
