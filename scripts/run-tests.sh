@@ -11,6 +11,8 @@ run_suite() {  # run_suite BUILD_DIR CMAKE_ARGS...
   shift
   cmake -S "$top" -B "$dir" -G Ninja "$@" >/dev/null
   cmake --build "$dir" -j "$jobs"
+  # One at a time: timing-sensitive tests (chain joins, crash loops) share two CPUs. Tests that
+  # load eBPF programs also hold RESOURCE_LOCK v2p_bpf, so `ctest -j 2` by hand is safe too.
   (cd "$dir" && ctest --output-on-failure -j 1 --timeout 600)
 }
 
