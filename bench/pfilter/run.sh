@@ -5,6 +5,8 @@
 # configuration in CONFIGS:
 #   mapping  queue + remap events only (--no-completions): what the correlator and the demo need
 #   full     queue + remap + completion events (latency), `v2p probe`'s default
+#   idle     the full programs attached with a device filter nothing matches: every call is a
+#            rejection, no event is sent (what attaching costs before any event)
 # Prints each run's IOPS and the median ratio with/without (target >= 0.97), then the probe's own
 # cost per program call (kernel.bpf_stats_enabled) and per rejected call. Then runs
 # pfilter_event_rate if it was built.
@@ -89,7 +91,7 @@ stop_probe() {
 # Runs in a $(…) subshell: stop the probe whatever fio does (a failed run prints 0).
 run_with_probe() {
   trap stop_probe EXIT
-  start_probe "$LOOP"
+  start_probe "$TARGET"
   local iops
   iops=$(fio_iops) || { echo "run.sh: fio failed" >&2; iops=0; }
   stop_probe
@@ -113,11 +115,12 @@ median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[
 
 for config in $CONFIGS; do
   case "$config" in
-    mapping) ARGS="--no-completions $PROBE_ARGS" ;;
-    full) ARGS="$PROBE_ARGS" ;;
-    *) echo "run.sh: unknown config $config (mapping, full)" >&2; exit 1 ;;
+    mapping) ARGS="--no-completions $PROBE_ARGS"; TARGET=$LOOP ;;
+    full) ARGS="$PROBE_ARGS"; TARGET=$LOOP ;;
+    idle) ARGS="$PROBE_ARGS"; TARGET=7:1048575 ;;
+    *) echo "run.sh: unknown config $config (mapping, full, idle)" >&2; exit 1 ;;
   esac
-  echo "== $config: v2p probe --device $LOOP --no-pin --batch-kib $BATCH_KIB $ARGS"
+  echo "== $config: v2p probe --device $TARGET --no-pin --batch-kib $BATCH_KIB $ARGS"
   without=(); with=()
   for i in $(seq "$RUNS"); do
     if (( i % 2 )); then
