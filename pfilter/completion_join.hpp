@@ -19,15 +19,19 @@ namespace v2p::pfilter {
 // completion belongs to the latest one queued at or before its time.
 //
 // Open addressing: an address's entries lie in the kWindow slots from its hash (a bio reused
-// while its completions wait in batches can have a dozen). A full window gives up its oldest
-// entry (a bio whose completion was never seen, e.g. lost with a full ring), counted as an
+// while its completions wait in batches can have a dozen). The table starts small, so the
+// entries the consumer touches at random per event stay in cache at ordinary I/O rates, and
+// doubles when a window fills while the table is at least a quarter full, up to kMaxSlotBits.
+// Otherwise (one address queued over and over, or the largest table) a full window gives up its
+// oldest entry (a bio whose completion was never seen, e.g. lost with a full ring), counted as an
 // unreported completion.
 class CompletionJoin {
  public:
-  static constexpr unsigned kSlotBits = 16;
+  static constexpr unsigned kMinSlotBits = 12;  // 4 096 entries, ≈ 360 KB
+  static constexpr unsigned kMaxSlotBits = 18;  // 262 144 entries, ≈ 23 MB
   static constexpr unsigned kWindow = 32;
 
-  CompletionJoin();
+  explicit CompletionJoin(unsigned slot_bits = kMinSlotBits);
 
   void queued(std::uint64_t bio, const PhysEvent& e);
 
@@ -37,12 +41,19 @@ class CompletionJoin {
   bool completed(std::uint64_t bio, std::uint64_t ts_ns, std::int32_t error, PhysEvent& out);
 
   [[nodiscard]] std::uint64_t evicted() const { return evicted_.load(std::memory_order_relaxed); }
+  [[nodiscard]] std::size_t capacity() const { return keys_.size(); }
 
  private:
-  static std::size_t home(std::uint64_t bio);
-  static std::size_t slot(std::size_t home, std::size_t i) {
-    return (home + i) & ((std::size_t{1} << kSlotBits) - 1);
+  [[nodiscard]] std::size_t home(std::uint64_t bio) const;
+  [[nodiscard]] std::size_t slot(std::size_t home, std::size_t i) const {
+    return (home + i) & (keys_.size() - 1);
   }
+  // Puts the entry into a free slot of its window; false when the window is full.
+  bool place(std::uint64_t bio, const PhysEvent& e);
+  void grow();
+
+  unsigned slot_bits_;
+  std::size_t size_ = 0;  // entries in use
 
   std::vector<std::uint64_t> keys_;  // 0: free
   std::vector<PhysEvent> queued_;

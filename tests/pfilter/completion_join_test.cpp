@@ -84,9 +84,16 @@ TEST(CompletionJoin, AFullWindowGivesUpItsOldestEntry) {
   EXPECT_EQ(out.sector, 1U);
 }
 
+TEST(CompletionJoin, OneAddressFloodingItsWindowDoesNotGrowTheTable) {
+  CompletionJoin join;
+  for (std::uint64_t k = 0; k < 1000; ++k) join.queued(0xffff888000005000, queue_event(k + 1, k));
+  EXPECT_EQ(join.capacity(), std::size_t{1} << CompletionJoin::kMinSlotBits);
+  EXPECT_EQ(join.evicted(), 1000 - CompletionJoin::kWindow);
+}
+
 TEST(CompletionJoin, ManyBiosInFlight) {
   CompletionJoin join;
-  constexpr std::uint64_t kBios = 30000;  // half the join's slots
+  constexpr std::uint64_t kBios = 30000;  // seven times what the table starts with
   for (std::uint64_t i = 0; i < kBios; ++i) {
     join.queued(0xffff888100000000 + i * 256, queue_event(10 + i, i));
   }
@@ -99,6 +106,9 @@ TEST(CompletionJoin, ManyBiosInFlight) {
   }
   EXPECT_EQ(joined + join.evicted(), kBios);
   EXPECT_EQ(joined, kBios);
+  // It started at 4 096 entries and grew to hold them all.
+  EXPECT_GT(join.capacity(), kBios);
+  EXPECT_LE(join.capacity(), std::size_t{1} << CompletionJoin::kMaxSlotBits);
 }
 
 }  // namespace
