@@ -232,15 +232,19 @@ std::uint64_t Probe::Impl::recursion_misses() const {
 }
 
 // Runs the flush program on every CPU, so completions in unfilled batches reach the ring. A CPU
-// that is offline has no batch in the making (ENXIO); other failures leave the batches for the
-// next flush or for a full batch to send.
+// that is offline has no batch in the making (ENXIO). Any other failure throws: completions would
+// otherwise wait, unreported, until their batch fills (up to 15 per CPU, for ever when I/O stops).
 void Probe::Impl::flush_batches() {
   const int fd = bpf_program__fd(skel->progs.v2p_complete_flush);
   const int cpus = libbpf_num_possible_cpus();
   for (int cpu = 0; cpu < cpus; ++cpu) {
     LIBBPF_OPTS(bpf_test_run_opts, run, .flags = BPF_F_TEST_RUN_ON_CPU,
                 .cpu = static_cast<__u32>(cpu));
-    bpf_prog_test_run_opts(fd, &run);
+    if (const int rc = bpf_prog_test_run_opts(fd, &run); rc < 0 && rc != -ENXIO) {
+      throw system_error("running the completion flush on CPU " + std::to_string(cpu) +
+                             " (BPF_PROG_TEST_RUN; --no-completions does without it)",
+                         -rc);
+    }
   }
 }
 
@@ -299,6 +303,8 @@ std::unique_ptr<Probe> Probe::attach(const ProbeOptions& options) {
     throw Error("loading the pfilter eBPF programs failed (" + std::string(std::strerror(-rc)) +
                 "): " + (g_libbpf_last.empty() ? "no detail from libbpf" : g_libbpf_last));
   }
+  // A kernel that cannot run the flush fails here, before anything is attached.
+  if (options.completions) impl->flush_batches();
   for (const auto d : options.devices) impl->add_device(d.kernel());
   for (const auto t : options.tgids) impl->add_tgid(t);
   if (const int rc = blockio_bpf__attach(&skel); rc != 0) {

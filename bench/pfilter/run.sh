@@ -1,4 +1,7 @@
 #!/bin/bash
+# For the fio ratio alone, prefer fio_toggle.sh (one long fio run with the probe attached and
+# detached in turns: a far smaller spread than the separate runs here).
+#
 # Probe overhead under fio: 4 KiB io_uring random reads at QD32 on a file-backed loop device
 # (direct I/O to the backing file), alternately without and with `v2p probe` attached to that
 # device, RUNS times each in ABBA order so drift hits both sides alike. Done for each probe

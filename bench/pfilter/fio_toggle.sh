@@ -1,0 +1,152 @@
+#!/bin/bash
+# Probe overhead under one long fio run: 4 KiB io_uring random reads at QD32 on a file-backed loop
+# device (direct I/O to the backing file), while `v2p probe` is attached and detached in turns.
+#
+# Why not run.sh's separate fio runs: on this shared VM the IOPS of two back-to-back fio runs
+# differ by ±5 %, more than the effect. Here fio never restarts; its IOPS log (one value per
+# LOG_MS) is cut into windows "without" / "with <config>" by the times the probe attached and
+# detached, and each "with" window is compared with the mean of the "without" windows just
+# before and after it, which cancels slow drift. Tens of pairs a minute give a median whose
+# bootstrap 95 % interval is printed with it.
+#
+# Usage: bench/pfilter/fio_toggle.sh [path/to/v2p]   (as root)
+# Env: CYCLES (default 30; each cycle is one window per config, each between two "without"
+#      windows), WINDOW_S seconds per window (default 2), SETTLE_MS skipped after each
+#      attach/detach (default 300), LOG_MS fio's IOPS averaging period (default 250),
+#      CONFIGS (default "full mapping"; as run.sh: full, mapping, idle), BACKING (disk: a file
+#      on /var/tmp, the default; ram: a file on /dev/shm, CPU-bound), SIZE_MIB (default 512),
+#      BATCH_KIB (probe --batch-kib, default 64), PROBE_ARGS (more `v2p probe` options).
+set -euo pipefail
+
+V2P=${1:-build/cli/v2p}
+CYCLES=${CYCLES:-30}
+WINDOW_S=${WINDOW_S:-2}
+SETTLE_MS=${SETTLE_MS:-300}
+LOG_MS=${LOG_MS:-250}
+CONFIGS=${CONFIGS:-full mapping}
+BACKING=${BACKING:-disk}
+SIZE_MIB=${SIZE_MIB:-512}
+BATCH_KIB=${BATCH_KIB:-64}
+PROBE_ARGS=${PROBE_ARGS:-}
+
+[ "$(id -u)" -eq 0 ] || { echo "fio_toggle.sh: needs root (loop devices, eBPF)" >&2; exit 1; }
+[ -x "$V2P" ] || { echo "fio_toggle.sh: no v2p binary at $V2P (pass its path)" >&2; exit 1; }
+command -v fio >/dev/null || { echo "fio_toggle.sh: needs fio" >&2; exit 1; }
+case "$BACKING" in
+  disk) WORK=$(mktemp -d /var/tmp/v2p-bench-toggle.XXXXXX) ;;
+  ram) WORK=$(mktemp -d /dev/shm/v2p-bench-toggle.XXXXXX) ;;
+  *) echo "fio_toggle.sh: BACKING is disk or ram" >&2; exit 1 ;;
+esac
+
+LOOP=""
+PROBE_PID=""
+FIO_PID=""
+cleanup() {
+  [ -n "$PROBE_PID" ] && kill -TERM "$PROBE_PID" 2>/dev/null && wait "$PROBE_PID" 2>/dev/null || true
+  [ -n "$FIO_PID" ] && kill -INT "$FIO_PID" 2>/dev/null && wait "$FIO_PID" 2>/dev/null || true
+  [ -n "$LOOP" ] && losetup -d "$LOOP" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+dd if=/dev/zero of="$WORK/backing.img" bs=1M count="$SIZE_MIB" oflag=direct status=none
+LOOP=$(losetup --find --show --direct-io=on "$WORK/backing.img")
+echo "device: $LOOP (backing $BACKING: $WORK/backing.img, ${SIZE_MIB} MiB, direct I/O)"
+
+now_ms() { date +%s%3N; }
+WINDOWS="$WORK/windows"
+: > "$WINDOWS"
+# One window of $1 ("without" or a config name): wait WINDOW_S, then note its steady part.
+window() {
+  local start=$(( $(now_ms) + SETTLE_MS ))
+  sleep "$WINDOW_S"
+  echo "$1 $start $(now_ms)" >> "$WINDOWS"
+}
+
+probe_args() {
+  case "$1" in
+    mapping) echo "--device $LOOP --no-completions $PROBE_ARGS" ;;
+    full) echo "--device $LOOP $PROBE_ARGS" ;;
+    idle) echo "--device 7:1048575 $PROBE_ARGS" ;;  # no such device: every call is a rejection
+    *) echo "fio_toggle.sh: unknown config $1 (full, mapping, idle)" >&2; exit 1 ;;
+  esac
+}
+
+start_probe() {
+  # shellcheck disable=SC2046
+  "$V2P" probe $(probe_args "$1") --stats-interval 0 --no-pin --batch-kib "$BATCH_KIB" \
+    > /dev/null 2> "$WORK/probe.log" &
+  PROBE_PID=$!
+  for _ in $(seq 300); do grep -q attached "$WORK/probe.log" 2>/dev/null && return 0; sleep 0.05; done
+  echo "fio_toggle.sh: v2p probe did not attach within 15 s:" >&2
+  cat "$WORK/probe.log" >&2
+  exit 1
+}
+
+stop_probe() {
+  kill -TERM "$PROBE_PID" 2>/dev/null || true
+  wait "$PROBE_PID" || true
+  PROBE_PID=""
+  grep -h "lost" "$WORK/probe.log" | tail -1 | sed 's/^/  /'
+}
+
+read -r -a configs <<< "$CONFIGS"
+for c in "${configs[@]}"; do probe_args "$c" > /dev/null; done
+total_s=$(( (CYCLES * ${#configs[@]} * 2 + 1) * (WINDOW_S + 1) + 30 ))
+fio --name=randread --filename="$LOOP" --ioengine=io_uring --direct=1 --rw=randread --bs=4k \
+    --iodepth=32 --runtime="$total_s" --time_based --numjobs=1 \
+    --write_iops_log="$WORK/fio" --log_avg_msec="$LOG_MS" --log_unix_epoch=1 \
+    --output="$WORK/fio.out" &
+FIO_PID=$!
+sleep 2  # fio ramps up
+
+echo "== $CYCLES cycles of ${WINDOW_S}-second windows: without, then ${configs[*]} each between two windows without"
+window without
+for cycle in $(seq "$CYCLES"); do
+  for c in "${configs[@]}"; do
+    start_probe "$c"
+    window "$c"
+    stop_probe
+    window without
+  done
+  echo "cycle $cycle done"
+done
+kill -INT "$FIO_PID"
+wait "$FIO_PID" || true
+FIO_PID=""
+
+python3 - "$WINDOWS" "$WORK"/fio_iops*.log <<'EOF'
+import random, statistics, sys
+
+windows = [(n, int(a), int(b)) for n, a, b in (l.split() for l in open(sys.argv[1]))]
+samples = []
+for path in sys.argv[2:]:
+    for line in open(path):
+        f = [x.strip() for x in line.split(",")]
+        samples.append((int(f[0]), int(f[1])))
+samples.sort()
+
+def mean_iops(a, b):
+    v = [iops for t, iops in samples if a <= t <= b]
+    return sum(v) / len(v) if v else None
+
+means = [(n, mean_iops(a, b)) for n, a, b in windows]
+ratios = {}
+for i, (name, m) in enumerate(means):
+    if name == "without" or i == 0 or i + 1 >= len(means) or m is None:
+        continue
+    before, after = means[i - 1][1], means[i + 1][1]
+    if before and after:
+        ratios.setdefault(name, []).append(m / ((before + after) / 2))
+
+random.seed(1)
+without = [m for n, m in means if n == "without" and m]
+print(f"without: median {statistics.median(without):.0f} IOPS over {len(without)} windows")
+for name, r in ratios.items():
+    boot = sorted(statistics.median(random.choices(r, k=len(r))) for _ in range(2000))
+    lo, hi = boot[int(0.025 * len(boot))], boot[int(0.975 * len(boot)) - 1]
+    with_ = [m for n, m in means if n == name and m]
+    print(f"{name}: median {statistics.median(with_):.0f} IOPS; median ratio to the windows around "
+          f"it {statistics.median(r):.3f} (95 % CI {lo:.3f}-{hi:.3f}, {len(r)} pairs; "
+          f"mean {statistics.mean(r):.3f}) (target >= 0.97)")
+EOF
