@@ -150,7 +150,12 @@ int run_probe(const ProbeArgs& a) {
     recorder->record_lost(monotonic_ns(), lost);
     writer->flush(true);
   }
-  fmt::print(stderr, "probe: {} events, {} lost{}\n", total, lost,
+  std::string completions;
+  if (o.completions) {
+    completions = fmt::format(", {} completions unreported, {} without a queue event",
+                              probe->unreported_completions(), probe->unmatched_completions());
+  }
+  fmt::print(stderr, "probe: {} events, {} lost{}{}\n", total, lost, completions,
              a.record.empty() ? "" : ", recorded in " + a.record);
   return 0;
 }

@@ -136,10 +136,12 @@ static __always_inline void flush_batch(struct v2p_complete_batch* b, __u32 prog
   b->record.count = 0;
 }
 
-/* The calling program's batch on this CPU, marked busy until batch_end(). */
+/* The batch in `slot` on this CPU, marked busy until batch_end(); NULL when it is busy already
+ * (this program interrupted the flush of it, see blockio.h). Only the same CPU competes for it,
+ * so compiler barriers are enough. */
 static __always_inline struct v2p_complete_batch* batch_begin(__u32 slot) {
   struct v2p_complete_batch* b = bpf_map_lookup_elem(&v2p_complete_batches, &slot);
-  if (!b) return NULL;
+  if (!b || *(volatile __u32*)&b->busy) return NULL;
   *(volatile __u32*)&b->busy = 1;
   asm volatile("" ::: "memory"); /* the writes below stay after busy is set */
   return b;
@@ -149,6 +151,23 @@ static __always_inline void batch_end(struct v2p_complete_batch* b) {
   asm volatile("" ::: "memory");
   *(volatile __u32*)&b->busy = 0;
 }
+
+/* One completed bio in a record of its own, for when the batch is busy. */
+static __always_inline void send_alone(__u32 prog, __u64 bio, __u64 ts_ns, __u8 status) {
+  struct v2p_complete_record* r = bpf_ringbuf_reserve(&v2p_events, sizeof(*r), 0);
+  if (!r) {
+    count(V2P_COUNTER_RING_FULL, prog, 1);
+    return;
+  }
+  r->count = 1;
+  r->reserved = 0;
+  r->status[0] = status;
+  r->ts_ns[0] = ts_ns;
+  r->bios[0] = bio;
+  bpf_ringbuf_submit(r, wakeup_flags(sizeof(*r)));
+  count(V2P_COUNTER_EVENTS, prog, 1);
+}
+
 
 /* Appends one completed bio, sending the batch when it is full. */
 static __always_inline void batch_add(struct v2p_complete_batch* b, __u32 prog, __u64 bio,
@@ -163,6 +182,15 @@ static __always_inline void batch_add(struct v2p_complete_batch* b, __u32 prog, 
   b->record.status[n] = status;
   b->record.count = n + 1;
   if (n + 1 == V2P_COMPLETE_BATCH) flush_batch(b, prog);
+}
+
+/* Appends to the batch, or sends alone when the batch was busy (b NULL). */
+static __always_inline void complete_bio(struct v2p_complete_batch* b, __u32 prog, __u64 bio,
+                                         __u64 ts_ns, __u8 status) {
+  if (b)
+    batch_add(b, prog, bio, ts_ns, status);
+  else
+    send_alone(prog, bio, ts_ns, status);
 }
 
 /* The task's name, as bpf_get_current_comm() gives it but with two loads instead of a helper
@@ -274,7 +302,6 @@ int BPF_PROG(v2p_rq_done, struct request* rq, blk_status_t error, unsigned int n
     if (!wanted) return 0;
   }
   struct v2p_complete_batch* b = batch_begin(V2P_BATCH_RQ);
-  if (!b) return 0;
   __u64 now = bpf_ktime_get_ns();
   __u32 done = 0;
   for (int i = 0; i < V2P_MAX_BIOS_PER_REQUEST && bio; i++) {
@@ -282,10 +309,10 @@ int BPF_PROG(v2p_rq_done, struct request* rq, blk_status_t error, unsigned int n
     __u32 size = bio->bi_iter.bi_size;
     if (done + size > nr_bytes) break;
     done += size;
-    batch_add(b, V2P_PROG_RQ_DONE, (__u64)bio, now, error);
+    complete_bio(b, V2P_PROG_RQ_DONE, (__u64)bio, now, error);
     bio = bio->bi_next;
   }
-  batch_end(b);
+  if (b) batch_end(b);
   return 0;
 }
 
@@ -298,19 +325,22 @@ int BPF_PROG(v2p_bio_done, struct request_queue* q, struct bio* bio) {
     if (!wanted) return 0;
   }
   struct v2p_complete_batch* b = batch_begin(V2P_BATCH_BIO);
-  if (!b) return 0;
-  batch_add(b, V2P_PROG_BIO_DONE, (__u64)bio, bpf_ktime_get_ns(), bio->bi_status);
-  batch_end(b);
+  complete_bio(b, V2P_PROG_BIO_DONE, (__u64)bio, bpf_ktime_get_ns(), bio->bi_status);
+  if (b) batch_end(b);
   return 0;
 }
 
 /* Sends this CPU's unfilled batches. Not attached to anything: user space runs it on each CPU
- * (BPF_PROG_TEST_RUN with BPF_F_TEST_RUN_ON_CPU, from an IPI) so sparse completions do not wait
- * for a batch to fill. A busy batch belongs to a program this IPI interrupted; it is left for
- * that program or the next flush. */
+ * (BPF_PROG_TEST_RUN with BPF_F_TEST_RUN_ON_CPU: from an IPI, or directly on the caller's own
+ * CPU) so sparse completions do not wait for a batch to fill. A busy batch belongs to a program
+ * this flush interrupted; it is left for that program or the next flush. The batch is busy while
+ * it is sent, so a completion that interrupts this (possible on the caller's CPU, where the
+ * flush runs with interrupts on) does not append to a record already copied and then zeroed. */
 static __always_inline void flush_idle_batch(__u32 slot) {
-  struct v2p_complete_batch* b = bpf_map_lookup_elem(&v2p_complete_batches, &slot);
-  if (b && !*(volatile __u32*)&b->busy) flush_batch(b, V2P_PROG_FLUSH);
+  struct v2p_complete_batch* b = batch_begin(slot);
+  if (!b) return;
+  flush_batch(b, V2P_PROG_FLUSH);
+  batch_end(b);
 }
 
 SEC("raw_tp")

@@ -72,9 +72,12 @@ struct v2p_complete_record {
 };
 
 /* A CPU's batch in the making, one per completion program (so a program never finds its own
- * batch half-written: the kernel does not nest a program on one CPU). `busy` is set while the
- * program writes it; the flush program, which user space runs on each CPU to send batches that
- * sparse I/O leaves unfilled, skips a busy batch (it interrupted the writer). */
+ * batch half-written: the kernel does not nest a program on one CPU). `busy` is set by whichever
+ * of its two writers is using it: the completion program, or the flush program that user space
+ * runs on each CPU to send batches that sparse I/O leaves unfilled. Each can interrupt the other
+ * on the same CPU (the flush from an IPI; a completion from an interrupt while the flush runs on
+ * the consumer's own CPU, in process context); the one that finds the batch busy leaves it
+ * alone: the flush skips it, a completion goes out in a record of its own. */
 #define V2P_BATCH_RQ 0  /* v2p_rq_done */
 #define V2P_BATCH_BIO 1 /* v2p_bio_done */
 #define V2P_BATCH_SLOTS 2

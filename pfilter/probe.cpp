@@ -137,6 +137,7 @@ struct Probe::Impl {
   std::unique_ptr<CompletionJoin> inflight;  // with completions only
   std::uint64_t flush_interval_ns = 0;
   std::uint64_t last_flush_ns = 0;
+  std::atomic<std::uint64_t> unmatched{0};  // read by other threads for statistics
 
   // State of the poll() in progress, read by the ring buffer callback.
   const std::function<void(const PhysEvent&)>* on_event = nullptr;
@@ -172,6 +173,7 @@ int Probe::Impl::on_sample(void* ctx, void* data, std::size_t size) noexcept {
         // queue event: nothing to report.
         if (!self->inflight->completed(c.bios[i], c.ts_ns[i], errno_from_blk_status(c.status[i]),
                                        e)) {
+          self->unmatched.fetch_add(1, std::memory_order_relaxed);
           continue;
         }
         // An exception here drops the rest of this record's bios (the record is consumed).
@@ -351,6 +353,10 @@ std::uint64_t Probe::committed_events() const {
 
 std::uint64_t Probe::unreported_completions() const {
   return impl_->inflight ? impl_->inflight->evicted() : 0;
+}
+
+std::uint64_t Probe::unmatched_completions() const {
+  return impl_->unmatched.load(std::memory_order_relaxed);
 }
 
 void Probe::add_device(DeviceId d) {

@@ -54,6 +54,10 @@ class Probe {
   // join of queue and completion events was given to another bio (entries of completions never
   // seen are reused; see probe.cpp). 0 without completions.
   std::uint64_t unreported_completions() const;
+  // Completions of bios that had no queue event to join: bios queued before the probe attached
+  // or by processes the filter excludes, the front parts of bios the block layer split (new bios
+  // that are never queued, block_split), or queue events lost. 0 without completions.
+  std::uint64_t unmatched_completions() const;
 
   // Filters can grow at run time. On a probe that filters nothing (empty list at attach) they
   // change nothing: everything already passes.
