@@ -12,7 +12,8 @@
 # - Independently of that, 1-3 runs in 5 still miss completions: whole groups of in-flight bios
 #   (32-900 of ~600 000), at about 1-second intervals, for which block_rq_complete never reached
 #   the program (its call count equals the completions delivered; nothing counted lost). With
-#   `perf record -e block:block_rq_complete` running alongside, 5 runs in 5 were clean.
+#   `perf record -e block:block_rq_complete` running alongside, 5 runs in 5 were clean; so were
+#   6 in 6 with the events written to /dev/shm instead of $work (ext4 on the traced disk).
 #
 # Usage: completion_audit.sh path/to/v2p   (root, BTF, fio)
 # Env: FLUSH_MS (default 1), PIN_CPU (default: the disk's interrupt CPU), KEEP=1 (keep the
