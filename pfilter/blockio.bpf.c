@@ -168,7 +168,6 @@ static __always_inline void send_alone(__u32 prog, __u64 bio, __u64 ts_ns, __u8 
   count(V2P_COUNTER_EVENTS, prog, 1);
 }
 
-
 /* Appends one completed bio, sending the batch when it is full. */
 static __always_inline void batch_add(struct v2p_complete_batch* b, __u32 prog, __u64 bio,
                                       __u64 ts_ns, __u8 status) {
