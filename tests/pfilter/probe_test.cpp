@@ -376,6 +376,23 @@ TEST(Probe, TgidFilterExcludesOtherProcesses) {
                           [](const PhysEvent& e) { return tag::slot_from_ioprio(e.ioprio) == 9; }));
 }
 
+// The tgid filter works at queue time only; the completion programs see every request of the
+// device. Another process's completions must find no queue event to join, be reported as such,
+// and never appear as events.
+TEST(Probe, CompletionsOfFilteredOutProcessesAreCountedUnmatched) {
+  V2P_REQUIRE_ROOT_AND_BTF();
+  OwnIoOnExt4 fixture(/*completions=*/true);
+  Probe* probe = &fixture.probe();
+  const auto before = probe->unmatched_completions();
+  run_checked({"dd", "if=/dev/zero", "of=" + (fixture.host().mountpoint() / "dd.raw").string(),
+               "bs=4k", "count=16", "oflag=direct"});
+  auto events = drain(*probe);
+  probe->poll(0, [&events](const PhysEvent& e) { events.push_back(e); });  // flushes every batch
+  for (const auto& e : events) EXPECT_EQ(e.tgid, static_cast<std::uint32_t>(::getpid()));
+  EXPECT_GE(probe->unmatched_completions() - before, 16U);  // dd's 16 direct writes at least
+  EXPECT_EQ(probe->lost_events(), 0U);
+}
+
 // The first V2P_SET_INLINE devices are compared inline, the rest looked up in a hash map; devices
 // added while attached land in either. Each way the device's I/O must get through, and only its.
 TEST(Probe, DeviceFilterBeyondTheInlineEntriesAndAtRunTime) {
