@@ -103,7 +103,7 @@ int run_probe(const ProbeArgs& a) {
   o.pin_dir = a.pin_dir;
   o.ring_bytes = a.ring_mib << 20;
   o.wakeup_bytes = a.batch_kib << 10;
-  o.completion_flush_ms = a.flush_ms;
+  o.flush_ms = a.flush_ms;
 
   StopSignal stop;
   auto probe = pfilter::Probe::attach(o);
@@ -186,7 +186,7 @@ const Register kProbe(
                       "wake up only when this much event data waits "
                       "(0: at once; default 64, events wait <= 100 ms)");
        app.add_option("--flush-ms", a->flush_ms,
-                      "send completions of unfilled per-CPU batches this often (default 10)")
+                      "send the events of unfilled per-CPU batches this often (default 10)")
            ->check(CLI::Range(1, 10000));
        add_replay_option(app, a->replay);
        app.add_option("--import-blkparse", a->import_blkparse,

@@ -73,6 +73,13 @@ struct {
   __type(value, struct v2p_complete_batch);
 } v2p_complete_batches SEC(".maps");
 
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, struct v2p_event_batch);
+} v2p_event_batches SEC(".maps");
+
 static __always_inline void count(__u32 counter, __u32 prog, __u64 n) {
   __u32 slot = V2P_COUNTER_SLOT(counter, prog);
   __u64* v = bpf_map_lookup_elem(&v2p_counters, &slot);
@@ -122,34 +129,68 @@ static __always_inline void submit(struct v2p_blockio_event* e, __u32 prog) {
   count(V2P_COUNTER_EVENTS, prog, 1);
 }
 
-/* Sends a batch to the ring (counted as its bios, as user space delivers one event per bio) and
- * empties it. A full ring loses the batch, counted. */
-static __always_inline void flush_batch(struct v2p_complete_batch* b, __u32 prog) {
-  __u32 n = b->record.count;
-  if (n == 0) return;
-  if (bpf_ringbuf_output(&v2p_events, &b->record, sizeof(b->record),
-                         wakeup_flags(sizeof(b->record))) == 0) {
-    count(V2P_COUNTER_EVENTS, prog, n);
-  } else {
-    count(V2P_COUNTER_RING_FULL, prog, n);
-  }
-  b->record.count = 0;
+/* Sends a batch's record to the ring (counted as its n events, as user space delivers one event
+ * per entry) and empties it. A full ring loses the batch, counted. */
+#define SEND_RECORD(b, prog)                                                                \
+  do {                                                                                      \
+    __u32 n_ = (b)->record.count;                                                           \
+    if (n_ == 0) break;                                                                     \
+    if (bpf_ringbuf_output(&v2p_events, &(b)->record, sizeof((b)->record),                  \
+                           wakeup_flags(sizeof((b)->record))) == 0) {                       \
+      count(V2P_COUNTER_EVENTS, (prog), n_);                                                \
+    } else {                                                                                \
+      count(V2P_COUNTER_RING_FULL, (prog), n_);                                             \
+    }                                                                                       \
+    (b)->record.count = 0;                                                                  \
+  } while (0)
+
+/* Marks a batch busy until release(); false when it is busy already (this program interrupted
+ * another user of it on this CPU, see blockio.h). Only the same CPU competes for a per-CPU
+ * batch, so compiler barriers are enough. */
+static __always_inline bool claim(__u32* busy) {
+  if (*(volatile __u32*)busy) return false;
+  *(volatile __u32*)busy = 1;
+  asm volatile("" ::: "memory"); /* the writes that follow stay after busy is set */
+  return true;
 }
 
-/* The batch in `slot` on this CPU, marked busy until batch_end(); NULL when it is busy already
- * (this program interrupted the flush of it, see blockio.h). Only the same CPU competes for it,
- * so compiler barriers are enough. */
+static __always_inline void release(__u32* busy) {
+  asm volatile("" ::: "memory");
+  *(volatile __u32*)busy = 0;
+}
+
+/* This CPU's queue/remap event batch, claimed; NULL when busy. */
+static __always_inline struct v2p_event_batch* event_batch_begin(void) {
+  __u32 zero = 0;
+  struct v2p_event_batch* b = bpf_map_lookup_elem(&v2p_event_batches, &zero);
+  return b && claim(&b->busy) ? b : NULL;
+}
+
+/* Sends this CPU's event batch unless it is busy; false if it was. */
+static __always_inline bool send_idle_events(__u32 prog) {
+  struct v2p_event_batch* b = event_batch_begin();
+  if (!b) return false;
+  SEND_RECORD(b, prog);
+  release(&b->busy);
+  return true;
+}
+
+/* Sends a completion batch, after this CPU's queue events: a bio completing on the CPU that
+ * queued it then reaches user space after its queue event. */
+static __always_inline void flush_batch(struct v2p_complete_batch* b, __u32 prog) {
+  if (b->record.count == 0) return;
+  send_idle_events(prog);
+  SEND_RECORD(b, prog);
+}
+
+/* The completion batch in `slot` on this CPU, claimed; NULL when busy. */
 static __always_inline struct v2p_complete_batch* batch_begin(__u32 slot) {
   struct v2p_complete_batch* b = bpf_map_lookup_elem(&v2p_complete_batches, &slot);
-  if (!b || *(volatile __u32*)&b->busy) return NULL;
-  *(volatile __u32*)&b->busy = 1;
-  asm volatile("" ::: "memory"); /* the writes below stay after busy is set */
-  return b;
+  return b && claim(&b->busy) ? b : NULL;
 }
 
 static __always_inline void batch_end(struct v2p_complete_batch* b) {
-  asm volatile("" ::: "memory");
-  *(volatile __u32*)&b->busy = 0;
+  release(&b->busy);
 }
 
 /* One completed bio in a record of its own, for when the batch is busy. */
@@ -244,6 +285,31 @@ static __always_inline void fill_bio_event(struct v2p_blockio_event* e, struct b
   copy_comm(e->comm, task);
 }
 
+/* Appends a queue or remap event to this CPU's batch, sending the batch when it fills; in a record
+ * of its own when the batch is busy (this program interrupted the other one, or the flush, on
+ * this CPU). */
+static __always_inline void emit_bio_event(struct bio* bio, struct task_struct* task, __u32 dev,
+                                           __u32 tgid, __u8 kind, __u32 old_dev,
+                                           __u64 old_sector, __u64 cookie, __u32 prog) {
+  struct v2p_event_batch* b = event_batch_begin();
+  if (!b) {
+    struct v2p_blockio_event* e = reserve(prog);
+    if (!e) return;
+    fill_bio_event(e, bio, task, dev, tgid, kind, old_dev, old_sector, cookie);
+    submit(e, prog);
+    return;
+  }
+  __u32 n = b->record.count;
+  if (n >= V2P_EVENT_BATCH) { /* not reached: a full batch is sent at once */
+    SEND_RECORD(b, prog);
+    n = 0;
+  }
+  fill_bio_event(&b->record.events[n], bio, task, dev, tgid, kind, old_dev, old_sector, cookie);
+  b->record.count = n + 1;
+  if (n + 1 == V2P_EVENT_BATCH) SEND_RECORD(b, prog);
+  release(&b->busy);
+}
+
 SEC("tp_btf/block_bio_queue")
 int BPF_PROG(v2p_bio_queue, struct bio* bio) {
   /* The device test first: it rejects the I/O of the devices below a watched loop device, the
@@ -255,13 +321,10 @@ int BPF_PROG(v2p_bio_queue, struct bio* bio) {
   __u32 tgid = task->tgid;
   if (!tgid_wanted(tgid)) return 0;
 
-  struct v2p_blockio_event* e = reserve(V2P_PROG_QUEUE);
-  if (!e) return 0;
   /* With completions, the bio's address names it in its completion record (see blockio.h):
    * no per-bio state in the kernel. Root may store a kernel pointer's value (allow_ptr_leaks). */
-  fill_bio_event(e, bio, task, dev, tgid, V2P_EVENT_QUEUE, 0, 0,
-                 track_completions ? (__u64)bio : 0);
-  submit(e, V2P_PROG_QUEUE);
+  emit_bio_event(bio, task, dev, tgid, V2P_EVENT_QUEUE, 0, 0, track_completions ? (__u64)bio : 0,
+                 V2P_PROG_QUEUE);
   return 0;
 }
 
@@ -277,10 +340,7 @@ int BPF_PROG(v2p_bio_remap, struct bio* bio, dev_t old_dev, sector_t old_sector)
   __u32 tgid = task->tgid;
   if (!tgid_wanted(tgid)) return 0;
 
-  struct v2p_blockio_event* e = reserve(V2P_PROG_REMAP);
-  if (!e) return 0;
-  fill_bio_event(e, bio, task, dev, tgid, V2P_EVENT_REMAP, old_dev, old_sector, 0);
-  submit(e, V2P_PROG_REMAP);
+  emit_bio_event(bio, task, dev, tgid, V2P_EVENT_REMAP, old_dev, old_sector, 0, V2P_PROG_REMAP);
   return 0;
 }
 
@@ -329,22 +389,27 @@ int BPF_PROG(v2p_bio_done, struct request_queue* q, struct bio* bio) {
   return 0;
 }
 
-/* Sends this CPU's unfilled batches. Not attached to anything: user space runs it on each CPU
- * (BPF_PROG_TEST_RUN with BPF_F_TEST_RUN_ON_CPU: from an IPI, or directly on the caller's own
- * CPU) so sparse completions do not wait for a batch to fill. A busy batch belongs to a program
- * this flush interrupted; it is left for that program or the next flush. The batch is busy while
- * it is sent, so a completion that interrupts this (possible on the caller's CPU, where the
- * flush runs with interrupts on) does not append to a record already copied and then zeroed. */
-static __always_inline void flush_idle_batch(__u32 slot) {
+/* Sends this CPU's unfilled batches, the events first. Not attached to anything: user space runs
+ * it on each CPU (BPF_PROG_TEST_RUN with BPF_F_TEST_RUN_ON_CPU: from an IPI, or directly on the
+ * caller's own CPU) so sparse events do not wait for a batch to fill. A busy batch belongs to a
+ * program this flush interrupted; it is left for that program or the next flush, and the return
+ * value tells user space that events older than this flush may still wait. A batch is busy while
+ * it is sent, so a program that interrupts this (possible on the caller's CPU, where the flush
+ * runs with interrupts on) does not append to a record already copied and then zeroed. */
+static __always_inline bool flush_idle_batch(__u32 slot) {
   struct v2p_complete_batch* b = batch_begin(slot);
-  if (!b) return;
-  flush_batch(b, V2P_PROG_FLUSH);
+  if (!b) return false;
+  SEND_RECORD(b, V2P_PROG_FLUSH);
   batch_end(b);
+  return true;
 }
 
 SEC("raw_tp")
-int v2p_complete_flush(void* ctx) {
-  flush_idle_batch(V2P_BATCH_RQ);
-  flush_idle_batch(V2P_BATCH_BIO);
-  return 0;
+int v2p_flush(void* ctx) {
+  bool clean = send_idle_events(V2P_PROG_FLUSH);
+  if (track_completions) {
+    clean = flush_idle_batch(V2P_BATCH_RQ) && clean;
+    clean = flush_idle_batch(V2P_BATCH_BIO) && clean;
+  }
+  return clean ? V2P_FLUSH_CLEAN : V2P_FLUSH_SKIPPED_BUSY;
 }

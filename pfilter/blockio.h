@@ -71,6 +71,30 @@ struct v2p_complete_record {
   __u64 bios[V2P_COMPLETE_BATCH];
 };
 
+/* Queue and remap events are batched per CPU too (one batch per CPU, shared by both programs so
+ * a CPU's events keep their order): V2P_EVENT_BATCH events to a ring record, one copy into the
+ * ring instead of a reservation and a commit per event. The batch is sent when it fills, before
+ * a completion batch of the same CPU is sent (so a bio's queue event precedes its completion on
+ * one CPU), and by the flush program. Across CPUs a completion can still reach user space before
+ * its queue event; user space joins a completion only once a flush has collected every event
+ * older than it (pfilter/probe.cpp). Its size (1 288 bytes) tells it apart from the others. */
+#define V2P_EVENT_BATCH 16
+struct v2p_event_record {
+  __u32 count; /* events [0..count) */
+  __u32 reserved;
+  struct v2p_blockio_event events[V2P_EVENT_BATCH];
+};
+struct v2p_event_batch {
+  __u32 busy; /* as in v2p_complete_batch */
+  __u32 reserved;
+  struct v2p_event_record record;
+};
+
+/* The flush program's return value: a batch was busy (its program was interrupted by the
+ * flush), so events older than the flush may still wait in it. */
+#define V2P_FLUSH_CLEAN 0
+#define V2P_FLUSH_SKIPPED_BUSY 1
+
 /* A CPU's batch in the making, one per completion program (so a program never finds its own
  * batch half-written: the kernel does not nest a program on one CPU). `busy` is set by whichever
  * of its two writers is using it: the completion program, or the flush program that user space

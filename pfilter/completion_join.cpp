@@ -1,83 +1,68 @@
 #include "pfilter/completion_join.hpp"
 
+#include <iterator>
+
 namespace v2p::pfilter {
 
-CompletionJoin::CompletionJoin(unsigned slot_bits)
-    : slot_bits_(slot_bits),
-      keys_(std::size_t{1} << slot_bits, 0),
-      queued_(std::size_t{1} << slot_bits) {}
+CompletionJoin::CompletionJoin(std::size_t max_entries)
+    : max_entries_(max_entries == 0 ? 1 : max_entries) {}
 
-std::size_t CompletionJoin::home(std::uint64_t bio) const {
-  return static_cast<std::size_t>((bio * 0x9E3779B97F4A7C15ULL) >> (64 - slot_bits_));
+CompletionJoin::~CompletionJoin() {
+  // The lists only link entries the pool owns: unlink before the pool goes.
+  by_age_.clear();
+  for (auto& [bio, list] : by_address_) list.clear();
 }
 
-bool CompletionJoin::place(std::uint64_t bio, const PhysEvent& e) {
-  const std::size_t h = home(bio);
-  for (std::size_t i = 0; i < kWindow; ++i) {
-    const std::size_t s = slot(h, i);
-    if (keys_[s] != 0) continue;
-    keys_[s] = bio;
-    queued_[s] = e;
-    ++size_;
-    return true;
-  }
-  return false;
-}
-
-void CompletionJoin::grow() {
-  std::vector<std::uint64_t> keys(keys_.size() * 2, 0);
-  std::vector<PhysEvent> queued(queued_.size() * 2);
-  keys.swap(keys_);
-  queued.swap(queued_);
-  ++slot_bits_;
-  size_ = 0;
-  for (std::size_t i = 0; i < keys.size(); ++i) {
-    // Half the load it had: a full window here is all but impossible; drop the entry if so.
-    if (keys[i] != 0 && !place(keys[i], queued[i])) {
-      evicted_.fetch_add(1, std::memory_order_relaxed);
-    }
-  }
+void CompletionJoin::remove(Entry& e, AddressList& list) {
+  by_age_.erase(by_age_.iterator_to(e));
+  list.erase(list.iterator_to(e));
+  free_.push_back(&e);
+  if (list.empty()) by_address_.erase(e.bio);
 }
 
 void CompletionJoin::queued(std::uint64_t bio, const PhysEvent& e) {
-  while (!place(bio, e)) {
-    if (slot_bits_ < kMaxSlotBits && size_ >= keys_.size() / 4) {
-      grow();
-      continue;
-    }
-    // Growing would not help (few entries: this address fills its window) or is not allowed:
-    // give up the window's oldest entry.
-    const std::size_t h = home(bio);
-    std::size_t oldest = h;
-    for (std::size_t i = 0; i < kWindow; ++i) {
-      const std::size_t s = slot(h, i);
-      if (queued_[s].ts_ns < queued_[oldest].ts_ns) oldest = s;
-    }
+  if (by_age_.size() >= max_entries_) {
+    Entry& oldest = by_age_.front();
+    remove(oldest, by_address_.find(oldest.bio)->second);
     evicted_.fetch_add(1, std::memory_order_relaxed);
-    keys_[oldest] = bio;
-    queued_[oldest] = e;
-    return;
   }
+  Entry* entry;
+  if (free_.empty()) {
+    entry = &pool_.emplace_back();
+  } else {
+    entry = free_.back();
+    free_.pop_back();
+  }
+  entry->event = e;
+  entry->bio = bio;
+  by_age_.push_back(*entry);
+  // Sorted by queue time: batches of different CPUs can arrive in either order.
+  AddressList& list = by_address_[bio];
+  auto at = list.end();
+  while (at != list.begin() && std::prev(at)->event.ts_ns > e.ts_ns) --at;
+  list.insert(at, *entry);
 }
 
 bool CompletionJoin::completed(std::uint64_t bio, std::uint64_t ts_ns, std::int32_t error,
                                PhysEvent& out) {
-  const std::size_t h = home(bio);
-  constexpr std::size_t kNone = ~std::size_t{0};
-  std::size_t found = kNone;
-  for (std::size_t i = 0; i < kWindow; ++i) {
-    const std::size_t s = slot(h, i);
-    if (keys_[s] != bio || queued_[s].ts_ns > ts_ns) continue;
-    if (found == kNone || queued_[s].ts_ns > queued_[found].ts_ns) found = s;
-  }
-  if (found == kNone) return false;
-  keys_[found] = 0;
-  --size_;
-  out = queued_[found];
+  const auto found = by_address_.find(bio);
+  if (found == by_address_.end()) return false;
+  AddressList& list = found->second;
+  // The latest use queued at or before the completion.
+  auto use = list.end();
+  for (auto it = list.begin(); it != list.end() && it->event.ts_ns <= ts_ns; ++it) use = it;
+  if (use == list.end()) return false;
+  out = use->event;
   out.latency_ns = ts_ns - out.ts_ns;
   out.ts_ns = ts_ns;
   out.kind = static_cast<std::uint8_t>(PhysEventKind::kComplete);
   out.error = error;
+  // Older uses of the address lost their completions (see the class comment).
+  while (&list.front() != &*use) {
+    remove(list.front(), list);
+    evicted_.fetch_add(1, std::memory_order_relaxed);
+  }
+  remove(*use, list);  // last: may erase the list
   return true;
 }
 

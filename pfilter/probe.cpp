@@ -2,10 +2,12 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cerrno>
 #include <cstdarg>
 #include <cstddef>
@@ -47,8 +49,10 @@ V2P_SAME_FIELD(error);
 V2P_SAME_FIELD(comm);
 #undef V2P_SAME_FIELD
 static_assert(sizeof(v2p_blockio_event) == sizeof(PhysEvent));
-// on_sample tells the two kinds of ring record apart by their size.
-static_assert(sizeof(v2p_complete_record) != sizeof(v2p_blockio_event));
+// on_sample tells the three kinds of ring record apart by their size.
+static_assert(sizeof(v2p_complete_record) != sizeof(v2p_blockio_event) &&
+              sizeof(v2p_event_record) != sizeof(v2p_blockio_event) &&
+              sizeof(v2p_event_record) != sizeof(v2p_complete_record));
 static_assert(V2P_EVENT_QUEUE == static_cast<int>(PhysEventKind::kQueue) &&
               V2P_EVENT_REMAP == static_cast<int>(PhysEventKind::kRemap) &&
               V2P_EVENT_COMPLETE == static_cast<int>(PhysEventKind::kComplete));
@@ -77,6 +81,31 @@ struct RingDeleter {
   void operator()(ring_buffer* r) const noexcept { ring_buffer__free(r); }
 };
 
+// The ring buffer's consumer and producer positions (its first two pages), read-only: whether a
+// drain read everything committed before some moment. libbpf stops a drain at a record still
+// being written, and says nothing.
+class RingPositions {
+ public:
+  explicit RingPositions(int ring_fd) : page_(static_cast<std::size_t>(::sysconf(_SC_PAGESIZE))) {
+    void* p = ::mmap(nullptr, 2 * page_, PROT_READ, MAP_SHARED, ring_fd, 0);
+    if (p == MAP_FAILED) throw system_error("cannot map the pfilter ring buffer's positions");
+    base_ = static_cast<const unsigned char*>(p);
+  }
+  ~RingPositions() { ::munmap(const_cast<unsigned char*>(base_), 2 * page_); }
+  RingPositions(const RingPositions&) = delete;
+  RingPositions& operator=(const RingPositions&) = delete;
+  std::uint64_t consumed() const { return load(0); }
+  std::uint64_t produced() const { return load(page_); }
+
+ private:
+  std::uint64_t load(std::size_t offset) const {
+    return __atomic_load_n(reinterpret_cast<const std::uint64_t*>(base_ + offset),
+                           __ATOMIC_ACQUIRE);
+  }
+  std::size_t page_;
+  const unsigned char* base_ = nullptr;
+};
+
 bool is_power_of_two(std::uint32_t v) {
   return v != 0 && (v & (v - 1)) == 0;
 }
@@ -90,6 +119,7 @@ void check_options(const ProbeOptions& o) {
         "the pfilter probe needs a kernel with BTF (/sys/kernel/btf/vmlinux is missing; "
         "CONFIG_DEBUG_INFO_BTF=y)");
   }
+  if (o.flush_ms == 0) throw Error("the flush interval must be at least 1 ms");
   const auto page = static_cast<std::uint32_t>(::sysconf(_SC_PAGESIZE));
   if (o.wakeup_bytes >= o.ring_bytes / 2) {
     throw Error("wakeup threshold must be below half the ring buffer size");
@@ -129,6 +159,7 @@ void add_to_set(std::uint32_t* inline_set, std::uint32_t* overflow, bpf_map* map
 struct Probe::Impl {
   std::unique_ptr<blockio_bpf, SkeletonDeleter> skel;
   std::unique_ptr<ring_buffer, RingDeleter> ring;
+  std::optional<RingPositions> ring_positions;
   std::optional<PinDirectory> pins;  // destroyed before the skeleton: unpin, then detach
   std::filesystem::path pin_path;
   ReqFlagBits bits;
@@ -137,17 +168,35 @@ struct Probe::Impl {
   std::unique_ptr<CompletionJoin> inflight;  // with completions only
   std::uint64_t flush_interval_ns = 0;
   std::uint64_t last_flush_ns = 0;
+  unsigned idle_flushes = 0;  // flushes in a row that found nothing: the next one waits longer
   std::atomic<std::uint64_t> unmatched{0};  // read by other threads for statistics
+
+  // Completions received but not joined yet: a completion is joined only once every queue event
+  // older than it has arrived, which holds for those older than the last clean flush (see
+  // join_ready). Sorted by time before joining, so each joins the queue event of its own use of
+  // a bio address.
+  struct PendingCompletion {
+    std::uint64_t bio;
+    std::uint64_t ts_ns;
+    std::int32_t error;
+  };
+  std::vector<PendingCompletion> pending;
+  std::uint64_t joinable_before_ns = 0;
 
   // State of the poll() in progress, read by the ring buffer callback.
   const std::function<void(const PhysEvent&)>* on_event = nullptr;
   std::size_t delivered = 0;
+  std::size_t records = 0;
   std::exception_ptr failure;
 
   static int on_sample(void* ctx, void* data, std::size_t size) noexcept;
+  void on_bio_event(const void* raw);  // a v2p_blockio_event
+  void on_completions(const v2p_complete_record& c);
+  void join_ready();
   std::uint64_t counter(std::uint32_t which) const;
   std::uint64_t recursion_misses() const;
-  void flush_batches();
+  bool flush_batches();
+  void flush_and_drain();
   void pin();
   void add_device(std::uint32_t dev) {
     add_to_set(skel->bss->v2p_dev_set, &skel->bss->v2p_dev_overflow, skel->maps.v2p_devices, dev,
@@ -161,44 +210,80 @@ struct Probe::Impl {
 
 int Probe::Impl::on_sample(void* ctx, void* data, std::size_t size) noexcept {
   auto* self = static_cast<Impl*>(ctx);
+  ++self->records;
   try {
-    if (size == sizeof(v2p_complete_record)) {
-      if (!self->inflight) return 0;
+    if (size == sizeof(v2p_event_record)) {
+      // Read in place: the record is 1 288 bytes. An exception drops the rest of the record.
+      const auto* r = static_cast<const v2p_event_record*>(data);
+      const std::uint32_t n = std::min<std::uint32_t>(r->count, V2P_EVENT_BATCH);
+      for (std::uint32_t i = 0; i < n; ++i) self->on_bio_event(&r->events[i]);
+    } else if (size == sizeof(v2p_complete_record)) {
       v2p_complete_record c;
       std::memcpy(&c, data, sizeof c);
-      const std::uint32_t n = std::min<std::uint32_t>(c.count, V2P_COMPLETE_BATCH);
-      for (std::uint32_t i = 0; i < n; ++i) {
-        PhysEvent e;
-        // Bios queued before the probe attached, or by processes the filter excludes, have no
-        // queue event: nothing to report.
-        if (!self->inflight->completed(c.bios[i], c.ts_ns[i], errno_from_blk_status(c.status[i]),
-                                       e)) {
-          self->unmatched.fetch_add(1, std::memory_order_relaxed);
-          continue;
-        }
-        // An exception here drops the rest of this record's bios (the record is consumed).
-        (*self->on_event)(e);
-        ++self->delivered;
-      }
-      return 0;
+      self->on_completions(c);
+    } else if (size == sizeof(v2p_blockio_event)) {
+      self->on_bio_event(data);
     }
-    if (size < sizeof(PhysEvent)) return 0;
-    PhysEvent e;
-    std::memcpy(&e, data, sizeof e);
-    e.op = static_cast<std::uint8_t>(io_op_from_cmd_flags(e.cmd_flags, e.bytes, self->bits));
-    if (e.kind == V2P_EVENT_QUEUE) {
-      // The kernel put the bio's address there, for the join with its completion.
-      if (self->inflight && e.latency_ns != 0) self->inflight->queued(e.latency_ns, e);
-      e.latency_ns = 0;
-    }
-    (*self->on_event)(e);
-    ++self->delivered;
   } catch (...) {
     // Unwinding through libbpf's C frames is not allowed; stop the drain and rethrow outside.
     self->failure = std::current_exception();
     return -ECANCELED;
   }
   return 0;
+}
+
+void Probe::Impl::on_bio_event(const void* raw) {
+  PhysEvent e;
+  std::memcpy(&e, raw, sizeof e);
+  e.op = static_cast<std::uint8_t>(io_op_from_cmd_flags(e.cmd_flags, e.bytes, bits));
+  if (e.kind == V2P_EVENT_QUEUE) {
+    // The kernel put the bio's address there, for the join with its completion.
+    if (inflight && e.latency_ns != 0) inflight->queued(e.latency_ns, e);
+    e.latency_ns = 0;
+  }
+  (*on_event)(e);
+  ++delivered;
+}
+
+void Probe::Impl::on_completions(const v2p_complete_record& c) {
+  if (!inflight) return;
+  const std::uint32_t n = std::min<std::uint32_t>(c.count, V2P_COMPLETE_BATCH);
+  for (std::uint32_t i = 0; i < n; ++i) {
+    pending.push_back({c.bios[i], c.ts_ns[i], errno_from_blk_status(c.status[i])});
+  }
+}
+
+// Joins the pending completions older than the last clean flush. A bio's queue event is written
+// before the bio goes to its driver, so before its completion's time; a flush that found no
+// batch busy has sent everything written before it started, and the drain after it has read it.
+// So every queue event such a completion can belong to is in the join now, and one that has
+// none never had one (queued before attach or by a filtered-out process, a split's front part,
+// or lost with a full ring).
+void Probe::Impl::join_ready() {
+  if (pending.empty()) return;
+  const auto ready_end = std::partition(pending.begin(), pending.end(), [this](const auto& p) {
+    return p.ts_ns < joinable_before_ns;
+  });
+  std::sort(pending.begin(), ready_end,
+            [](const auto& a, const auto& b) { return a.ts_ns < b.ts_ns; });
+  const auto ready = static_cast<std::size_t>(ready_end - pending.begin());
+  std::size_t done = 0;
+  try {
+    while (done < ready) {
+      const PendingCompletion p = pending[done++];  // consumed even if on_event throws
+      PhysEvent e;
+      if (!inflight->completed(p.bio, p.ts_ns, p.error, e)) {
+        unmatched.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      }
+      (*on_event)(e);
+      ++delivered;
+    }
+  } catch (...) {
+    pending.erase(pending.begin(), pending.begin() + static_cast<std::ptrdiff_t>(done));
+    throw;
+  }
+  pending.erase(pending.begin(), ready_end);
 }
 
 // A counter's slots of every program on every CPU (see blockio.h).
@@ -233,34 +318,56 @@ std::uint64_t Probe::Impl::recursion_misses() const {
   return sum;
 }
 
-// Runs the flush program on every CPU, so completions in unfilled batches reach the ring. A CPU
-// that is offline has no batch in the making (ENXIO). Any other failure throws: completions would
-// otherwise wait, unreported, until their batch fills (up to 15 per CPU, for ever when I/O stops).
-void Probe::Impl::flush_batches() {
-  const int fd = bpf_program__fd(skel->progs.v2p_complete_flush);
+// Runs the flush program on every CPU, so events in unfilled batches reach the ring; true when no
+// batch was busy (then everything written before the call is in the ring). A CPU that is offline
+// has no batch in the making (ENXIO). Any other failure throws: events would otherwise wait,
+// unreported, until their batch fills (up to 15 per CPU, for ever when I/O stops).
+bool Probe::Impl::flush_batches() {
+  const int fd = bpf_program__fd(skel->progs.v2p_flush);
   const int cpus = libbpf_num_possible_cpus();
+  bool clean = true;
   for (int cpu = 0; cpu < cpus; ++cpu) {
     LIBBPF_OPTS(bpf_test_run_opts, run, .flags = BPF_F_TEST_RUN_ON_CPU,
                 .cpu = static_cast<__u32>(cpu));
     if (const int rc = bpf_prog_test_run_opts(fd, &run); rc < 0 && rc != -ENXIO) {
-      throw system_error("running the completion flush on CPU " + std::to_string(cpu) +
-                             " (BPF_PROG_TEST_RUN; --no-completions does without it)",
+      throw system_error("running the pfilter flush on CPU " + std::to_string(cpu) +
+                             " (BPF_PROG_TEST_RUN with BPF_F_TEST_RUN_ON_CPU)",
                          -rc);
+    } else if (rc == 0 && run.retval != V2P_FLUSH_CLEAN) {
+      clean = false;
     }
   }
+  return clean;
+}
+
+// Flushes every CPU's batches, reads what that sent, and joins the completions it made safe.
+void Probe::Impl::flush_and_drain() {
+  const std::uint64_t started = monotonic_ns();
+  const bool clean = flush_batches();
+  const std::uint64_t flushed_to = ring_positions->produced();
+  last_flush_ns = started;
+  records = 0;
+  if (const int rc = ring_buffer__consume(ring.get()); rc < 0 && rc != -ECANCELED) {
+    throw system_error("reading the pfilter ring buffer", -rc);
+  }
+  if (failure) std::rethrow_exception(failure);
+  idle_flushes = records == 0 ? std::min(idle_flushes + 1, 3u) : 0;
+  if (clean && ring_positions->consumed() >= flushed_to) joinable_before_ns = started;
+  if (inflight) join_ready();
 }
 
 void Probe::Impl::pin() {
   bpf_program* progs[] = {skel->progs.v2p_bio_queue, skel->progs.v2p_bio_remap,
                           skel->progs.v2p_rq_done, skel->progs.v2p_bio_done,
-                          skel->progs.v2p_complete_flush};
+                          skel->progs.v2p_flush};
   for (bpf_program* p : progs) {
     if (!bpf_program__autoload(p)) continue;
     const auto path = pins->entry(bpf_program__name(p));
     if (bpf_program__pin(p, path.c_str()) != 0) throw system_error("cannot pin " + path.string());
   }
   bpf_map* maps[] = {skel->maps.v2p_events, skel->maps.v2p_devices, skel->maps.v2p_tgids,
-                     skel->maps.v2p_counters, skel->maps.v2p_complete_batches};
+                     skel->maps.v2p_counters, skel->maps.v2p_complete_batches,
+                     skel->maps.v2p_event_batches};
   for (bpf_map* m : maps) {
     const auto path = pins->entry(bpf_map__name(m));
     if (bpf_map__pin(m, path.c_str()) != 0) throw system_error("cannot pin " + path.string());
@@ -296,17 +403,16 @@ std::unique_ptr<Probe> Probe::attach(const ProbeOptions& options) {
   skel.rodata->bio_remapped_bit = static_cast<std::uint8_t>(bio_remapped_bit().value_or(0xff));
   bpf_map__set_max_entries(skel.maps.v2p_events, options.ring_bytes);
   if (options.completions) impl->inflight = std::make_unique<CompletionJoin>();
-  impl->flush_interval_ns = std::uint64_t{options.completion_flush_ms} * 1'000'000;
+  impl->flush_interval_ns = std::uint64_t{options.flush_ms} * 1'000'000;
   bpf_program__set_autoload(skel.progs.v2p_rq_done, options.completions);
   bpf_program__set_autoload(skel.progs.v2p_bio_done, options.completions);
-  bpf_program__set_autoload(skel.progs.v2p_complete_flush, options.completions);
-  bpf_program__set_autoattach(skel.progs.v2p_complete_flush, false);
+  bpf_program__set_autoattach(skel.progs.v2p_flush, false);
   if (const int rc = blockio_bpf__load(&skel); rc != 0) {
     throw Error("loading the pfilter eBPF programs failed (" + std::string(std::strerror(-rc)) +
                 "): " + (g_libbpf_last.empty() ? "no detail from libbpf" : g_libbpf_last));
   }
   // A kernel that cannot run the flush fails here, before anything is attached.
-  if (options.completions) impl->flush_batches();
+  impl->flush_batches();
   for (const auto d : options.devices) impl->add_device(d.kernel());
   for (const auto t : options.tgids) impl->add_tgid(t);
   if (const int rc = blockio_bpf__attach(&skel); rc != 0) {
@@ -317,6 +423,7 @@ std::unique_ptr<Probe> Probe::attach(const ProbeOptions& options) {
   impl->ring.reset(
       ring_buffer__new(bpf_map__fd(skel.maps.v2p_events), &Impl::on_sample, impl.get(), nullptr));
   if (!impl->ring) throw system_error("cannot map the pfilter ring buffer");
+  impl->ring_positions.emplace(bpf_map__fd(skel.maps.v2p_events));
   return std::unique_ptr<Probe>(new Probe(std::move(impl)));
 }
 
@@ -325,21 +432,37 @@ std::size_t Probe::poll(int timeout_ms, const std::function<void(const PhysEvent
   s.on_event = &on_event;
   s.delivered = 0;
   s.failure = nullptr;
-  // The kernel wakes us only when we have caught up; consume() then drains what arrived since.
-  int rc = ring_buffer__poll(s.ring.get(), timeout_ms);
-  if (s.inflight && !s.failure) {
-    // Completions wait in per-CPU batches until one fills: collect the unfilled ones now and
-    // then (each flush is an IPI per CPU) and always on poll(0), the final drain.
-    const std::uint64_t now = monotonic_ns();
-    if (timeout_ms == 0 || now - s.last_flush_ns >= s.flush_interval_ns) {
-      s.flush_batches();
-      s.last_flush_ns = now;
+  struct Reset {
+    Impl& s;
+    ~Reset() { s.on_event = nullptr; }
+  } reset{s};
+  if (timeout_ms == 0) {
+    // The final drain: everything written so far. A completion written during the first flush's
+    // drain is only joinable after a second flush.
+    for (int round = 0; round < 3 && (round == 0 || !s.pending.empty()); ++round) {
+      s.flush_and_drain();
     }
+    return s.delivered;
   }
-  if (rc >= 0 && !s.failure) rc = ring_buffer__consume(s.ring.get());
-  s.on_event = nullptr;
-  if (s.failure) std::rethrow_exception(s.failure);
-  if (rc < 0 && rc != -EINTR) throw system_error("reading the pfilter ring buffer", -rc);
+  // Events wait in per-CPU batches until one fills: flush the unfilled ones every
+  // flush_interval_ns (each flush is an IPI per CPU), less often while flushes find nothing.
+  // Sleep until data wakes us, the next flush is due, or the timeout ends.
+  const std::uint64_t deadline = monotonic_ns() + std::uint64_t(timeout_ms) * 1'000'000;
+  for (;;) {
+    const std::uint64_t now = monotonic_ns();
+    const std::uint64_t next_flush = s.last_flush_ns + (s.flush_interval_ns << s.idle_flushes);
+    if (now >= next_flush) {
+      s.flush_and_drain();
+      if (s.delivered > 0) break;
+      continue;
+    }
+    if (now >= deadline) break;
+    const std::uint64_t wait_ns = std::min(deadline, next_flush) - now;
+    const int rc = ring_buffer__poll(s.ring.get(), static_cast<int>((wait_ns + 999'999) / 1'000'000));
+    if (s.failure) std::rethrow_exception(s.failure);
+    if (rc < 0 && rc != -EINTR) throw system_error("reading the pfilter ring buffer", -rc);
+    if (s.delivered > 0) break;
+  }
   return s.delivered;
 }
 

@@ -29,9 +29,10 @@ struct ProbeOptions {
   // bytes wait (88 per event): fewer wakeups under load, at the price of events waiting up to
   // poll()'s timeout when I/O is sparse.
   std::uint32_t wakeup_bytes = 0;
-  // With completions: how often poll() sends the completions waiting in unfilled per-CPU batches
-  // (an IPI per CPU each time; a full batch of 16 goes out at once). poll(0) always does.
-  std::uint32_t completion_flush_ms = 10;
+  // How often poll() sends the events waiting in unfilled per-CPU batches (an IPI per CPU each
+  // time; a full batch of 16 goes out at once), and so how long a sparse event waits at most.
+  // Up to 8 times less often while flushes find nothing. poll(0) always flushes. At least 1.
+  std::uint32_t flush_ms = 10;
 };
 
 class Probe {

@@ -89,7 +89,7 @@ std::vector<PhysEvent> drain(Probe& probe) {
 std::vector<std::string> pinned_program_ids(const fs::path& dir) {
   std::vector<std::string> ids;
   for (const char* name :
-       {"v2p_bio_queue", "v2p_bio_remap", "v2p_rq_done", "v2p_bio_done", "v2p_complete_flush"}) {
+       {"v2p_bio_queue", "v2p_bio_remap", "v2p_rq_done", "v2p_bio_done", "v2p_flush"}) {
     if (!fs::exists(dir / name)) continue;
     const auto r = run_command({"bpftool", "prog", "show", "pinned", (dir / name).string()});
     const auto colon = r.out.find(':');
@@ -536,8 +536,9 @@ TEST(Probe, PinsWhileAttachedAndLeavesNothingBehind) {
     auto probe = Probe::attach(options);
     EXPECT_EQ(probe->pin_dir(), dir);
     for (const char* name :
-         {"v2p_bio_queue", "v2p_bio_remap", "v2p_rq_done", "v2p_bio_done", "v2p_complete_flush",
-          "v2p_events", "v2p_devices", "v2p_tgids", "v2p_counters", "v2p_complete_batches"}) {
+         {"v2p_bio_queue", "v2p_bio_remap", "v2p_rq_done", "v2p_bio_done", "v2p_flush",
+          "v2p_events", "v2p_devices", "v2p_tgids", "v2p_counters", "v2p_complete_batches",
+          "v2p_event_batches"}) {
       EXPECT_TRUE(fs::exists(dir / name)) << name;
     }
     ids = pinned_program_ids(dir);
