@@ -53,8 +53,10 @@ void LiveChain::write_snapshot() {
 }
 
 void LiveChain::settle() {
-  // The probe wakes user space at least every 100 ms; five rounds see everything completed.
-  for (int i = 0; i < 5; ++i) pump(100);
+  // Rounds that wait for the vfilter's last records, then poll(0): the probe's final drain, which
+  // flushes every CPU's batches, so every bio queued so far is in.
+  for (int i = 0; i < 4; ++i) pump(100);
+  pump(0);
   corr_.advance(monotonic_ns() + correlator::kDefaultHorizonNs);
   if (!snapshot_path_.empty()) write_snapshot();
 }

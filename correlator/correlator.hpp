@@ -35,8 +35,10 @@ struct Options {
   std::uint64_t window_settle_ns = 250'000'000;
   // How far out of time order the event stream may deliver bios. Once a bio newer than a
   // request's completion plus this has arrived, every bio of that request has: a request still
-  // short of bytes then (a read over holes) is finished without waiting for the horizon.
-  std::uint64_t event_reorder_ns = 10'000'000;
+  // short of bytes then (a read over holes) is finished without waiting for the horizon. The
+  // probe sends events in per-CPU batches, so one CPU's bios can come up to about 8 flush
+  // intervals (80 ms) after another's newer ones (docs/pfilter.md).
+  std::uint64_t event_reorder_ns = 250'000'000;
   // Seed of the tie-break among equally likely window candidates (kept fixed for replays).
   std::uint64_t seed = 1;
 };

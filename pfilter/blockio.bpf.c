@@ -80,6 +80,17 @@ struct {
   __type(value, struct v2p_event_batch);
 } v2p_event_batches SEC(".maps");
 
+/* Per CPU and batch (V2P_SINCE_SLOT; the loader sizes it): the time of the oldest entry waiting
+ * in that batch, 0 when none waits. User space reads it through a memory mapping, to know which
+ * completions it may join (see blockio.h) and which CPUs need a flush. */
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(map_flags, BPF_F_MMAPABLE);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, __u64);
+} v2p_unsent_since SEC(".maps");
+
 static __always_inline void count(__u32 counter, __u32 prog, __u64 n) {
   __u32 slot = V2P_COUNTER_SLOT(counter, prog);
   __u64* v = bpf_map_lookup_elem(&v2p_counters, &slot);
@@ -166,21 +177,34 @@ static __always_inline struct v2p_event_batch* event_batch_begin(void) {
   return b && claim(&b->busy) ? b : NULL;
 }
 
-/* Sends this CPU's event batch unless it is busy; false if it was. */
-static __always_inline bool send_idle_events(__u32 prog) {
-  struct v2p_event_batch* b = event_batch_begin();
-  if (!b) return false;
+static __always_inline void set_unsent_since(__u32 batch, __u64 ts_ns) {
+  __u32 slot = V2P_SINCE_SLOT(bpf_get_smp_processor_id(), batch);
+  __u64* since = bpf_map_lookup_elem(&v2p_unsent_since, &slot);
+  if (since) *(volatile __u64*)since = ts_ns;
+}
+
+/* Sends an event batch and tells user space that nothing waits in it (after the ring has it). */
+static __always_inline void send_events(struct v2p_event_batch* b, __u32 prog) {
+  if (b->record.count == 0) return;
   SEND_RECORD(b, prog);
+  set_unsent_since(V2P_SINCE_EVENTS, 0);
+}
+
+/* Sends this CPU's event batch unless it is busy (then its user sends it). */
+static __always_inline void send_idle_events(__u32 prog) {
+  struct v2p_event_batch* b = event_batch_begin();
+  if (!b) return;
+  send_events(b, prog);
   release(&b->busy);
-  return true;
 }
 
 /* Sends a completion batch, after this CPU's queue events: a bio completing on the CPU that
  * queued it then reaches user space after its queue event. */
-static __always_inline void flush_batch(struct v2p_complete_batch* b, __u32 prog) {
+static __always_inline void flush_batch(struct v2p_complete_batch* b, __u32 slot, __u32 prog) {
   if (b->record.count == 0) return;
   send_idle_events(prog);
   SEND_RECORD(b, prog);
+  set_unsent_since(V2P_SINCE_COMPLETIONS(slot), 0);
 }
 
 /* The completion batch in `slot` on this CPU, claimed; NULL when busy. */
@@ -209,26 +233,27 @@ static __always_inline void send_alone(__u32 prog, __u64 bio, __u64 ts_ns, __u8 
   count(V2P_COUNTER_EVENTS, prog, 1);
 }
 
-/* Appends one completed bio, sending the batch when it is full. */
-static __always_inline void batch_add(struct v2p_complete_batch* b, __u32 prog, __u64 bio,
-                                      __u64 ts_ns, __u8 status) {
+/* Appends one completed bio to the batch in `slot`, sending the batch when it is full. */
+static __always_inline void batch_add(struct v2p_complete_batch* b, __u32 slot, __u32 prog,
+                                      __u64 bio, __u64 ts_ns, __u8 status) {
   __u32 n = b->record.count;
   if (n >= V2P_COMPLETE_BATCH) { /* not reached: a full batch is sent at once */
-    flush_batch(b, prog);
+    flush_batch(b, slot, prog);
     n = 0;
   }
   b->record.bios[n] = bio;
   b->record.ts_ns[n] = ts_ns;
   b->record.status[n] = status;
   b->record.count = n + 1;
-  if (n + 1 == V2P_COMPLETE_BATCH) flush_batch(b, prog);
+  if (n == 0) set_unsent_since(V2P_SINCE_COMPLETIONS(slot), ts_ns);
+  if (n + 1 == V2P_COMPLETE_BATCH) flush_batch(b, slot, prog);
 }
 
 /* Appends to the batch, or sends alone when the batch was busy (b NULL). */
-static __always_inline void complete_bio(struct v2p_complete_batch* b, __u32 prog, __u64 bio,
-                                         __u64 ts_ns, __u8 status) {
+static __always_inline void complete_bio(struct v2p_complete_batch* b, __u32 slot, __u32 prog,
+                                         __u64 bio, __u64 ts_ns, __u8 status) {
   if (b)
-    batch_add(b, prog, bio, ts_ns, status);
+    batch_add(b, slot, prog, bio, ts_ns, status);
   else
     send_alone(prog, bio, ts_ns, status);
 }
@@ -301,12 +326,16 @@ static __always_inline void emit_bio_event(struct bio* bio, struct task_struct* 
   }
   __u32 n = b->record.count;
   if (n >= V2P_EVENT_BATCH) { /* not reached: a full batch is sent at once */
-    SEND_RECORD(b, prog);
+    send_events(b, prog);
     n = 0;
   }
-  fill_bio_event(&b->record.events[n], bio, task, dev, tgid, kind, old_dev, old_sector, cookie);
+  struct v2p_blockio_event* e = &b->record.events[n];
+  fill_bio_event(e, bio, task, dev, tgid, kind, old_dev, old_sector, cookie);
   b->record.count = n + 1;
-  if (n + 1 == V2P_EVENT_BATCH) SEND_RECORD(b, prog);
+  /* Published once the event is written; the bio reaches its driver only after this program
+   * returns, so its completion is later than anything user space read before this store. */
+  if (n == 0) set_unsent_since(V2P_SINCE_EVENTS, e->ts_ns);
+  if (n + 1 == V2P_EVENT_BATCH) send_events(b, prog);
   release(&b->busy);
 }
 
@@ -368,7 +397,7 @@ int BPF_PROG(v2p_rq_done, struct request* rq, blk_status_t error, unsigned int n
     __u32 size = bio->bi_iter.bi_size;
     if (done + size > nr_bytes) break;
     done += size;
-    complete_bio(b, V2P_PROG_RQ_DONE, (__u64)bio, now, error);
+    complete_bio(b, V2P_BATCH_RQ, V2P_PROG_RQ_DONE, (__u64)bio, now, error);
     bio = bio->bi_next;
   }
   if (b) batch_end(b);
@@ -384,7 +413,8 @@ int BPF_PROG(v2p_bio_done, struct request_queue* q, struct bio* bio) {
     if (!wanted) return 0;
   }
   struct v2p_complete_batch* b = batch_begin(V2P_BATCH_BIO);
-  complete_bio(b, V2P_PROG_BIO_DONE, (__u64)bio, bpf_ktime_get_ns(), bio->bi_status);
+  complete_bio(b, V2P_BATCH_BIO, V2P_PROG_BIO_DONE, (__u64)bio, bpf_ktime_get_ns(),
+               bio->bi_status);
   if (b) batch_end(b);
   return 0;
 }
@@ -392,24 +422,22 @@ int BPF_PROG(v2p_bio_done, struct request_queue* q, struct bio* bio) {
 /* Sends this CPU's unfilled batches, the events first. Not attached to anything: user space runs
  * it on each CPU (BPF_PROG_TEST_RUN with BPF_F_TEST_RUN_ON_CPU: from an IPI, or directly on the
  * caller's own CPU) so sparse events do not wait for a batch to fill. A busy batch belongs to a
- * program this flush interrupted; it is left for that program or the next flush, and the return
- * value tells user space that events older than this flush may still wait. A batch is busy while
- * it is sent, so a program that interrupts this (possible on the caller's CPU, where the flush
- * runs with interrupts on) does not append to a record already copied and then zeroed. */
-static __always_inline bool flush_idle_batch(__u32 slot) {
+ * program this flush interrupted; it is left for that program or the next flush. A batch is busy
+ * while it is sent, so a program that interrupts this (possible on the caller's CPU, where the
+ * flush runs with interrupts on) does not append to a record already copied and then zeroed. */
+static __always_inline void flush_idle_batch(__u32 slot) {
   struct v2p_complete_batch* b = batch_begin(slot);
-  if (!b) return false;
-  SEND_RECORD(b, V2P_PROG_FLUSH);
+  if (!b) return;
+  flush_batch(b, slot, V2P_PROG_FLUSH);
   batch_end(b);
-  return true;
 }
 
 SEC("raw_tp")
 int v2p_flush(void* ctx) {
-  bool clean = send_idle_events(V2P_PROG_FLUSH);
+  send_idle_events(V2P_PROG_FLUSH);
   if (track_completions) {
-    clean = flush_idle_batch(V2P_BATCH_RQ) && clean;
-    clean = flush_idle_batch(V2P_BATCH_BIO) && clean;
+    flush_idle_batch(V2P_BATCH_RQ);
+    flush_idle_batch(V2P_BATCH_BIO);
   }
-  return clean ? V2P_FLUSH_CLEAN : V2P_FLUSH_SKIPPED_BUSY;
+  return 0;
 }

@@ -75,9 +75,10 @@ struct v2p_complete_record {
  * a CPU's events keep their order): V2P_EVENT_BATCH events to a ring record, one copy into the
  * ring instead of a reservation and a commit per event. The batch is sent when it fills, before
  * a completion batch of the same CPU is sent (so a bio's queue event precedes its completion on
- * one CPU), and by the flush program. Across CPUs a completion can still reach user space before
- * its queue event; user space joins a completion only once a flush has collected every event
- * older than it (pfilter/probe.cpp). Its size (1 288 bytes) tells it apart from the others. */
+ * one CPU), and by the flush program. Across CPUs a completion can reach user space before its
+ * queue event, so each CPU publishes in v2p_unsent_since the time of the oldest event its batch
+ * holds, and user space joins a completion only once no batch holds an event older than it
+ * (pfilter/probe.cpp). Its size (1 288 bytes) tells the record apart from the others. */
 #define V2P_EVENT_BATCH 16
 struct v2p_event_record {
   __u32 count; /* events [0..count) */
@@ -90,11 +91,6 @@ struct v2p_event_batch {
   struct v2p_event_record record;
 };
 
-/* The flush program's return value: a batch was busy (its program was interrupted by the
- * flush), so events older than the flush may still wait in it. */
-#define V2P_FLUSH_CLEAN 0
-#define V2P_FLUSH_SKIPPED_BUSY 1
-
 /* A CPU's batch in the making, one per completion program (so a program never finds its own
  * batch half-written: the kernel does not nest a program on one CPU). `busy` is set by whichever
  * of its two writers is using it: the completion program, or the flush program that user space
@@ -105,6 +101,14 @@ struct v2p_event_batch {
 #define V2P_BATCH_RQ 0  /* v2p_rq_done */
 #define V2P_BATCH_BIO 1 /* v2p_bio_done */
 #define V2P_BATCH_SLOTS 2
+
+/* v2p_unsent_since: per CPU, the time of the oldest entry waiting in each of its batches (0:
+ * empty). The event batch's tells user space which completions it may join; all tell it which
+ * CPUs need a flush. */
+#define V2P_SINCE_EVENTS 0
+#define V2P_SINCE_COMPLETIONS(batch_slot) (1 + (batch_slot))
+#define V2P_SINCES_PER_CPU 4 /* 3 used; 32 bytes per CPU */
+#define V2P_SINCE_SLOT(cpu, which) ((cpu)*V2P_SINCES_PER_CPU + (which))
 struct v2p_complete_batch {
   __u32 busy;
   __u32 reserved;

@@ -7,8 +7,8 @@
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
 #include <cerrno>
+#include <chrono>
 #include <cstdarg>
 #include <cstddef>
 #include <cstdio>
@@ -81,28 +81,27 @@ struct RingDeleter {
   void operator()(ring_buffer* r) const noexcept { ring_buffer__free(r); }
 };
 
-// The ring buffer's consumer and producer positions (its first two pages), read-only: whether a
-// drain read everything committed before some moment. libbpf stops a drain at a record still
-// being written, and says nothing.
-class RingPositions {
+// A read-only memory mapping of a BPF map (a ring buffer's position pages, an mmapable array):
+// values the programs publish, read without a system call.
+class MapView {
  public:
-  explicit RingPositions(int ring_fd) : page_(static_cast<std::size_t>(::sysconf(_SC_PAGESIZE))) {
-    void* p = ::mmap(nullptr, 2 * page_, PROT_READ, MAP_SHARED, ring_fd, 0);
-    if (p == MAP_FAILED) throw system_error("cannot map the pfilter ring buffer's positions");
+  MapView(int map_fd, std::size_t bytes, const char* what) {
+    const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+    bytes_ = (bytes + page - 1) / page * page;
+    void* p = ::mmap(nullptr, bytes_, PROT_READ, MAP_SHARED, map_fd, 0);
+    if (p == MAP_FAILED) throw system_error(std::string("cannot map the pfilter ") + what);
     base_ = static_cast<const unsigned char*>(p);
   }
-  ~RingPositions() { ::munmap(const_cast<unsigned char*>(base_), 2 * page_); }
-  RingPositions(const RingPositions&) = delete;
-  RingPositions& operator=(const RingPositions&) = delete;
-  std::uint64_t consumed() const { return load(0); }
-  std::uint64_t produced() const { return load(page_); }
-
- private:
+  ~MapView() { ::munmap(const_cast<unsigned char*>(base_), bytes_); }
+  MapView(const MapView&) = delete;
+  MapView& operator=(const MapView&) = delete;
   std::uint64_t load(std::size_t offset) const {
     return __atomic_load_n(reinterpret_cast<const std::uint64_t*>(base_ + offset),
                            __ATOMIC_ACQUIRE);
   }
-  std::size_t page_;
+
+ private:
+  std::size_t bytes_ = 0;
   const unsigned char* base_ = nullptr;
 };
 
@@ -159,7 +158,13 @@ void add_to_set(std::uint32_t* inline_set, std::uint32_t* overflow, bpf_map* map
 struct Probe::Impl {
   std::unique_ptr<blockio_bpf, SkeletonDeleter> skel;
   std::unique_ptr<ring_buffer, RingDeleter> ring;
-  std::optional<RingPositions> ring_positions;
+  // The ring's consumer and producer positions (its first two pages): libbpf stops a drain at a
+  // record still being written and says nothing, so these tell whether a drain read everything
+  // produced before some moment.
+  std::optional<MapView> ring_positions;
+  std::optional<MapView> unsent_since;  // v2p_unsent_since (V2P_SINCE_SLOT)
+  int cpus = 0;
+  std::size_t ring_page = 0;
   std::optional<PinDirectory> pins;  // destroyed before the skeleton: unpin, then detach
   std::filesystem::path pin_path;
   ReqFlagBits bits;
@@ -167,14 +172,13 @@ struct Probe::Impl {
   bool filter_tgids = false;
   std::unique_ptr<CompletionJoin> inflight;  // with completions only
   std::uint64_t flush_interval_ns = 0;
-  std::uint64_t last_flush_ns = 0;
-  unsigned idle_flushes = 0;  // flushes in a row that found nothing: the next one waits longer
+  std::uint64_t last_check_ns = 0;
+  unsigned idle_checks =
+      0;  // checks in a row that found nothing waiting: the next one waits longer
   std::atomic<std::uint64_t> unmatched{0};  // read by other threads for statistics
 
   // Completions received but not joined yet: a completion is joined only once every queue event
-  // older than it has arrived, which holds for those older than the last clean flush (see
-  // join_ready). Sorted by time before joining, so each joins the queue event of its own use of
-  // a bio address.
+  // older than it has arrived, which holds for those older than joinable_before_ns (see drain).
   struct PendingCompletion {
     std::uint64_t bio;
     std::uint64_t ts_ns;
@@ -195,8 +199,16 @@ struct Probe::Impl {
   void join_ready();
   std::uint64_t counter(std::uint32_t which) const;
   std::uint64_t recursion_misses() const;
-  bool flush_batches();
-  void flush_and_drain();
+  std::uint64_t since(int cpu, unsigned which) const {
+    return unsent_since->load(V2P_SINCE_SLOT(static_cast<std::size_t>(cpu), which) * 8);
+  }
+  bool flush_batches(bool all);
+  void drain();
+  void flush_and_drain(bool all) {
+    const bool waiting = flush_batches(all);
+    drain();
+    idle_checks = waiting ? 0 : std::min(idle_checks + 1, 3u);
+  }
   void pin();
   void add_device(std::uint32_t dev) {
     add_to_set(skel->bss->v2p_dev_set, &skel->bss->v2p_dev_overflow, skel->maps.v2p_devices, dev,
@@ -253,24 +265,20 @@ void Probe::Impl::on_completions(const v2p_complete_record& c) {
   }
 }
 
-// Joins the pending completions older than the last clean flush. A bio's queue event is written
-// before the bio goes to its driver, so before its completion's time; a flush that found no
-// batch busy has sent everything written before it started, and the drain after it has read it.
-// So every queue event such a completion can belong to is in the join now, and one that has
-// none never had one (queued before attach or by a filtered-out process, a split's front part,
-// or lost with a full ring).
+// Joins the pending completions older than joinable_before_ns, in the order they came; the
+// others stay, in order. Every queue event such a completion can belong to is in the join now,
+// so one that has none never had one (queued before attach or by a filtered-out process, a
+// split's front part, or lost with a full ring).
 void Probe::Impl::join_ready() {
-  if (pending.empty()) return;
-  const auto ready_end = std::partition(pending.begin(), pending.end(), [this](const auto& p) {
-    return p.ts_ns < joinable_before_ns;
-  });
-  std::sort(pending.begin(), ready_end,
-            [](const auto& a, const auto& b) { return a.ts_ns < b.ts_ns; });
-  const auto ready = static_cast<std::size_t>(ready_end - pending.begin());
-  std::size_t done = 0;
+  std::size_t kept = 0;
+  std::size_t i = 0;
   try {
-    while (done < ready) {
-      const PendingCompletion p = pending[done++];  // consumed even if on_event throws
+    for (; i < pending.size(); ++i) {
+      const PendingCompletion p = pending[i];
+      if (p.ts_ns >= joinable_before_ns) {
+        pending[kept++] = p;
+        continue;
+      }
       PhysEvent e;
       if (!inflight->completed(p.bio, p.ts_ns, p.error, e)) {
         unmatched.fetch_add(1, std::memory_order_relaxed);
@@ -280,10 +288,12 @@ void Probe::Impl::join_ready() {
       ++delivered;
     }
   } catch (...) {
-    pending.erase(pending.begin(), pending.begin() + static_cast<std::ptrdiff_t>(done));
+    ++i;  // the completion being delivered is consumed
+    pending.erase(pending.begin() + static_cast<std::ptrdiff_t>(kept),
+                  pending.begin() + static_cast<std::ptrdiff_t>(i));
     throw;
   }
-  pending.erase(pending.begin(), ready_end);
+  pending.resize(kept);
 }
 
 // A counter's slots of every program on every CPU (see blockio.h).
@@ -318,56 +328,72 @@ std::uint64_t Probe::Impl::recursion_misses() const {
   return sum;
 }
 
-// Runs the flush program on every CPU, so events in unfilled batches reach the ring; true when no
-// batch was busy (then everything written before the call is in the ring). A CPU that is offline
-// has no batch in the making (ENXIO). Any other failure throws: events would otherwise wait,
-// unreported, until their batch fills (up to 15 per CPU, for ever when I/O stops).
-bool Probe::Impl::flush_batches() {
+// Runs the flush program on the CPUs whose batches hold something older than the flush interval
+// (all: on every CPU), so events in unfilled batches reach the ring; under steady load batches
+// fill within a millisecond and no IPI is needed. True when some batch held anything. A CPU that
+// is offline has no batch in the making (ENXIO). Any other failure throws: events would otherwise
+// wait, unreported, until their batch fills (up to 15 per CPU, for ever when I/O stops).
+bool Probe::Impl::flush_batches(bool all) {
   const int fd = bpf_program__fd(skel->progs.v2p_flush);
-  const int cpus = libbpf_num_possible_cpus();
-  bool clean = true;
+  const std::uint64_t now = monotonic_ns();
+  last_check_ns = now;
+  bool waiting = false;
   for (int cpu = 0; cpu < cpus; ++cpu) {
+    bool due = all;
+    for (unsigned which = V2P_SINCE_EVENTS; which <= V2P_SINCE_COMPLETIONS(V2P_BATCH_BIO);
+         ++which) {
+      const std::uint64_t t = since(cpu, which);
+      if (t == 0) continue;
+      waiting = true;
+      due = due || now - std::min(now, t) >= flush_interval_ns;
+    }
+    if (!due) continue;
     LIBBPF_OPTS(bpf_test_run_opts, run, .flags = BPF_F_TEST_RUN_ON_CPU,
                 .cpu = static_cast<__u32>(cpu));
     if (const int rc = bpf_prog_test_run_opts(fd, &run); rc < 0 && rc != -ENXIO) {
       throw system_error("running the pfilter flush on CPU " + std::to_string(cpu) +
                              " (BPF_PROG_TEST_RUN with BPF_F_TEST_RUN_ON_CPU)",
                          -rc);
-    } else if (rc == 0 && run.retval != V2P_FLUSH_CLEAN) {
-      clean = false;
     }
   }
-  return clean;
+  return waiting;
 }
 
-// Flushes every CPU's batches, reads what that sent, and joins the completions it made safe.
-void Probe::Impl::flush_and_drain() {
-  const std::uint64_t started = monotonic_ns();
-  const bool clean = flush_batches();
-  const std::uint64_t flushed_to = ring_positions->produced();
-  last_flush_ns = started;
+// Reads the ring, then joins the completions that became joinable. A bio's queue event is
+// written, and its time published in v2p_unsent_since while it waits in a batch, before the bio
+// goes to its driver, so before its completion's time. Taken in this order, `now`, then the
+// oldest time any batch holds, then the producer position, and once the drain has consumed up to
+// that position: every queue event older than both times has been read.
+void Probe::Impl::drain() {
+  std::uint64_t joinable = monotonic_ns();
+  for (int cpu = 0; cpu < cpus; ++cpu) {
+    const std::uint64_t t = since(cpu, V2P_SINCE_EVENTS);
+    if (t != 0) joinable = std::min(joinable, t);
+  }
+  const std::uint64_t produced = ring_positions->load(ring_page);
   records = 0;
   if (const int rc = ring_buffer__consume(ring.get()); rc < 0 && rc != -ECANCELED) {
     throw system_error("reading the pfilter ring buffer", -rc);
   }
   if (failure) std::rethrow_exception(failure);
-  idle_flushes = records == 0 ? std::min(idle_flushes + 1, 3u) : 0;
-  if (clean && ring_positions->consumed() >= flushed_to) joinable_before_ns = started;
+  if (ring_positions->load(0) >= produced) {
+    joinable_before_ns = std::max(joinable_before_ns, joinable);
+  }
   if (inflight) join_ready();
 }
 
 void Probe::Impl::pin() {
   bpf_program* progs[] = {skel->progs.v2p_bio_queue, skel->progs.v2p_bio_remap,
-                          skel->progs.v2p_rq_done, skel->progs.v2p_bio_done,
-                          skel->progs.v2p_flush};
+                          skel->progs.v2p_rq_done, skel->progs.v2p_bio_done, skel->progs.v2p_flush};
   for (bpf_program* p : progs) {
     if (!bpf_program__autoload(p)) continue;
     const auto path = pins->entry(bpf_program__name(p));
     if (bpf_program__pin(p, path.c_str()) != 0) throw system_error("cannot pin " + path.string());
   }
-  bpf_map* maps[] = {skel->maps.v2p_events, skel->maps.v2p_devices, skel->maps.v2p_tgids,
-                     skel->maps.v2p_counters, skel->maps.v2p_complete_batches,
-                     skel->maps.v2p_event_batches};
+  bpf_map* maps[] = {
+      skel->maps.v2p_events,      skel->maps.v2p_devices,          skel->maps.v2p_tgids,
+      skel->maps.v2p_counters,    skel->maps.v2p_complete_batches, skel->maps.v2p_event_batches,
+      skel->maps.v2p_unsent_since};
   for (bpf_map* m : maps) {
     const auto path = pins->entry(bpf_map__name(m));
     if (bpf_map__pin(m, path.c_str()) != 0) throw system_error("cannot pin " + path.string());
@@ -402,6 +428,10 @@ std::unique_ptr<Probe> Probe::attach(const ProbeOptions& options) {
   skel.rodata->wakeup_bytes = options.wakeup_bytes;
   skel.rodata->bio_remapped_bit = static_cast<std::uint8_t>(bio_remapped_bit().value_or(0xff));
   bpf_map__set_max_entries(skel.maps.v2p_events, options.ring_bytes);
+  impl->cpus = libbpf_num_possible_cpus();
+  if (impl->cpus <= 0) throw system_error("cannot count the possible CPUs", -impl->cpus);
+  bpf_map__set_max_entries(skel.maps.v2p_unsent_since,
+                           static_cast<std::uint32_t>(impl->cpus * V2P_SINCES_PER_CPU));
   if (options.completions) impl->inflight = std::make_unique<CompletionJoin>();
   impl->flush_interval_ns = std::uint64_t{options.flush_ms} * 1'000'000;
   bpf_program__set_autoload(skel.progs.v2p_rq_done, options.completions);
@@ -411,8 +441,11 @@ std::unique_ptr<Probe> Probe::attach(const ProbeOptions& options) {
     throw Error("loading the pfilter eBPF programs failed (" + std::string(std::strerror(-rc)) +
                 "): " + (g_libbpf_last.empty() ? "no detail from libbpf" : g_libbpf_last));
   }
+  impl->unsent_since.emplace(bpf_map__fd(skel.maps.v2p_unsent_since),
+                             static_cast<std::size_t>(impl->cpus) * V2P_SINCES_PER_CPU * 8,
+                             "batch times");
   // A kernel that cannot run the flush fails here, before anything is attached.
-  impl->flush_batches();
+  impl->flush_batches(true);
   for (const auto d : options.devices) impl->add_device(d.kernel());
   for (const auto t : options.tgids) impl->add_tgid(t);
   if (const int rc = blockio_bpf__attach(&skel); rc != 0) {
@@ -423,7 +456,10 @@ std::unique_ptr<Probe> Probe::attach(const ProbeOptions& options) {
   impl->ring.reset(
       ring_buffer__new(bpf_map__fd(skel.maps.v2p_events), &Impl::on_sample, impl.get(), nullptr));
   if (!impl->ring) throw system_error("cannot map the pfilter ring buffer");
-  impl->ring_positions.emplace(bpf_map__fd(skel.maps.v2p_events));
+  impl->ring_page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  impl->ring_positions.emplace(bpf_map__fd(skel.maps.v2p_events), 2 * impl->ring_page,
+                               "ring buffer's positions");
+
   return std::unique_ptr<Probe>(new Probe(std::move(impl)));
 }
 
@@ -437,30 +473,31 @@ std::size_t Probe::poll(int timeout_ms, const std::function<void(const PhysEvent
     ~Reset() { s.on_event = nullptr; }
   } reset{s};
   if (timeout_ms == 0) {
-    // The final drain: everything written so far. A completion written during the first flush's
-    // drain is only joinable after a second flush.
+    // The final drain: everything written so far. A completion newer than the first round's
+    // start is only joinable after another.
     for (int round = 0; round < 3 && (round == 0 || !s.pending.empty()); ++round) {
-      s.flush_and_drain();
+      s.flush_and_drain(true);
     }
     return s.delivered;
   }
-  // Events wait in per-CPU batches until one fills: flush the unfilled ones every
-  // flush_interval_ns (each flush is an IPI per CPU), less often while flushes find nothing.
-  // Sleep until data wakes us, the next flush is due, or the timeout ends.
+  // Events wait in per-CPU batches until one fills: every flush_interval_ns (less often while
+  // nothing waits) flush the CPUs whose batches hold old entries (each flush is an IPI). Sleep
+  // until data wakes us, the next check is due, or the timeout ends.
   const std::uint64_t deadline = monotonic_ns() + std::uint64_t(timeout_ms) * 1'000'000;
   for (;;) {
     const std::uint64_t now = monotonic_ns();
-    const std::uint64_t next_flush = s.last_flush_ns + (s.flush_interval_ns << s.idle_flushes);
+    const std::uint64_t next_flush = s.last_check_ns + (s.flush_interval_ns << s.idle_checks);
     if (now >= next_flush) {
-      s.flush_and_drain();
-      if (s.delivered > 0) break;
-      continue;
+      s.flush_and_drain(false);
+    } else if (now >= deadline) {
+      break;
+    } else {
+      const std::uint64_t wait_ms = (std::min(deadline, next_flush) - now + 999'999) / 1'000'000;
+      const int rc = ring_buffer__poll(s.ring.get(), static_cast<int>(wait_ms));
+      if (s.failure) std::rethrow_exception(s.failure);
+      if (rc < 0 && rc != -EINTR) throw system_error("reading the pfilter ring buffer", -rc);
+      s.drain();  // what the wakeup brought made completions joinable
     }
-    if (now >= deadline) break;
-    const std::uint64_t wait_ns = std::min(deadline, next_flush) - now;
-    const int rc = ring_buffer__poll(s.ring.get(), static_cast<int>((wait_ns + 999'999) / 1'000'000));
-    if (s.failure) std::rethrow_exception(s.failure);
-    if (rc < 0 && rc != -EINTR) throw system_error("reading the pfilter ring buffer", -rc);
     if (s.delivered > 0) break;
   }
   return s.delivered;

@@ -15,7 +15,9 @@
 #      attach/detach (default 300), LOG_MS fio's IOPS averaging period (default 250),
 #      CONFIGS (default "full mapping"; as run.sh: full, mapping, idle), BACKING (disk: a file
 #      on /var/tmp, the default; ram: a file on /dev/shm, CPU-bound), SIZE_MIB (default 512),
-#      BATCH_KIB (probe --batch-kib, default 64), PROBE_ARGS (more `v2p probe` options).
+#      BATCH_KIB (probe --batch-kib, default 64), PROBE_ARGS (more `v2p probe` options),
+#      V2P_B: a second v2p binary (another build) whose configs are named with "@b", e.g.
+#      CONFIGS="full full@b": both builds compared in the same fio run.
 set -euo pipefail
 
 V2P=${1:-build/cli/v2p}
@@ -28,6 +30,7 @@ BACKING=${BACKING:-disk}
 SIZE_MIB=${SIZE_MIB:-512}
 BATCH_KIB=${BATCH_KIB:-64}
 PROBE_ARGS=${PROBE_ARGS:-}
+V2P_B=${V2P_B:-}
 
 [ "$(id -u)" -eq 0 ] || { echo "fio_toggle.sh: needs root (loop devices, eBPF)" >&2; exit 1; }
 [ -x "$V2P" ] || { echo "fio_toggle.sh: no v2p binary at $V2P (pass its path)" >&2; exit 1; }
@@ -64,7 +67,7 @@ window() {
 }
 
 probe_args() {
-  case "$1" in
+  case "${1%@b}" in
     mapping) echo "--device $LOOP --no-completions $PROBE_ARGS" ;;
     full) echo "--device $LOOP $PROBE_ARGS" ;;
     idle) echo "--device 7:1048575 $PROBE_ARGS" ;;  # no such device: every call is a rejection
@@ -73,8 +76,13 @@ probe_args() {
 }
 
 start_probe() {
+  local bin=$V2P
+  if [ "${1%@b}" != "$1" ]; then
+    [ -x "$V2P_B" ] || { echo "fio_toggle.sh: config $1 needs V2P_B, a v2p binary" >&2; exit 1; }
+    bin=$V2P_B
+  fi
   # shellcheck disable=SC2046
-  "$V2P" probe $(probe_args "$1") --stats-interval 0 --no-pin --batch-kib "$BATCH_KIB" \
+  "$bin" probe $(probe_args "$1") --stats-interval 0 --no-pin --batch-kib "$BATCH_KIB" \
     > /dev/null 2> "$WORK/probe.log" &
   PROBE_PID=$!
   for _ in $(seq 300); do grep -q attached "$WORK/probe.log" 2>/dev/null && return 0; sleep 0.05; done

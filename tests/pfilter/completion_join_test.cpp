@@ -64,25 +64,39 @@ TEST(CompletionJoin, ReusedAddressesJoinByTime) {
   EXPECT_EQ(join.evicted(), 0U);
 }
 
-// Uses never overlap: when a later use completes, an older one still waiting lost its completion
-// (ring full), which the probe would have joined first.
-TEST(CompletionJoin, AnOlderUseIsDroppedWhenALaterOneCompletes) {
+// An older use's completion can come after a newer one's (another CPU's batch); an entry long
+// older than a use that completed lost its completion (ring full).
+TEST(CompletionJoin, OlderUsesWaitUnlessLongStale) {
   CompletionJoin join;
   const std::uint64_t bio = 0xffff888000004000;
+  const std::uint64_t stale = CompletionJoin::kStaleAfterNs;
   join.queued(bio, queue_event(1000, 100));
   join.queued(bio, queue_event(2000, 200));
-  join.queued(bio, queue_event(3000, 300));
+  join.queued(bio, queue_event(2000 + stale + 1, 300));
+  join.queued(bio, queue_event(3000 + stale + 1, 400));
   PhysEvent out;
   ASSERT_TRUE(join.completed(bio, 2500, 0, out));
   EXPECT_EQ(out.sector, 200U);
+  ASSERT_TRUE(join.completed(bio, 1500, 0, out));  // later, still joined to its own use
+  EXPECT_EQ(out.sector, 100U);
+  EXPECT_EQ(join.evicted(), 0U);
+  // The use queued at 2000 + stale + 1 never completes. The next use was queued only 1000 ns
+  // after it, so when that one completes the leftover is not stale yet: it stays.
+  ASSERT_TRUE(join.completed(bio, 3500 + stale + 1, 0, out));
+  EXPECT_EQ(out.sector, 400U);
+  EXPECT_EQ(join.evicted(), 0U);
+  EXPECT_EQ(join.size(), 1U);
+  // A use far later completes: the leftover entry is long stale now.
+  join.queued(bio, queue_event(3 * stale, 500));
+  ASSERT_TRUE(join.completed(bio, 3 * stale + 10, 0, out));
+  EXPECT_EQ(out.sector, 500U);
   EXPECT_EQ(join.evicted(), 1U);
-  EXPECT_FALSE(join.completed(bio, 1500, 0, out));  // its entry was dropped
-  ASSERT_TRUE(join.completed(bio, 3500, 0, out));
-  EXPECT_EQ(out.sector, 300U);
   EXPECT_EQ(join.size(), 0U);
 }
 
-TEST(CompletionJoin, AtTheBoundTheOldestEntryGivesWay) {
+// The bound is only reached by entries whose completions were lost: long-stale ones go first;
+// when none is, the new entry is not kept. Both are counted.
+TEST(CompletionJoin, AtTheBoundStaleEntriesGoThenNewOnesAreRefused) {
   CompletionJoin join(4);
   for (std::uint64_t k = 0; k < 5; ++k) {
     join.queued(0xffff888000005000 + k * 256, queue_event(1000 * (k + 1), k));
@@ -90,11 +104,37 @@ TEST(CompletionJoin, AtTheBoundTheOldestEntryGivesWay) {
   EXPECT_EQ(join.size(), 4U);
   EXPECT_EQ(join.evicted(), 1U);
   PhysEvent out;
-  EXPECT_FALSE(join.completed(0xffff888000005000, 1500, 0, out));  // the oldest is gone
-  for (std::uint64_t k = 1; k < 5; ++k) {
-    ASSERT_TRUE(join.completed(0xffff888000005000 + k * 256, 1000 * (k + 1) + 1, 0, out)) << k;
-    EXPECT_EQ(out.sector, k);
+  EXPECT_FALSE(join.completed(0xffff888000005000 + 4 * 256, 5500, 0, out));  // not kept
+  ASSERT_TRUE(join.completed(0xffff888000005000, 1500, 0, out));
+  EXPECT_EQ(out.sector, 0U);
+  // Much later: the three left are long stale and make room.
+  join.queued(0xffff888000006000, queue_event(3 * CompletionJoin::kStaleAfterNs, 7));
+  join.queued(0xffff888000007000, queue_event(3 * CompletionJoin::kStaleAfterNs + 1, 8));
+  EXPECT_EQ(join.evicted(), 4U);
+  EXPECT_EQ(join.size(), 2U);
+  ASSERT_TRUE(join.completed(0xffff888000007000, 3 * CompletionJoin::kStaleAfterNs + 9, 0, out));
+  EXPECT_EQ(out.sector, 8U);
+  ASSERT_TRUE(join.completed(0xffff888000006000, 3 * CompletionJoin::kStaleAfterNs + 9, 0, out));
+  EXPECT_EQ(out.sector, 7U);
+  EXPECT_EQ(join.size(), 0U);
+}
+
+// Addresses that collide in the index: deleting one must not hide the others.
+TEST(CompletionJoin, CollidingAddressesStayFindable) {
+  CompletionJoin join;
+  constexpr std::uint64_t kBios = 3000;
+  for (std::uint64_t i = 0; i < kBios; ++i) join.queued(0x1000 + i * 8, queue_event(10 + i, i));
+  PhysEvent out;
+  for (std::uint64_t i = 0; i < kBios; i += 2) {  // every second one first
+    ASSERT_TRUE(join.completed(0x1000 + i * 8, 1'000'000, 0, out)) << i;
+    EXPECT_EQ(out.sector, i);
   }
+  for (std::uint64_t i = 1; i < kBios; i += 2) {
+    ASSERT_TRUE(join.completed(0x1000 + i * 8, 1'000'000, 0, out)) << i;
+    EXPECT_EQ(out.sector, i);
+  }
+  EXPECT_EQ(join.size(), 0U);
+  EXPECT_EQ(join.evicted(), 0U);
 }
 
 TEST(CompletionJoin, ManyBiosInFlight) {
