@@ -535,10 +535,9 @@ TEST(Probe, PinsWhileAttachedAndLeavesNothingBehind) {
     options.pin_dir = dir;
     auto probe = Probe::attach(options);
     EXPECT_EQ(probe->pin_dir(), dir);
-    for (const char* name :
-         {"v2p_bio_queue", "v2p_bio_remap", "v2p_rq_done", "v2p_bio_done", "v2p_flush",
-          "v2p_events", "v2p_devices", "v2p_tgids", "v2p_counters", "v2p_complete_batches",
-          "v2p_event_batches", "v2p_unsent_since"}) {
+    for (const char* name : {"v2p_bio_queue", "v2p_bio_remap", "v2p_rq_done", "v2p_bio_done",
+                             "v2p_flush", "v2p_events", "v2p_devices", "v2p_tgids", "v2p_counters",
+                             "v2p_complete_batches", "v2p_event_batches", "v2p_unsent_since"}) {
       EXPECT_TRUE(fs::exists(dir / name)) << name;
     }
     ids = pinned_program_ids(dir);
