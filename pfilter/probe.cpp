@@ -459,7 +459,6 @@ std::unique_ptr<Probe> Probe::attach(const ProbeOptions& options) {
   impl->ring_page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
   impl->ring_positions.emplace(bpf_map__fd(skel.maps.v2p_events), 2 * impl->ring_page,
                                "ring buffer's positions");
-
   return std::unique_ptr<Probe>(new Probe(std::move(impl)));
 }
 
@@ -483,7 +482,8 @@ std::size_t Probe::poll(int timeout_ms, const std::function<void(const PhysEvent
   // Events wait in per-CPU batches until one fills: every flush_interval_ns (less often while
   // nothing waits) flush the CPUs whose batches hold old entries (each flush is an IPI). Sleep
   // until data wakes us, the next check is due, or the timeout ends.
-  const std::uint64_t deadline = monotonic_ns() + std::uint64_t(timeout_ms) * 1'000'000;
+  const std::uint64_t deadline =
+      timeout_ms < 0 ? UINT64_MAX : monotonic_ns() + std::uint64_t(timeout_ms) * 1'000'000;
   for (;;) {
     const std::uint64_t now = monotonic_ns();
     const std::uint64_t next_flush = s.last_check_ns + (s.flush_interval_ns << s.idle_checks);

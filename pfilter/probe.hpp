@@ -44,7 +44,9 @@ class Probe {
   Probe(const Probe&) = delete;
   Probe& operator=(const Probe&) = delete;
 
-  // Waits up to timeout_ms and delivers every available event; returns the number delivered.
+  // Waits up to timeout_ms (negative: until something arrives) and delivers every available
+  // event; returns the number delivered. poll(0) is the final drain: it flushes every CPU's
+  // batches first, so everything the kernel saw so far is delivered.
   // An exception thrown by on_event stops delivery and propagates; undelivered events stay queued.
   std::size_t poll(int timeout_ms, const std::function<void(const PhysEvent&)>& on_event);
   // Events the kernel dropped because the ring buffer was full, since attach.
