@@ -591,6 +591,34 @@ TEST(Probe, ReplacesAStalePinDirectory) {
   EXPECT_FALSE(fs::exists(dir));
 }
 
+// A full ring loses events, and every one is counted: the smallest ring (one page, three event
+// batches) is not read while 300 direct writes are traced, so most batches find it full.
+TEST(Probe, CountsEveryEventAFullRingLoses) {
+  V2P_REQUIRE_ROOT_AND_BTF();
+  ScratchDir scratch;
+  LoopFilesystem host(
+      {scratch.path() / "host.img", scratch.path() / "mnt", 256ULL << 20, "ext4", true});
+  ProbeOptions options;
+  options.devices = {host.device()};
+  options.tgids = {static_cast<std::uint32_t>(::getpid())};
+  options.ring_bytes = static_cast<std::uint32_t>(::sysconf(_SC_PAGESIZE));
+  options.pin = false;
+  auto probe = Probe::attach(options);
+  std::vector<test::TaggedBlock> blocks;
+  for (std::uint16_t k = 0; k < 300; ++k) {
+    blocks.push_back(test::tagged_block(k * 8192ULL, static_cast<std::uint16_t>(k % 200 + 1)));
+  }
+  test::write_tagged(host.mountpoint() / "flood.raw", blocks);
+  std::uint64_t delivered = 0;
+  for (int round = 0; round < 3; ++round) {  // poll(0) flushes every batch into the ring
+    delivered += probe->poll(0, [](const PhysEvent&) {});
+  }
+  const std::uint64_t lost = probe->lost_events();
+  EXPECT_GT(lost, 0U);
+  EXPECT_EQ(probe->committed_events(), delivered);
+  EXPECT_GE(delivered + lost, blocks.size()) << delivered << " delivered, " << lost << " lost";
+}
+
 TEST(Probe, RejectsABadRingSize) {
   V2P_REQUIRE_ROOT_AND_BTF();
   ProbeOptions options;
