@@ -190,7 +190,6 @@ struct Probe::Impl {
   // State of the poll() in progress, read by the ring buffer callback.
   const std::function<void(const PhysEvent&)>* on_event = nullptr;
   std::size_t delivered = 0;
-  std::size_t records = 0;
   std::exception_ptr failure;
 
   static int on_sample(void* ctx, void* data, std::size_t size) noexcept;
@@ -222,7 +221,6 @@ struct Probe::Impl {
 
 int Probe::Impl::on_sample(void* ctx, void* data, std::size_t size) noexcept {
   auto* self = static_cast<Impl*>(ctx);
-  ++self->records;
   try {
     if (size == sizeof(v2p_event_record)) {
       // Read in place: the record is 1 288 bytes. An exception drops the rest of the record.
@@ -371,7 +369,6 @@ void Probe::Impl::drain() {
     if (t != 0) joinable = std::min(joinable, t);
   }
   const std::uint64_t produced = ring_positions->load(ring_page);
-  records = 0;
   if (const int rc = ring_buffer__consume(ring.get()); rc < 0 && rc != -ECANCELED) {
     throw system_error("reading the pfilter ring buffer", -rc);
   }
