@@ -18,11 +18,10 @@
 #include "policy/host/record_tee.hpp"
 #endif
 
-#include "vfilter/file_backend.hpp"
+#include "vfilter/stack_builder.hpp"
 
 #ifdef V2P_HAVE_CACHE
 #include "policy/cache/cache_config.hpp"
-#include "policy/cache/cache_stage.hpp"
 #endif
 #ifdef V2P_HAVE_TIER
 #include "cli/tier_options.hpp"
@@ -48,6 +47,8 @@ struct ServeOptions {
   // --policy before it.
   std::vector<vfilter::PolicyConfig> policies;
   std::uint64_t policy_tick_ms = 0;  // 0 = the config file's (default 1000)
+  // --filter FILE and --filter-arg KEY=VALUE, paired the same way.
+  std::vector<vfilter::FilterConfig> filters;
   bool file_backend = false;
   // Flash cache (docs/cache.md).
   std::string cache;
@@ -61,28 +62,30 @@ struct ServeOptions {
 #endif
 };
 
-// Rebuilds the interleaving of --policy and --policy-arg from CLI11's parse order.
-void collect_policies(const CLI::App& app, ServeOptions& o) {
-  const CLI::Option* file_opt = app.get_option("--policy");
-  const CLI::Option* arg_opt = app.get_option("--policy-arg");
+// Rebuilds the interleaving of --policy and --policy-arg (or --filter and --filter-arg) from
+// CLI11's parse order.
+void collect_plugins(const CLI::App& app, const std::string& flag,
+                     std::vector<vfilter::PluginConfig>& out) {
+  const CLI::Option* file_opt = app.get_option(flag);
+  const CLI::Option* arg_opt = app.get_option(flag + "-arg");
   const auto& files = file_opt->results();
   const auto& args = arg_opt->results();
   std::size_t next_file = 0;
   std::size_t next_arg = 0;
   for (const CLI::Option* opt : app.parse_order()) {
     if (opt == file_opt && next_file < files.size()) {
-      o.policies.push_back({files[next_file++], {}});
+      out.push_back({files[next_file++], {}});
     } else if (opt == arg_opt && next_arg < args.size()) {
       const std::string& kv = args[next_arg++];
       const auto eq = kv.find('=');
       if (eq == std::string::npos || eq == 0) {
-        throw Error(fmt::format("--policy-arg '{}': expected KEY=VALUE", kv));
+        throw Error(fmt::format("{}-arg '{}': expected KEY=VALUE", flag, kv));
       }
-      if (o.policies.empty()) {
-        throw Error(
-            fmt::format("--policy-arg '{}' comes before any --policy: give the policy first", kv));
+      if (out.empty()) {
+        throw Error(fmt::format("{}-arg '{}' comes before any {}: give the {} first", flag, kv,
+                                flag, flag.substr(2)));
       }
-      o.policies.back().args.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
+      out.back().args.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
     }
   }
 }
@@ -118,29 +121,6 @@ std::optional<cache::FlashCacheOptions> cache_options(const ServeOptions& o,
   return co;
 }
 
-// One FlashCache shared by every image vdisk, so reflinked clones share entries: each vdisk gets
-// the stack FileBackend -> CacheStage. Upstream and caller-built stacks stay as they are.
-std::shared_ptr<cache::FlashCache> put_cache_in_front(const cache::FlashCacheOptions& co,
-                                                      vfilter::ServeConfig& c) {
-  auto fc = std::make_shared<cache::FlashCache>(co);
-  for (auto& v : c.server.vdisks) {
-    if (v.backend || !v.upstream.empty()) {
-      fmt::print("v2p serve: vdisk {} is not an image file: not cached\n", v.vdisk);
-      continue;
-    }
-    auto file = std::make_shared<vfilter::FileBackend>(v.image, v.read_only, c.server.direct_io);
-    v.backend = std::make_shared<cache::CacheStage>(
-        fc, file, std::make_unique<cache::FiemapResolver>(v.image), v.vdisk);
-  }
-  const auto& g = fc->geometry();
-  const auto& r = fc->restore_report();
-  fmt::print("v2p serve: cache {}: {} blocks of {} KiB ({} MiB), {}, {} entries kept{}\n",
-             co.file.string(), g.slots, g.block_bytes >> 10, fc->capacity_bytes() >> 20,
-             co.write_mode == cache::WriteMode::kWriteThrough ? "write-through" : "write-around",
-             r.restored, r.clean ? "" : " (new, or not closed cleanly: started empty)");
-  return fc;
-}
-
 void print_cache_stats(const cache::FlashCache& fc) {
   for (const auto& vm : fc.vms()) {
     const auto s = fc.vm_stats(vm);
@@ -170,9 +150,6 @@ vfilter::ServeConfig build_config(const ServeOptions& o) {
     v.image = o.image;
     v.export_name = o.export_name;
     v.read_only = o.read_only;
-#ifdef V2P_HAVE_TIER
-    v.backend = make_tier_backend(o.tier, v.image, v.read_only, !o.no_direct);
-#endif
     c.server.vdisks.push_back(v);
   }
   // Flags override the file.
@@ -184,6 +161,7 @@ vfilter::ServeConfig build_config(const ServeOptions& o) {
   if (o.no_direct) c.server.direct_io = false;
   // Command-line policies load after the file's.
   c.policies.insert(c.policies.end(), o.policies.begin(), o.policies.end());
+  c.filters.insert(c.filters.end(), o.filters.begin(), o.filters.end());
   if (o.policy_tick_ms != 0) c.policy_tick_ms = o.policy_tick_ms;
   if (c.server.unix_socket.empty() && c.server.tcp_port == 0) {
     throw Error("no listener: give --socket PATH and/or --tcp [HOST:]PORT");
@@ -193,20 +171,23 @@ vfilter::ServeConfig build_config(const ServeOptions& o) {
 
 int run_serve(const ServeOptions& o) {
   auto config = build_config(o);
+  vfilter::StackRequest stack;
+  stack.filters = config.filters;
 #ifdef V2P_HAVE_CACHE
-  std::shared_ptr<cache::FlashCache> flash;
-  if (const auto co = cache_options(o, config)) flash = put_cache_in_front(*co, config);
+  stack.cache = cache_options(o, config);
 #else
   if (!o.cache.empty() || !config.cache.empty())
     throw Error("this v2p was built without the flash cache (policy/cache)");
 #endif
-  if (o.file_backend) {
-    for (auto& v : config.server.vdisks) {
-      if (v.backend || !v.upstream.empty()) continue;
-      v.backend =
-          std::make_shared<vfilter::FileBackend>(v.image, v.read_only, config.server.direct_io);
-    }
-  }
+#ifdef V2P_HAVE_TIER
+  stack.tier = tier_stage_options(o.tier, config.server.direct_io);
+#endif
+  stack.file_backend = o.file_backend;
+  stack.log = [](std::string_view line) { fmt::print("v2p serve: {}\n", line); };
+  const auto stacks = vfilter::build_stacks(config.server, stack);
+#ifdef V2P_HAVE_CACHE
+  const std::shared_ptr<cache::FlashCache>& flash = stacks.cache;
+#endif
   StopSignal stop;
   std::unique_ptr<vfilter::RecordFileSink> sink;
   if (!config.record.empty()) sink = std::make_unique<vfilter::RecordFileSink>(config.record);
@@ -225,7 +206,7 @@ int run_serve(const ServeOptions& o) {
   }
 #ifdef V2P_HAVE_TIER
   // The tier policy runs on its stages from now on; policies see them through TierControl.
-  const auto tier = start_tier_policy(o.tier, config.server.vdisks);
+  const auto tier = start_tier_policy(o.tier, stacks.tiers);
   policies.set_tier(tier->control());
 #endif
 #ifdef V2P_HAVE_CACHE
@@ -248,7 +229,7 @@ int run_serve(const ServeOptions& o) {
     throw Error("this v2p was built without the policy component: --policy is not available");
   }
 #ifdef V2P_HAVE_TIER
-  const auto tier = start_tier_policy(o.tier, config.server.vdisks);
+  const auto tier = start_tier_policy(o.tier, stacks.tiers);
 #endif
 #endif
   auto server = vfilter::Server::start(config.server, server_sink);
@@ -275,10 +256,13 @@ int run_serve(const ServeOptions& o) {
   }
   server->stop();
   const auto s = server->stats();
+  // The stacks go with the server: filters close (and may flush) before the cache records its
+  // index.
+  server.reset();
+  config.server.vdisks.clear();
 #ifdef V2P_HAVE_CACHE
   if (flash) {
     print_cache_stats(*flash);
-    server.reset();  // the stages go before the cache records its index
     flash->close();
   }
 #endif
@@ -326,6 +310,14 @@ const Register kServe{
        app.add_option("--policy-tick-ms", o->policy_tick_ms,
                       "Interval of the policies' on_tick (default 1000)")
            ->check(CLI::Range(1, 3'600'000));
+       app.add_option("--filter", "Load a data-path filter shared object (repeatable)")
+           ->type_name("FILE.so")
+           ->allow_extra_args(false)
+           ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+       app.add_option("--filter-arg", "KEY=VALUE for the --filter before it (repeatable, in order)")
+           ->type_name("KEY=VALUE")
+           ->allow_extra_args(false)
+           ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
        app.add_flag("--file-backend", o->file_backend,
                     "Serve images through the backend stack (FileBackend on tagged workers) "
                     "instead of io_uring: the path --cache uses, for comparisons");
@@ -343,7 +335,8 @@ const Register kServe{
        add_tier_flags(app, o->tier);
 #endif
        return [o, &app] {
-         collect_policies(app, *o);
+         collect_plugins(app, "--policy", o->policies);
+         collect_plugins(app, "--filter", o->filters);
          return run_serve(*o);
        };
      }}};

@@ -8,7 +8,6 @@
 #include "policy/tier/tier_control.hpp"
 #include "policy/tier/tier_policy.hpp"
 #include "policy/tier/tier_stage.hpp"
-#include "vfilter/file_backend.hpp"
 
 namespace v2p::cli {
 
@@ -66,11 +65,8 @@ void add_tier_flags(CLI::App& app, TierFlags& f) {
                "decides through TierControl instead");
 }
 
-std::shared_ptr<vfilter::BlockBackend> make_tier_backend(const TierFlags& f,
-                                                         const std::filesystem::path& image,
-                                                         bool read_only, bool direct) {
-  if (f.fast.empty()) return nullptr;
-  if (read_only) throw Error("--tier-fast needs a writable image (migrations write to it)");
+std::optional<tier::TierOptions> tier_stage_options(const TierFlags& f, bool direct) {
+  if (f.fast.empty()) return std::nullopt;
   tier::TierOptions o;
   o.fast_file = f.fast;
   o.fast_bytes = parse_bytes("--tier-fast-size", f.fast_size);
@@ -80,8 +76,7 @@ std::shared_ptr<vfilter::BlockBackend> make_tier_backend(const TierFlags& f,
   o.hot_threshold = f.promote_heat;
   if (!(f.half_life_s > 0)) throw Error("--tier-half-life must be positive");
   o.heat_half_life_ns = static_cast<std::uint64_t>(f.half_life_s * 1e9);
-  return std::make_shared<tier::TierStage>(
-      std::make_shared<vfilter::FileBackend>(image, false, direct), std::move(o));
+  return o;
 }
 
 namespace {
@@ -96,7 +91,7 @@ class AutopilotRuntime final : public TierRuntime {
 }  // namespace
 
 std::unique_ptr<TierRuntime> start_tier_policy(const TierFlags& f,
-                                               const std::vector<vfilter::VdiskConfig>& vdisks) {
+                                               const std::vector<vfilter::TieredVdisk>& tiered) {
   auto rt = std::make_unique<AutopilotRuntime>();
   tier::TierPolicyParams p;
   p.promote_heat = f.promote_heat;
@@ -105,13 +100,11 @@ std::unique_ptr<TierRuntime> start_tier_policy(const TierFlags& f,
   if (!(p.low_watermark < p.high_watermark && p.high_watermark <= 1.0)) {
     throw Error("need --tier-low-watermark < --tier-high-watermark <= 1");
   }
-  for (const auto& v : vdisks) {
-    auto stage = std::dynamic_pointer_cast<tier::TierStage>(v.backend);
-    if (stage == nullptr) continue;
+  for (const auto& [vdisk, stage] : tiered) {
     rt->stages.add(stage);
     fmt::print(
         "v2p serve: tiering {}: fast tier {} ({} extents of {} B), journal {}, rate {} B/s, {}\n",
-        v.vdisk, stage->options().fast_file.string(), stage->geometry().fast_slots,
+        vdisk, stage->options().fast_file.string(), stage->geometry().fast_slots,
         stage->geometry().extent_bytes, stage->options().journal.string(),
         stage->options().rate_bytes_per_s,
         f.no_autopilot ? "decided by loaded policies" : "built-in policy");

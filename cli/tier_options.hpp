@@ -5,12 +5,13 @@
 #include <CLI/CLI.hpp>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "policy/tier/tier_stage.hpp"
 #include "v2p/tier.hpp"
-#include "vfilter/block_backend.hpp"
-#include "vfilter/server.hpp"
+#include "vfilter/stack_builder.hpp"
 
 namespace v2p::cli {
 
@@ -32,10 +33,9 @@ void add_tier_flags(CLI::App& app, TierFlags& flags);
 // "4096", "64k", "1M", "2G" (powers of 1024) -> bytes; throws v2p::Error naming the flag.
 std::uint64_t parse_bytes(const std::string& flag, const std::string& text);
 
-// FileBackend(image) -> TierStage, or null when --tier-fast is not given.
-std::shared_ptr<vfilter::BlockBackend> make_tier_backend(const TierFlags& flags,
-                                                         const std::filesystem::path& image,
-                                                         bool read_only, bool direct);
+// The TierStage options the flags ask for (the stack builder puts the stage over the image), or
+// nullopt when --tier-fast is not given.
+std::optional<tier::TierOptions> tier_stage_options(const TierFlags& flags, bool direct);
 
 // Starts the built-in policy on every tiered vdisk; stops it when destroyed.
 class TierRuntime {
@@ -45,6 +45,6 @@ class TierRuntime {
   [[nodiscard]] virtual TierControl* control() noexcept = 0;
 };
 std::unique_ptr<TierRuntime> start_tier_policy(const TierFlags& flags,
-                                               const std::vector<vfilter::VdiskConfig>& vdisks);
+                                               const std::vector<vfilter::TieredVdisk>& tiered);
 
 }  // namespace v2p::cli

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Loads every policy sample built out of tree (SAMPLES_DIR/<name>/lib*.so) into `v2p serve`,
-# writes through it with qemu-io and stops it: a sample that does not load, refuses its
-# documented arguments, crashes the server or prints nothing it promises fails the run.
+# Loads every policy and filter sample built out of tree (SAMPLES_DIR/<name>/lib*.so) into
+# `v2p serve`, writes through it with qemu-io and stops it: a sample that does not load, refuses
+# its documented arguments, crashes the server or prints nothing it promises fails the run.
 #   scripts/smoke-policies.sh build/cli/v2p build/samples
 set -euo pipefail
 v2p=$1
@@ -16,6 +16,9 @@ expect_for() {
     passthru-policy) echo "report_every=1|policy passthru: saw " ;;
     heat-reporter) echo "every=1|policy heat-reporter: heat vm1: total " ;;
     no-swap-cache) echo "vdisk=swap|policy no-swap-cache loaded" ;;
+    passthru-filter) echo "|filter passthru: vdisk disk0: 1 reads, 1 writes" ;;
+    qos-filter) echo "iops=1000|filter qos: vm vm1: " ;;
+    mirror-filter) echo "mirror=$work/{vdisk}.mirror|mirror $work/disk0.mirror in sync" ;;
     *) echo "|loaded from" ;;
   esac
 }
@@ -29,9 +32,13 @@ for so in "$samples"/*/lib*.so; do
   want=${spec#*|}
   log=$work/$name.log
   sock=$work/$name.sock
+  # Filter samples (*-filter) load with --filter; the rest are policies.
+  kind=policy
+  case $name in *-filter) kind=filter ;; esac
   cmd=("$v2p" serve --image "$work/disk0.raw" --vm vm1 --vdisk disk0 --socket "$sock"
-       --policy "$so" --policy-tick-ms 50)
-  [ -n "$arg" ] && cmd+=(--policy-arg "$arg")
+       "--$kind" "$so")
+  [ "$kind" = policy ] && cmd+=(--policy-tick-ms 50)
+  [ -n "$arg" ] && cmd+=("--$kind-arg" "$arg")
   "${cmd[@]}" >"$log" 2>&1 &
   pid=$!
   for _ in $(seq 100); do
@@ -53,7 +60,9 @@ for so in "$samples"/*/lib*.so; do
   kill -TERM "$pid"
   rc=0
   wait "$pid" || rc=$?
-  if [ "$rc" -ne 0 ] || ! grep -qF "$want" "$log" || ! grep -q "1 live, 0 unloaded" "$log"; then
+  lost=0
+  [ "$kind" = policy ] && ! grep -q "1 live, 0 unloaded" "$log" && lost=1
+  if [ "$rc" -ne 0 ] || ! grep -qF "$want" "$log" || [ "$lost" -ne 0 ]; then
     echo "smoke: $name (exit $rc) did not print '$want' or lost its policy:" >&2
     cat "$log" >&2
     exit 1

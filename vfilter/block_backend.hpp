@@ -25,7 +25,8 @@ struct IoTarget {
   std::string_view vdisk;
   std::uint32_t vm_id = 0;
   std::uint32_t vdisk_id = 0;
-  std::uint16_t ioprio = 0;  // the tag the worker thread runs under (0 = untagged)
+  std::uint16_t ioprio = 0;   // the tag the worker thread runs under (0 = untagged)
+  std::uint64_t voffset = 0;  // the guest offset of the whole NBD request
 };
 
 enum class Fua : bool { kNo = false, kYes = true };
@@ -45,6 +46,14 @@ class BlockBackend {
   // process, and declare it to the sink, so the correlator joins its bios by completion window
   // (docs/correlator.md). A stage forwarding to such a backend forwards this too.
   [[nodiscard]] virtual std::vector<pid_t> opaque_processes() const { return {}; }
+
+  // What the NBD handshake advertises for the vdisk. A stage over another forwards what it does
+  // not narrow (FilterStage asks its filter); the defaults are what a full backend offers.
+  [[nodiscard]] virtual bool can_fua() const { return true; }
+  [[nodiscard]] virtual bool can_trim() const { return true; }
+  [[nodiscard]] virtual bool can_zero() const { return true; }
+  [[nodiscard]] virtual bool can_multi_conn() const { return true; }
+  [[nodiscard]] virtual std::uint32_t min_block() const { return 1; }
 
   // Each returns 0 when the whole range is done, or -errno. The range is inside size() (the
   // export validated it). A backend never returns partial success.

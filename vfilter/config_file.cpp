@@ -63,12 +63,12 @@ VdiskConfig parse_vdisk(const json& d, const std::string& vm, const std::filesys
 }
 
 // {"file": "x.so", "args": {"key": "value", "n": 3}}: values are strings, numbers or booleans,
-// passed to the policy as text; args arrive in key order (JSON objects are unordered).
-PolicyConfig parse_policy(const json& p, const std::filesystem::path& base,
-                          const std::string& where) {
-  if (!p.is_object()) throw Error(where + ": a policy must be an object");
+// passed to the policy or filter as text; args arrive in key order (JSON objects are unordered).
+PluginConfig parse_plugin(const json& p, const std::filesystem::path& base,
+                          const std::string& where, const char* noun) {
+  if (!p.is_object()) throw Error(fmt::format("{}: a {} must be an object", where, noun));
   check_keys(p, {"file", "args"}, where);
-  PolicyConfig c;
+  PluginConfig c;
   const auto file = get_or<std::string>(p, "file", "", where);
   if (file.empty()) throw Error(where + ": 'file' is required");
   c.file = std::filesystem::path(file).is_absolute() ? std::filesystem::path(file) : base / file;
@@ -130,7 +130,7 @@ ServeConfig parse_serve_config(std::string_view text, const std::filesystem::pat
   if (!root.is_object()) throw Error("config: the top level must be a JSON object");
   check_keys(root,
              {"socket", "socket_mode", "tcp", "tagging", "direct_io", "record", "vms", "vdisks",
-              "policies", "policy_tick_ms", "cache"},
+              "policies", "policy_tick_ms", "cache", "filters"},
              where);
   ServeConfig c;
   if (auto s = get_or<std::string>(root, "socket", "", where); !s.empty()) {
@@ -182,7 +182,16 @@ ServeConfig parse_serve_config(std::string_view text, const std::filesystem::pat
     if (!root["policies"].is_array()) throw Error("config: 'policies' must be an array");
     std::size_t k = 0;
     for (const auto& p : root["policies"]) {
-      c.policies.push_back(parse_policy(p, base_dir, fmt::format("config policies[{}]", k++)));
+      c.policies.push_back(
+          parse_plugin(p, base_dir, fmt::format("config policies[{}]", k++), "policy"));
+    }
+  }
+  if (root.contains("filters")) {
+    if (!root["filters"].is_array()) throw Error("config: 'filters' must be an array");
+    std::size_t k = 0;
+    for (const auto& f : root["filters"]) {
+      c.filters.push_back(
+          parse_plugin(f, base_dir, fmt::format("config filters[{}]", k++), "filter"));
     }
   }
   const auto tick = get_or<std::int64_t>(root, "policy_tick_ms", 1000, where);

@@ -12,16 +12,21 @@
 
 namespace v2p::vfilter {
 
-// A policy to load (`--policy FILE.so --policy-arg key=value`, or "policies" in the file).
-struct PolicyConfig {
+// A policy or filter to load (`--policy FILE.so --policy-arg key=value`, `--filter FILE.so
+// --filter-arg key=value`, or "policies" / "filters" in the file).
+struct PluginConfig {
   std::filesystem::path file;
   std::vector<std::pair<std::string, std::string>> args;  // in the order given
 };
+using PolicyConfig = PluginConfig;
+using FilterConfig = PluginConfig;
 
 struct ServeConfig {
   ServerConfig server;
   std::filesystem::path record;  // empty = no record file
   std::vector<PolicyConfig> policies;
+  // Data-path filters, in the order given (the stack builder orders them by class).
+  std::vector<FilterConfig> filters;
   std::uint64_t policy_tick_ms = 1000;
   // The "cache" object as JSON text, empty when absent: the flash cache (policy/cache/) parses
   // it, so this parser does not depend on it.

@@ -478,7 +478,7 @@ void Connection::submit_to_backend(Pending* p) {
   const std::uint16_t ioprio = p->tagged ? v2p::tag::ioprio_for_slot(p->slot.slot()) : 0;
   BlockBackend* backend = export_->backend.get();
   run_on_worker(p, ioprio, [this, backend, p, fua, ioprio]() -> int {
-    const IoTarget who{vm_name_, export_->config.vdisk, vm_id_, vdisk_id_, ioprio};
+    const IoTarget who{vm_name_, export_->config.vdisk, vm_id_, vdisk_id_, ioprio, p->cur_off};
     switch (p->op) {
       case IoOp::kRead:
         return backend->read(who, std::span(p->buf.get(), p->cur_len), p->cur_off);

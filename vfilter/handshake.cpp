@@ -21,9 +21,13 @@ std::string_view as_chars(std::span<const std::byte> s) {
 }  // namespace
 
 std::uint16_t transmission_flags(const ExportInfo& e) noexcept {
-  std::uint16_t f = kTxHasFlags | kTxSendFlush | kTxCanMultiConn;
+  std::uint16_t f = kTxHasFlags | kTxSendFlush;
+  if (e.can_multi_conn) f |= kTxCanMultiConn;
   if (e.read_only) return f | kTxReadOnly;
-  return f | kTxSendFua | kTxSendTrim | kTxSendWriteZeroes;
+  if (e.can_fua) f |= kTxSendFua;
+  if (e.can_trim) f |= kTxSendTrim;
+  if (e.can_zero) f |= kTxSendWriteZeroes;
+  return f;
 }
 
 Handshake::Handshake(std::vector<ExportInfo> exports) : exports_(std::move(exports)) {

@@ -19,6 +19,11 @@ struct ExportInfo {
   std::uint64_t size = 0;
   bool read_only = false;
   std::uint32_t min_block = 1;  // 512 (or the device's) when served with O_DIRECT
+  // What the export's stack offers (BlockBackend::can_*); the image path offers everything.
+  bool can_fua = true;
+  bool can_trim = true;
+  bool can_zero = true;
+  bool can_multi_conn = true;
 };
 
 // Transmission flags advertised for an export.

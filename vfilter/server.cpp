@@ -223,6 +223,14 @@ class ServerImpl final : public Server {
       rt.info.size = rt.image ? rt.image->size() : rt.backend->size();
       rt.info.read_only = v.read_only || (rt.backend && rt.backend->read_only());
       rt.info.min_block = rt.image && rt.image->direct() ? rt.image->direct_align() : 1;
+      // The handshake advertises what the stack offers, not a fixed set.
+      if (rt.backend) {
+        rt.info.min_block = rt.backend->min_block();
+        rt.info.can_fua = rt.backend->can_fua();
+        rt.info.can_trim = rt.backend->can_trim();
+        rt.info.can_zero = rt.backend->can_zero();
+        rt.info.can_multi_conn = rt.backend->can_multi_conn();
+      }
       ctx_.exports.push_back(std::move(rt));
     }
     // Vdisks of configured VMs are declared now, so consumers learn the names before any I/O.

@@ -1,0 +1,94 @@
+// An instrumented layer (as nbdkit's test-layers): every hook appends "NAME.hook>" before it
+// forwards and "NAME.hook<" after, one line per write(2) with O_APPEND so lines from several
+// layers interleave in call order. Args: name=, log=PATH, class=inspection|qos|compression|
+// encryption|replication|cache, and trim=no (narrows can_trim).
+#include <fcntl.h>
+#include <unistd.h>
+#include <v2p/filter.hpp>
+
+#include <map>
+#include <stdexcept>
+#include <string>
+
+namespace {
+
+class LayerFilter final : public v2p::Filter {
+ public:
+  LayerFilter(v2p::FilterContext&, const v2p::FilterArgs& args) {
+    static const std::map<std::string, v2p::FilterClass> classes = {
+        {"inspection", v2p::FilterClass::kInspection},
+        {"qos", v2p::FilterClass::kQos},
+        {"compression", v2p::FilterClass::kCompression},
+        {"encryption", v2p::FilterClass::kEncryption},
+        {"replication", v2p::FilterClass::kReplication},
+        {"cache", v2p::FilterClass::kCache}};
+    std::string log;
+    for (const auto& [k, v] : args) {
+      if (k == "name") {
+        name_ = v;
+      } else if (k == "log") {
+        log = v;
+      } else if (k == "class") {
+        const auto c = classes.find(v);
+        if (c == classes.end()) throw std::invalid_argument("unknown class " + v);
+        class_ = c->second;
+      } else if (k == "trim") {
+        trim_ = v != "no";
+      } else {
+        throw std::invalid_argument("unknown argument '" + k + "'");
+      }
+    }
+    if (name_.empty() || log.empty()) throw std::invalid_argument("name= and log= are required");
+    fd_ = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd_ < 0) throw std::runtime_error("cannot open " + log);
+  }
+  ~LayerFilter() override { ::close(fd_); }
+
+  std::string_view name() const override { return name_; }
+  v2p::FilterClass filter_class() const override { return class_; }
+
+  std::unique_ptr<v2p::VdiskState> open(const v2p::VdiskInfo&, v2p::Next&) override {
+    note("open");
+    return nullptr;
+  }
+  void close(v2p::VdiskState*, v2p::Next&) override { note("close"); }
+
+  int read(v2p::Next& next, v2p::VdiskState*, const v2p::RequestContext& ctx,
+           std::span<std::byte> out, std::uint64_t offset) override {
+    note("read>");
+    const int rc = next.read(ctx, out, offset);
+    note("read<");
+    return rc;
+  }
+  int write(v2p::Next& next, v2p::VdiskState*, const v2p::RequestContext& ctx,
+            std::span<const std::byte> data, std::uint64_t offset, v2p::Fua fua) override {
+    note("write>");
+    const int rc = next.write(ctx, data, offset, fua);
+    note("write<");
+    return rc;
+  }
+  int flush(v2p::Next& next, v2p::VdiskState*, const v2p::RequestContext& ctx) override {
+    note("flush>");
+    const int rc = next.flush(ctx);
+    note("flush<");
+    return rc;
+  }
+  bool can_trim(v2p::Next& next, v2p::VdiskState*) override {
+    note("can_trim");
+    return trim_ && next.can_trim();
+  }
+
+ private:
+  void note(const char* what) const {
+    const std::string line = name_ + "." + what + "\n";
+    (void)!::write(fd_, line.data(), line.size());
+  }
+  std::string name_;
+  v2p::FilterClass class_ = v2p::FilterClass::kInspection;
+  bool trim_ = true;
+  int fd_ = -1;
+};
+
+}  // namespace
+
+V2P_FILTER(LayerFilter)
