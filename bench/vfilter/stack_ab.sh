@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# The filter stack's cost: fio nbd 4k randread/randwrite at QD32 and QD1 against `v2p serve` as
+# it is today (the io_uring image path) and through stacks built by the stack builder, all in
+# one run on the same image. Configurations, interleaved round by round in rotating order so
+# drift and neighbours hit all alike; medians of the rounds, and each one's ratio to "base":
+#   base        v2p serve --image            (no stage: the io_uring path)
+#   empty       the same flags again         (the builder with nothing to build; the noise floor)
+#   stages      --file-backend               (the stage path with no stage on it)
+#   passthru    --filter passthru            (samples/passthru-filter)
+#   cache-tier  --cache + --tier-fast        (flash cache over tier over image)
+#
+#   bench/vfilter/stack_ab.sh DIR [ROUNDS] [SECONDS]   (DIR on a real file system: O_DIRECT)
+# Env: V2P (default build/cli/v2p), PASSTHRU (default the test build of the sample).
+set -euo pipefail
+dir=${1:?usage: stack_ab.sh DIR [ROUNDS] [SECONDS]}
+rounds=${2:-5}
+secs=${3:-4}
+top=$(cd "$(dirname "$0")/../.." && pwd)
+v2p=${V2P:-$top/build/cli/v2p}
+passthru=${PASSTHRU:-$top/build/tests/vfilter/libtest_passthru_filter.so}
+for f in "$v2p" "$passthru"; do [[ -e $f ]] || { echo "missing $f (build it first)" >&2; exit 1; }; done
+for t in fio jq; do command -v $t >/dev/null || { echo "$t is required" >&2; exit 1; }; done
+[[ $(stat -f -c %T "$(dirname "$dir")") != tmpfs ]] || { echo "$dir is on tmpfs" >&2; exit 1; }
+mkdir -p "$dir"
+img=$dir/stack.raw
+sock=$dir/stack.sock
+results=$dir/stack.tsv
+pid=""
+cleanup() {
+  [[ -n $pid ]] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  rm -f "$img" "$sock" "$dir"/cache.bin "$dir"/fast.tier* "$dir"/serve.log "$dir"/fio.json
+}
+trap cleanup EXIT
+fio --name=fill --filename="$img" --size=512M --rw=write --bs=1M --direct=1 >/dev/null
+
+flags() {  # configuration -> extra serve flags
+  case $1 in
+    base | empty) ;;
+    stages) echo --file-backend ;;
+    passthru) echo --filter "$passthru" ;;
+    cache-tier)
+      echo --cache "$dir/cache.bin" --cache-size 256M --tier-fast "$dir/fast.tier" \
+        --tier-fast-size 256M --tier-extent 1M ;;
+  esac
+}
+run() {  # configuration rw qd -> IOPS
+  rm -f "$dir"/cache.bin "$dir"/fast.tier*
+  # shellcheck disable=SC2046
+  "$v2p" serve --image "$img" --vm bench --vdisk d --socket "$sock" $(flags "$1") \
+    >"$dir/serve.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 200); do grep -qs "v2p serve: ready" "$dir/serve.log" && break; sleep 0.05; done
+  fio --name=s --ioengine=nbd --uri="nbd+unix:///d?socket=$sock" --rw="$2" --bs=4k \
+    --iodepth="$3" --size=512M --runtime="$secs" --time_based --ramp_time=1 --randrepeat=0 \
+    --norandommap --output-format=json --output="$dir/fio.json" >/dev/null
+  kill "$pid"
+  wait "$pid" 2>/dev/null || true
+  pid=""
+  jq '.jobs[0] | (if .read.io_bytes > 0 then .read else .write end) | .iops | floor' \
+    "$dir/fio.json"
+}
+
+configs=(base empty stages passthru cache-tier)
+workloads=("randread 32" "randwrite 32" "randread 1" "randwrite 1")
+echo "stack_ab: $rounds rounds x ${secs}s, $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)," \
+  "$(uname -r), $(stat -f -c %T "$dir")"
+: >"$results"
+for r in $(seq "$rounds"); do
+  # Rotate the order each round: no configuration always runs first or last.
+  order=("${configs[@]:r%${#configs[@]}}" "${configs[@]:0:r%${#configs[@]}}")
+  for w in "${workloads[@]}"; do
+    read -r rw qd <<<"$w"
+    for c in "${order[@]}"; do
+      printf '%s\t%s-qd%s\t%s\n' "$c" "$rw" "$qd" "$(run "$c" "$rw" "$qd")" >>"$results"
+    done
+  done
+  echo "round $r done"
+done
+
+median() {  # config workload -> median IOPS
+  awk -F'\t' -v c="$1" -v w="$2" '$1==c && $2==w {print $3}' "$results" | sort -n |
+    awk '{v[NR]=$1} END {if (NR%2) print v[(NR+1)/2]; else print int((v[NR/2]+v[NR/2+1])/2)}'
+}
+printf '\n%-22s' workload
+for c in "${configs[@]}"; do printf '%12s' "$c"; done
+printf '\n'
+for w in "${workloads[@]}"; do
+  read -r rw qd <<<"$w"
+  key=$rw-qd$qd
+  base=$(median base "$key")
+  printf '%-22s' "$key IOPS"
+  for c in "${configs[@]}"; do printf '%12s' "$(median "$c" "$key")"; done
+  printf '\n%-22s' "  ratio to base"
+  for c in "${configs[@]}"; do
+    printf '%12s' "$(awk -v a="$(median "$c" "$key")" -v b="$base" 'BEGIN {printf "%.3f", a/b}')"
+  done
+  printf '\n'
+done
