@@ -46,6 +46,7 @@ std::vector<LoadedFilter> load_filters(const StackRequest& r) {
 void log_cache(const StackRequest& r, const cache::FlashCache& fc) {
   if (!r.log) return;
   const auto& co = *r.cache;
+  if (r.tier) r.log("cache over a tier: entries last for this run only (docs/cache.md)");
   const auto& g = fc.geometry();
   const auto& rr = fc.restore_report();
   r.log(fmt::format(
@@ -70,7 +71,10 @@ BuiltStacks build_stacks(ServerConfig& server, const StackRequest& r) {
                   std::to_string(images));
   }
   if (r.cache) {
-    built.cache = std::make_shared<cache::FlashCache>(*r.cache);
+    auto options = *r.cache;
+    // Over a tier the cache's physical keys do not say where the bytes are: one run only.
+    if (r.tier) options.persistent = false;
+    built.cache = std::make_shared<cache::FlashCache>(std::move(options));
     log_cache(r, *built.cache);
   }
   for (auto& v : server.vdisks) {

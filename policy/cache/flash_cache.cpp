@@ -132,7 +132,7 @@ void FlashCache::restore() {
                      "cannot read the cache superblock of " + opts_.file.string());
   const auto sb =
       decode_superblock(std::span<const std::byte, kHeaderBytes>(buf.data(), kHeaderBytes));
-  if (sb && sb->geometry == geometry_ && sb->clean) {
+  if (sb && sb->geometry == geometry_ && sb->clean && opts_.persistent) {
     restore_.clean = true;
     check_errno_result(pread_full(fd_, buf.data(), geometry_.bitmap_bytes, kHeaderBytes),
                        "cannot read the cache bitmap of " + opts_.file.string());
@@ -172,6 +172,11 @@ void FlashCache::close() {
   std::lock_guard lock(mu_);
   if (closed_) return;
   closed_ = true;
+  if (!opts_.persistent) {  // left unclean on purpose: the next open starts empty
+    ::close(fd_);
+    fd_ = -1;
+    return;
+  }
   AlignedBuffer bitmap(geometry_.bitmap_bytes);
   std::memset(bitmap.data(), 0, geometry_.bitmap_bytes);
   for (const CacheSlot s : dir_.valid_slots()) {

@@ -47,7 +47,12 @@ struct FlashCacheOptions {
   std::vector<std::pair<std::string, std::uint64_t>> quotas;  // VM name, bytes
   std::vector<std::pair<std::string, int>> priorities;        // VM name, class of service
   bool direct_io = true;  // O_DIRECT on the cache file where the file system supports it
-  AdmitHook admit;        // asked on every admissible miss after the filter's counting; optional
+  // Whether entries outlive the process (taken back at open, recorded at close). The stack
+  // builder turns it off when a tier sits below the cache: entries are keyed by the image's
+  // physical layout, which a tier's fast file bypasses, so they are only right for this run's
+  // vdisk and must not reach a later run or a reflinked clone.
+  bool persistent = true;
+  AdmitHook admit;  // asked on every admissible miss after the filter's counting; optional
 };
 
 // What opening the cache found.

@@ -62,8 +62,9 @@ TEST(FilterStack, CallsGoDownAndBackUpInClassOrder) {
   TempDir logs;
   const auto log = logs.path() / "calls.log";
   // Given bottom-class first: the builder must still put inspection on top, cache at the bottom.
-  FilteredServer s(
-      {layer("C", "cache", log), layer("A", "inspection", log), layer("B", "replication", log)});
+  auto bottom = layer("C", "cache", log);
+  bottom.args.emplace_back("tagged", "yes");  // the deepest hook still runs under the tag
+  FilteredServer s({bottom, layer("A", "inspection", log), layer("B", "replication", log)});
   EXPECT_EQ(s.built.filter_names, (std::vector<std::string>{"A", "B", "C"}));
   {
     NbdTestClient c(s.socket, "disk0");

@@ -117,6 +117,20 @@ TEST(Handshake, ReadOnlyExportFlags) {
   EXPECT_FALSE(flags & kTxSendTrim);
 }
 
+// The flags come from what the export's stack offers, one capability at a time.
+TEST(Handshake, FlagsFollowTheStacksCapabilities) {
+  ExportInfo e{"d", "", 1 << 20, false, 1};
+  const auto all = transmission_flags(e);
+  EXPECT_TRUE(all & kTxSendFua && all & kTxSendTrim && all & kTxSendWriteZeroes &&
+              all & kTxCanMultiConn);
+  e.can_trim = false;
+  EXPECT_EQ(transmission_flags(e), all & ~kTxSendTrim);
+  e.can_fua = false;
+  e.can_zero = false;
+  e.can_multi_conn = false;
+  EXPECT_EQ(transmission_flags(e), kTxHasFlags | kTxSendFlush);
+}
+
 TEST(Handshake, EmptyNameIsTheDefaultExport) {
   Handshake hs(two_exports());
   hs.feed(cat({client_flags(), option(kOptGo, go_data("", {}))}));

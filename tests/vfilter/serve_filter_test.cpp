@@ -82,6 +82,9 @@ TEST(ServeFilter, PassthruOverCacheOverTierOverImage) {
             std::string::npos)
       << out;
   EXPECT_NE(out.find("v2p serve: tiering disk0: fast tier"), std::string::npos) << out;
+  EXPECT_NE(out.find("v2p serve: cache over a tier: entries last for this run only"),
+            std::string::npos)
+      << out;
   // The cache served the repeated reads: the stages really stack.
   const auto stats = out.find("v2p serve: cache vm vm1: ");
   ASSERT_NE(stats, std::string::npos) << out;

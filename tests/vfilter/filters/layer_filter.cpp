@@ -1,9 +1,14 @@
 // An instrumented layer (as nbdkit's test-layers): every hook appends "NAME.hook>" before it
 // forwards and "NAME.hook<" after, one line per write(2) with O_APPEND so lines from several
 // layers interleave in call order. Args: name=, log=PATH, class=inspection|qos|compression|
-// encryption|replication|cache, and trim=no (narrows can_trim).
+// encryption|replication|cache, trim=no (narrows can_trim), and tagged=yes: reads and writes
+// fail with EILSEQ unless the calling thread runs under the request's tag (ctx.tag, nonzero), so
+// a passing test proves host I/O issued from a hook carries the guest request's tag.
 #include <fcntl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+
+#include <cerrno>
 #include <v2p/filter.hpp>
 
 #include <map>
@@ -34,6 +39,8 @@ class LayerFilter final : public v2p::Filter {
         class_ = c->second;
       } else if (k == "trim") {
         trim_ = v != "no";
+      } else if (k == "tagged") {
+        tagged_ = v == "yes";
       } else {
         throw std::invalid_argument("unknown argument '" + k + "'");
       }
@@ -56,6 +63,7 @@ class LayerFilter final : public v2p::Filter {
   int read(v2p::Next& next, v2p::VdiskState*, const v2p::RequestContext& ctx,
            std::span<std::byte> out, std::uint64_t offset) override {
     note("read>");
+    if (!under_tag(ctx)) return -EILSEQ;
     const int rc = next.read(ctx, out, offset);
     note("read<");
     return rc;
@@ -63,6 +71,7 @@ class LayerFilter final : public v2p::Filter {
   int write(v2p::Next& next, v2p::VdiskState*, const v2p::RequestContext& ctx,
             std::span<const std::byte> data, std::uint64_t offset, v2p::Fua fua) override {
     note("write>");
+    if (!under_tag(ctx)) return -EILSEQ;
     const int rc = next.write(ctx, data, offset, fua);
     note("write<");
     return rc;
@@ -79,6 +88,12 @@ class LayerFilter final : public v2p::Filter {
   }
 
  private:
+  bool under_tag(const v2p::RequestContext& ctx) const {
+    if (!tagged_) return true;
+    constexpr int kWhoProcess = 1;  // IOPRIO_WHO_PROCESS; who 0 = the calling thread
+    const long prio = ::syscall(SYS_ioprio_get, kWhoProcess, 0);
+    return ctx.tag != 0 && prio == ctx.tag;
+  }
   void note(const char* what) const {
     const std::string line = name_ + "." + what + "\n";
     (void)!::write(fd_, line.data(), line.size());
@@ -86,6 +101,7 @@ class LayerFilter final : public v2p::Filter {
   std::string name_;
   v2p::FilterClass class_ = v2p::FilterClass::kInspection;
   bool trim_ = true;
+  bool tagged_ = false;
   int fd_ = -1;
 };
 
