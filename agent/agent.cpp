@@ -29,6 +29,7 @@ struct Agent::Export {
   std::uint64_t lost_total = 0;
   std::uint64_t last_local = std::numeric_limits<std::uint64_t>::max();
   VdiskKey last_key{};
+  std::vector<std::vector<DeviceId>> watched;  // devices of the images it announced
 };
 
 // One query client.
@@ -54,9 +55,16 @@ std::filesystem::path snapshot_path(const AgentOptions& o) {
 class ExportVisitor final : public ingest::MessageVisitor {
  public:
   using Declare = std::function<VdiskKey(const VdiskDeclaration&)>;
-  ExportVisitor(Agent::Export& e, Declare declare, std::vector<BackendProcess>& backends,
-                std::vector<ContextRecord>& records, std::uint64_t& lost)
-      : e_(e), declare_(std::move(declare)), backends_(backends), records_(records), lost_(lost) {}
+  using Announce = std::function<void(const std::string&)>;
+  ExportVisitor(Agent::Export& e, Declare declare, Announce announce,
+                std::vector<BackendProcess>& backends, std::vector<ContextRecord>& records,
+                std::uint64_t& lost)
+      : e_(e),
+        declare_(std::move(declare)),
+        announce_(std::move(announce)),
+        backends_(backends),
+        records_(records),
+        lost_(lost) {}
 
   void on_hello(const ingest::Hello& h) override {
     if (h.version != ingest::kProtocolVersion) {
@@ -83,6 +91,10 @@ class ExportVisitor final : public ingest::MessageVisitor {
     const VdiskKey k = key(r.vm_id, r.vdisk_id);
     g.vm_id = k.vm.value();
     g.vdisk_id = k.vdisk.value();
+  }
+  void on_image(const std::string& path) override {
+    need_hello();
+    announce_(path);
   }
   void on_lost(const ingest::LostRecords& l) override {
     need_hello();
@@ -111,6 +123,7 @@ class ExportVisitor final : public ingest::MessageVisitor {
 
   Agent::Export& e_;
   Declare declare_;
+  Announce announce_;
   std::vector<BackendProcess>& backends_;
   std::vector<ContextRecord>& records_;
   std::uint64_t& lost_;
@@ -230,6 +243,7 @@ void Agent::close_export(std::size_t i, std::string_view why) {
       drop_vdisk(key, fmt::format("its export (pid {}) is gone", e.pid));
     }
   }
+  for (const auto& devs : e.watched) devices_.release(devs);
   exports_.erase(exports_.begin() + static_cast<std::ptrdiff_t>(i));
 }
 
@@ -271,7 +285,20 @@ void Agent::read_exports() {
       }
       return key;
     };
-    ExportVisitor visitor(e, declare, pending_backends_, records_, lost);
+    const auto announce = [this, &e](const std::string& image) {
+      try {
+        auto devs = devices_for_image(image);
+        devices_.acquire(devs);
+        e.watched.push_back(std::move(devs));
+      } catch (const Error& err) {
+        ++stats_.vdisks_skipped;
+        log_event(
+            fmt::format("image {} of export pid {} not watched ({}): skipped, other vdisks "
+                        "are served",
+                        image, e.pid, err.what()));
+      }
+    };
+    ExportVisitor visitor(e, declare, announce, pending_backends_, records_, lost);
     std::string failure;
     for (int m = 0; m < kMessagesPerExportRound; ++m) {
       const ssize_t n = ::recv(e.fd.get(), rx_.data(), rx_.size(), MSG_DONTWAIT | MSG_TRUNC);
@@ -434,7 +461,8 @@ void Agent::round(int wait_ms) {
   for (const auto& e : events_) corr_.on_event(e);
   for (const auto& r : records_) corr_.on_record(r);
   stats_.records_ingested += records_.size();
-  if (probe != nullptr) corr_.on_lost(probe->lost_events());
+  // Re-read: a departed export may have detached the probe above.
+  if (devices_.probe() != nullptr) corr_.on_lost(devices_.probe()->lost_events());
   const std::uint64_t now = monotonic_ns();
   corr_.advance(now);
   answer_queries();

@@ -13,9 +13,9 @@ int agent_map(const AgentQuery& q, const std::string& vm, const std::string& vdi
               std::uint64_t offset, std::uint64_t length) {
   std::vector<std::string> vms;
   if (vm.empty()) {
-    for (const auto& v : agent::query_agent(q.socket, {{"op", "vms"}})["vms"]) {
-      vms.push_back(v["vm"].get<std::string>());
-    }
+    // Held in a local: a range-for over a temporary's member would read a destroyed object.
+    const auto known = agent::query_agent(q.socket, {{"op", "vms"}});
+    for (const auto& v : known["vms"]) vms.push_back(v["vm"].get<std::string>());
   } else {
     vms.push_back(vm);
   }
@@ -23,7 +23,8 @@ int agent_map(const AgentQuery& q, const std::string& vm, const std::string& vdi
   for (const auto& name : vms) {
     json request{{"op", "map"}, {"vm", name}, {"offset", offset}, {"length", length}};
     if (!vdisk.empty()) request["vdisk"] = vdisk;
-    for (auto& v : agent::query_agent(q.socket, request)["vdisks"]) out["vdisks"].push_back(v);
+    const auto answer = agent::query_agent(q.socket, request);
+    for (const auto& v : answer["vdisks"]) out["vdisks"].push_back(v);
   }
   out["stats"] = agent::query_agent(q.socket, {{"op", "stats"}})["correlator"];
   if (q.json) {

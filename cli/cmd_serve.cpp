@@ -220,6 +220,12 @@ int run_serve(const ServeOptions& o) {
     ao.socket = o.agent;
     ao.next = sink.get();
     agent_sink = std::make_unique<vfilter::AgentSink>(std::move(ao));
+    // The agent runs elsewhere (another cwd): it gets absolute image paths.
+    for (auto& v : config.server.vdisks) {
+      if (v.image.empty()) continue;
+      v.image = std::filesystem::absolute(v.image);
+      agent_sink->announce_image(v.image.string());
+    }
     server_sink = agent_sink.get();
   }
 #if V2P_HAVE_POLICY_HOST

@@ -58,6 +58,10 @@ bool MessageBuilder::append(const Hello& h) {
 bool MessageBuilder::append(const LostRecords& l) {
   return append(kLostRecordsFrame, bytes_of(l));
 }
+bool MessageBuilder::append_image(const std::string& path) {
+  if (path.size() > kMaxPathBytes) return false;
+  return append(kImageFrame, {reinterpret_cast<const std::byte*>(path.data()), path.size()});
+}
 
 void parse_message(std::span<const std::byte> message, MessageVisitor& visitor) {
   std::size_t pos = 0;
@@ -86,6 +90,14 @@ void parse_message(std::span<const std::byte> message, MessageVisitor& visitor) 
         break;
       case kLostRecordsFrame:
         visitor.on_lost(fixed<LostRecords>(payload, "lost records"));
+        break;
+      case kImageFrame:
+        if (payload.empty() || payload.size() > kMaxPathBytes) {
+          throw Error("image frame of " + std::to_string(payload.size()) + " bytes (1.." +
+                      std::to_string(kMaxPathBytes) + " expected)");
+        }
+        visitor.on_image(
+            std::string(reinterpret_cast<const char*>(payload.data()), payload.size()));
         break;
       default:
         throw Error("unknown ingest frame type " + std::to_string(h.type));

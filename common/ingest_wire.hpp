@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "common/record_file.hpp"
@@ -20,6 +21,10 @@ inline constexpr std::size_t kMaxMessageBytes = 64 * 1024;
 // Frame types of the ingest protocol that are not stream-file frames.
 inline constexpr std::uint16_t kHelloFrame = 100;        // first frame of every connection
 inline constexpr std::uint16_t kLostRecordsFrame = 101;  // records the export could not send
+// An image the export serves, sent at connection before any client: the agent attaches the
+// probe to its devices before the first I/O. Payload: the absolute path, at most kMaxPathBytes.
+inline constexpr std::uint16_t kImageFrame = 102;
+inline constexpr std::size_t kMaxPathBytes = 4096;
 
 struct Hello {
   std::uint32_t version = kProtocolVersion;
@@ -42,6 +47,7 @@ class MessageBuilder {
   bool append(const BackendProcess& b);
   bool append(const Hello& h);
   bool append(const LostRecords& l);
+  bool append_image(const std::string& path);
   [[nodiscard]] std::span<const std::byte> bytes() const noexcept { return buf_; }
   [[nodiscard]] bool empty() const noexcept { return buf_.empty(); }
   void clear() noexcept { buf_.clear(); }
@@ -59,6 +65,7 @@ class MessageVisitor {
   virtual void on_backend(const BackendProcess& b) = 0;
   virtual void on_record(const ContextRecord& r) = 0;
   virtual void on_lost(const LostRecords& l) = 0;
+  virtual void on_image(const std::string& path) = 0;
 };
 
 // Parses one received message; every length is checked against the message. Throws v2p::Error

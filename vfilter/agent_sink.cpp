@@ -74,6 +74,11 @@ void AgentSink::publish(const ContextRecord& r) noexcept {
   if (was_empty) wake_.notify_one();
 }
 
+void AgentSink::announce_image(const std::string& path) {
+  std::lock_guard lock(mu_);
+  images_.push_back(path);
+}
+
 AgentSinkStats AgentSink::stats() const {
   return {sent_.load(), lost_.load(), connections_.load(), connected_.load()};
 }
@@ -144,6 +149,10 @@ void AgentSink::run() {
     ingest::MessageBuilder hello;
     hello.append(ingest::Hello{ingest::kProtocolVersion, static_cast<std::uint32_t>(::getpid())});
     hello.append(ingest::LostRecords{lost_.load()});
+    {
+      std::lock_guard lock(mu_);
+      for (const auto& image : images_) hello.append_image(image);
+    }
     bool ok = send_message(fd, hello.bytes());
     std::size_t declared = 0, backends_sent = 0;
     std::uint64_t lost_reported = lost_.load();

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -47,6 +48,9 @@ class AgentSink final : public RecordSink {
   void declare(const VdiskDeclaration& d) override;
   void declare_backend(const BackendProcess& b) override;
   void publish(const ContextRecord& r) noexcept override;
+  // An image this export serves, announced on every connection before anything else, so the
+  // agent watches its devices before a client connects (declarations come at connection time).
+  void announce_image(const std::string& path);
   [[nodiscard]] AgentSinkStats stats() const;
 
  private:
@@ -61,6 +65,7 @@ class AgentSink final : public RecordSink {
   std::size_t head_ = 0, count_ = 0;
   std::vector<VdiskDeclaration> declarations_;
   std::vector<BackendProcess> backends_;
+  std::vector<std::string> images_;
   bool stopping_ = false;
   std::atomic<std::uint64_t> sent_{0}, lost_{0}, connections_{0};
   std::atomic<bool> connected_{false};

@@ -86,6 +86,13 @@ class AgentOnAHost : public ::testing::Test {
         std::vector<std::string>{"serve", "--image", image_.string(), "--vm", "vm1", "--vdisk",
                                  "disk0", "--socket", nbd_.string(), "--agent", ingest_.string()});
     ASSERT_TRUE(serve_->wait_for("v2p serve: ready")) << serve_->output();
+    // The export announces its image at once; the probe is on its device before any client.
+    for (int i = 0; i < 100 && devices_probed() == 0; ++i) std::this_thread::sleep_for(50ms);
+    ASSERT_GT(devices_probed(), 0u) << agent_->output();
+  }
+  std::uint64_t devices_probed() {
+    const auto s = status();
+    return s.is_null() ? 0 : s["stats"]["devices_probed"].get<std::uint64_t>();
   }
   CommandResult v2p(std::vector<std::string> args) {
     args.insert(args.begin(), binary());

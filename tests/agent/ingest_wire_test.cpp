@@ -19,6 +19,7 @@ struct Collect final : MessageVisitor {
   void on_record(const ContextRecord& r) override {
     seen.push_back("record " + std::to_string(r.voffset));
   }
+  void on_image(const std::string& p) override { seen.push_back("image " + p); }
   void on_lost(const LostRecords& l) override {
     seen.push_back("lost " + std::to_string(l.lost_total));
   }
@@ -33,10 +34,11 @@ TEST(IngestWire, RoundTripsEveryFrameInOrder) {
   r.voffset = 8192;
   ASSERT_TRUE(m.append(r));
   ASSERT_TRUE(m.append(LostRecords{5}));
+  ASSERT_TRUE(m.append_image("/img"));
   Collect c;
   parse_message(m.bytes(), c);
   EXPECT_EQ(c.seen, (std::vector<std::string>{"hello 42", "decl vm1", "backend 77", "record 8192",
-                                              "lost 5"}));
+                                              "lost 5", "image /img"}));
 }
 
 TEST(IngestWire, AMessageNeverGrowsPastTheLimit) {
