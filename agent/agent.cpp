@@ -2,6 +2,7 @@
 
 #include <fmt/chrono.h>
 #include <fmt/core.h>
+#include <malloc.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -139,8 +140,12 @@ Agent::Agent(AgentOptions options)
     const auto snap = snapshot_path(o_);
     if (std::filesystem::exists(snap)) {
       try {
-        const auto s = correlator::load_snapshot(snap);
-        correlator::restore_snapshot(corr_, s);
+        auto s = correlator::load_snapshot(snap);
+        // restore_snapshot without its deep copy: the map moves in (half the peak memory).
+        corr_.mutable_map() = std::move(s.map);
+        for (const auto& d : s.declarations) corr_.declare(d);
+        for (const auto t : s.backends) corr_.add_backend_process(t);
+        corr_.set_watermark_ns(s.as_of_ns);
         for (const auto& d : s.declarations) {
           vm_ids_[d.vm_name] = d.vm_id;
           vdisk_ids_[{d.vm_name, d.vdisk_name}] = {VmId{d.vm_id}, VdiskId{d.vdisk_id}};
@@ -158,6 +163,9 @@ Agent::Agent(AgentOptions options)
       }
     }
   }
+  // The decoded snapshot file is gone: give its pages back (a 1 M-extent restore otherwise
+  // leaves the agent about 30 bytes per extent fatter for good).
+  ::malloc_trim(0);
   ingest_ = listen_unix(o_.ingest_socket, SOCK_SEQPACKET, o_.socket_mode, o_.group);
   query_ = listen_unix(o_.query_socket, SOCK_STREAM, o_.socket_mode, o_.group);
   next_snapshot_ns_ = monotonic_ns() + std::uint64_t{o_.snapshot_interval_ms} * 1'000'000;
