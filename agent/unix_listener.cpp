@@ -46,7 +46,14 @@ Fd listen_unix(const std::filesystem::path& path, int type, unsigned mode,
   struct stat st {};
   if (::lstat(p.c_str(), &st) == 0) {
     if (!S_ISSOCK(st.st_mode)) throw Error(fmt::format("{} exists and is not a socket", p));
-    ::unlink(p.c_str());  // a previous agent's: nobody listens on it any more (we hold the lock)
+    // A live one belongs to another agent: refuse rather than steal it. A dead one (a killed
+    // agent's) is replaced.
+    Fd probe(::socket(AF_UNIX, type | SOCK_CLOEXEC, 0));
+    if (probe.get() >= 0 &&
+        ::connect(probe.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0) {
+      throw Error(fmt::format("{} is in use: another v2p agent is running", p));
+    }
+    ::unlink(p.c_str());
   }
   Fd fd(::socket(AF_UNIX, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (fd.get() < 0) throw system_error("socket");

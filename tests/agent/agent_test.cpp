@@ -171,6 +171,19 @@ TEST_F(AgentTest, AFloodingClientIsBoundedAndCounted) {
   EXPECT_STREQ(buf, "{\"v\":1,\"ok\":false,\"error\":\"request longer than 4096 bytes\"}\n");
 }
 
+TEST_F(AgentTest, ASecondAgentOnTheSameSocketsIsRefused) {
+  RunningAgent agent(o_);
+  try {
+    Agent second(o_);
+    FAIL() << "a second agent took over the sockets";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()),
+              o_.ingest_socket.string() + " is in use: another v2p agent is running");
+  }
+  // The first one still answers.
+  EXPECT_EQ(ask({{"op", "stats"}})["ok"], true);
+}
+
 TEST_F(AgentTest, RefusesClientsBeyondTheLimit) {
   o_.max_query_clients = 2;
   RunningAgent agent(o_);
