@@ -232,6 +232,7 @@ void Agent::drop_vdisk(VdiskKey key, std::string_view why) {
     vdisk_devices_.erase(it);
   }
   vdisk_exports_.erase(key);
+  added_.erase(key);
   ++stats_.vdisks_dropped;
   log_event(fmt::format("vdisk {} dropped ({} extents): {}", label, extents, why));
 }
@@ -240,6 +241,22 @@ void Agent::remove_vm(const std::string& vm) {
   for (const auto& [names, key] : vdisk_ids_) {
     if (names.first == vm) drop_vdisk(key, "removed by request");
   }
+}
+
+void Agent::add_vdisk(const std::string& vm, const std::string& vdisk, const std::string& image) {
+  const auto devs = devices_for_image(image);  // a missing image is the caller's error
+  const VdiskKey key = register_vdisk({0, 0, vm, vdisk, image});
+  for (const auto& d : pending_declarations_) corr_.declare(d);  // visible to the next query
+  pending_declarations_.clear();
+  if (added_.contains(key)) return;
+  const auto it = vdisk_exports_.find(key);
+  if (it == vdisk_exports_.end() || it->second == 0) {
+    devices_.acquire(devs);  // throws when the probe cannot attach: nothing changed yet
+    vdisk_devices_[key] = devs;
+  }
+  ++vdisk_exports_[key];
+  added_.insert(key);
+  log_event(fmt::format("vdisk {}/{} added by request: image {}", vm, vdisk, image));
 }
 
 void Agent::close_export(std::size_t i, std::string_view why) {

@@ -9,6 +9,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -86,6 +87,7 @@ class Agent {
   VdiskKey register_vdisk(const VdiskDeclaration& d);
   void drop_vdisk(VdiskKey key, std::string_view why);
   void remove_vm(const std::string& vm);
+  void add_vdisk(const std::string& vm, const std::string& vdisk, const std::string& image);
   void log_event(const std::string& line);
   std::string answer(std::string_view line);
 
@@ -99,7 +101,8 @@ class Agent {
   std::map<std::string, std::uint32_t> vm_ids_;
   std::map<std::pair<std::string, std::string>, VdiskKey> vdisk_ids_;
   std::map<VdiskKey, std::vector<DeviceId>> vdisk_devices_;  // the probed ones
-  std::map<VdiskKey, unsigned> vdisk_exports_;               // connected exports declaring it
+  std::map<VdiskKey, unsigned> vdisk_exports_;  // connected exports declaring it (+1 if added)
+  std::set<VdiskKey> added_;                    // by `v2p vm add`: kept until `vm remove`
   std::vector<VdiskDeclaration> pending_declarations_;
   std::vector<BackendProcess> pending_backends_;
   std::vector<PhysEvent> events_;

@@ -98,8 +98,10 @@ std::string Agent::answer(std::string_view line) {
                {"vm_id", key.vm.value()},
                {"vdisk_id", key.vdisk.value()},
                {"image", d ? d->image_path : ""},
-               {"connected", conn != vdisk_exports_.end() && conn->second > 0},
+               {"connected",
+                conn != vdisk_exports_.end() && conn->second > (added_.contains(key) ? 1u : 0u)},
                {"probed", vdisk_devices_.contains(key)},
+               {"added", added_.contains(key)},
                {"extents", map.extents(key).size()},
                {"mapped_bytes", map.mapped_bytes(key)}});
         }
@@ -181,6 +183,10 @@ std::string Agent::answer(std::string_view line) {
         out["map_memory_bytes"] = map.memory_bytes();
         out["devices_probed"] = devices_.device_count();
         out["status"] = status_line();
+        break;
+      case QueryOp::kVmAdd:
+        add_vdisk(r.vm, r.vdisk, r.image);
+        out["added"] = r.vm + "/" + r.vdisk;
         break;
       case QueryOp::kVmRemove:
         select(r.vm, "");

@@ -75,6 +75,8 @@ const char* to_string(QueryOp op) noexcept {
       return "verify";
     case QueryOp::kStats:
       return "stats";
+    case QueryOp::kVmAdd:
+      return "vm_add";
     case QueryOp::kVmRemove:
       return "vm_remove";
   }
@@ -124,11 +126,17 @@ Request parse_request(std::string_view line) {
     r.op = QueryOp::kVerify;
     r.vm = string_field(j, "vm", true);
     r.vdisk = string_field(j, "vdisk", false);
+  } else if (op == "vm_add") {
+    r.op = QueryOp::kVmAdd;
+    r.vm = string_field(j, "vm", true);
+    r.vdisk = string_field(j, "vdisk", true);
+    r.image = string_field(j, "image", true);
+    if (r.image.front() != '/') throw Error("request field 'image' must be an absolute path");
   } else if (op == "vm_remove") {
     r.op = QueryOp::kVmRemove;
     r.vm = string_field(j, "vm", true);
   } else {
-    throw Error(fmt::format("unknown op '{}' (vms, map, whose, verify, stats, vm_remove)",
+    throw Error(fmt::format("unknown op '{}' (vms, map, whose, verify, stats, vm_add, vm_remove)",
                             op.substr(0, 32)));
   }
   return r;

@@ -16,12 +16,13 @@ inline constexpr std::size_t kMaxRequestBytes = 4096;
 // Most extents one map answer carries; more sets "truncated" (ask again from the last offset).
 inline constexpr std::uint64_t kMaxMapExtents = 100'000;
 
-enum class QueryOp { kVms, kMap, kWhose, kVerify, kStats, kVmRemove };
+enum class QueryOp { kVms, kMap, kWhose, kVerify, kStats, kVmAdd, kVmRemove };
 
 struct Request {
   QueryOp op = QueryOp::kStats;
   std::string id;  // echoed back when given (a client matching answers to requests)
   std::string vm, vdisk;
+  std::string image;  // vm_add: absolute path
   std::uint64_t offset = 0;
   std::uint64_t length = std::numeric_limits<std::uint64_t>::max();
   std::uint64_t limit = kMaxMapExtents;

@@ -1,6 +1,7 @@
 // `v2p status` and `v2p vm list|remove`: what the running agent knows (docs/agent.md).
 #include <fmt/core.h>
 
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "agent/agent_client.hpp"
@@ -13,7 +14,7 @@ using nlohmann::json;
 
 struct StatusOptions {
   std::string agent = agent::kDefaultQuerySocket;
-  std::string vm;
+  std::string vm, vdisk, image;
   bool json = false;
 };
 
@@ -58,6 +59,18 @@ int run_vm_list(const StatusOptions& o) {
   return 0;
 }
 
+int run_vm_add(const StatusOptions& o) {
+  const auto image = std::filesystem::absolute(o.image).string();
+  const auto a = agent::query_agent(
+      o.agent, {{"op", "vm_add"}, {"vm", o.vm}, {"vdisk", o.vdisk}, {"image", image}});
+  if (o.json) {
+    fmt::print("{}\n", a.dump(2));
+  } else {
+    fmt::print("vdisk {}/{} added: the agent watches the devices below {}\n", o.vm, o.vdisk, image);
+  }
+  return 0;
+}
+
 int run_vm_remove(const StatusOptions& o) {
   const auto a = agent::query_agent(o.agent, {{"op", "vm_remove"}, {"vm", o.vm}});
   if (o.json) {
@@ -81,13 +94,20 @@ const Register kStatus{
      }}};
 
 const Register kVm{
-    {"vm", "VMs known to the running v2p agent: list, remove", [](CLI::App& app) {
+    {"vm", "VMs known to the running v2p agent: list, add, remove", [](CLI::App& app) {
        auto o = std::make_shared<StatusOptions>();
        app.require_subcommand(1);
        auto run = std::make_shared<std::function<int()>>();
        CLI::App* list = app.add_subcommand("list", "List the VMs and their vdisks");
        add_common(*list, *o);
        list->callback([o, run] { *run = [o] { return run_vm_list(*o); }; });
+       CLI::App* add = app.add_subcommand(
+           "add", "Tell the agent about a vdisk before its export runs (probe its devices now)");
+       add->add_option("VM", o->vm, "VM name")->required();
+       add->add_option("--vdisk", o->vdisk, "Vdisk name")->required();
+       add->add_option("--image", o->image, "The vdisk's image file")->required();
+       add_common(*add, *o);
+       add->callback([o, run] { *run = [o] { return run_vm_add(*o); }; });
        CLI::App* remove = app.add_subcommand(
            "remove", "Forget a VM: drop its vdisks' entries (an export still running re-adds it)");
        remove->add_option("VM", o->vm, "VM name")->required();

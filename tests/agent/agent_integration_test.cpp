@@ -164,6 +164,19 @@ TEST_F(AgentOnAHost, TheLiveMapMatchesFiemapAndVmsComeAndGo) {
   for (int i = 0; i < 100 && !status()["vms"].empty(); ++i) std::this_thread::sleep_for(50ms);
   EXPECT_TRUE(status()["vms"].empty());
   EXPECT_TRUE(agent_->wait_for("vdisk vm1/disk0 dropped")) << agent_->output();
+  // An operator adds a vdisk before its export runs: probed at once, kept until removed.
+  const auto add = v2p({"vm", "add", "vm2", "--vdisk", "d0", "--image", image_.string()});
+  ASSERT_TRUE(add.ok()) << add.err;
+  const auto vms = status()["vms"];
+  ASSERT_EQ(vms.size(), 1u);
+  EXPECT_EQ(vms[0]["vdisks"][0]["probed"], true);
+  const auto missing = v2p({"vm", "add", "vm3", "--vdisk", "d0", "--image", "/nonexistent.raw"});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.err.find("image /nonexistent.raw is missing"), std::string::npos)
+      << missing.err;
+  ASSERT_TRUE(v2p({"vm", "remove", "vm2"}).ok());
+  EXPECT_TRUE(status()["vms"].empty());
+  EXPECT_EQ(status()["stats"]["devices_probed"], 0);  // the probe left with the last vdisk
 }
 
 TEST_F(AgentOnAHost, KilledMidWorkloadTheDataPathGoesOnAndTheAgentRelearns) {

@@ -171,6 +171,32 @@ TEST_F(AgentTest, AFloodingClientIsBoundedAndCounted) {
   EXPECT_STREQ(buf, "{\"v\":1,\"ok\":false,\"error\":\"request longer than 4096 bytes\"}\n");
 }
 
+TEST_F(AgentTest, VmAddKeepsAVdiskUntilVmRemove) {
+  RunningAgent agent(o_);
+  EXPECT_EQ(error_of({{"op", "vm_add"},
+                      {"vm", "vm3"},
+                      {"vdisk", "d0"},
+                      {"image", (dir_ / "missing.raw").string()}}),
+            "image " + (dir_ / "missing.raw").string() + " is missing");
+  ask({{"op", "vm_add"}, {"vm", "vm3"}, {"vdisk", "d0"}, {"image", image_.string()}});
+  auto vms = ask({{"op", "vms"}})["vms"];
+  ASSERT_EQ(vms.size(), 1u);
+  EXPECT_EQ(vms[0]["vdisks"][0]["added"], true);
+  EXPECT_EQ(vms[0]["vdisks"][0]["connected"], false);
+  EXPECT_EQ(vms[0]["vdisks"][0]["image"], image_.string());
+  {
+    // An export of the same vdisk comes and goes: the operator's vdisk stays.
+    vfilter::AgentSink sink(sink_options());
+    sink.declare({1, 1, "vm3", "d0", image_.string()});
+    ASSERT_TRUE(eventually([](const json& s) { return s["agent"]["exports_connected"] == 1; }));
+    EXPECT_EQ(ask({{"op", "vms"}})["vms"][0]["vdisks"][0]["connected"], true);
+  }
+  ASSERT_TRUE(eventually([](const json& s) { return s["agent"]["exports_connected"] == 0; }));
+  EXPECT_EQ(ask({{"op", "vms"}})["vms"].size(), 1u);
+  ask({{"op", "vm_remove"}, {"vm", "vm3"}});
+  EXPECT_EQ(ask({{"op", "vms"}})["vms"].size(), 0u);
+}
+
 TEST_F(AgentTest, ASecondAgentOnTheSameSocketsIsRefused) {
   RunningAgent agent(o_);
   try {

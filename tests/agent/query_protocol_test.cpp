@@ -52,8 +52,12 @@ TEST(QueryProtocol, ErrorsNameTheFieldAndTheProblem) {
   EXPECT_EQ(error_of(R"({"v":1,"op":"whose","device":"7:0"})"),
             "request field 'sector' is missing");
   EXPECT_EQ(error_of(R"({"v":1,"op":"drop_tables"})"),
-            "unknown op 'drop_tables' (vms, map, whose, verify, stats, vm_remove)");
+            "unknown op 'drop_tables' (vms, map, whose, verify, stats, vm_add, vm_remove)");
   EXPECT_EQ(error_of(std::string(kMaxRequestBytes + 1, ' ')), "request longer than 4096 bytes");
+  EXPECT_EQ(error_of(R"({"v":1,"op":"vm_add","vm":"a","vdisk":"d","image":"rel.raw"})"),
+            "request field 'image' must be an absolute path");
+  EXPECT_EQ(error_of(R"({"v":1,"op":"vm_add","vm":"a","image":"/x.raw"})"),
+            "request field 'vdisk' is missing");
 }
 
 }  // namespace
