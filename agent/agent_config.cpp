@@ -21,7 +21,10 @@ void load_agent_config(const std::filesystem::path& file, AgentOptions& o) {
   const auto bad = [&](const std::string& key, const char* what) {
     return Error(fmt::format("{}: field '{}' {}", file.string(), key, what));
   };
-  for (const auto& [key, value] : j.items()) {
+  for (const auto& item : j.items()) {
+    // Named copies, not structured bindings: lambdas below capture them (clang 14 cannot).
+    const std::string key = item.key();
+    const nlohmann::json& value = item.value();
     const auto str = [&] {
       if (!value.is_string() || value.get<std::string>().empty())
         throw bad(key, "must be a non-empty string");
