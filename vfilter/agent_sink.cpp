@@ -144,6 +144,12 @@ void AgentSink::run() {
       continue;
     }
     backoff = options_.min_backoff;
+    {
+      // Records queued before this connection existed are of I/O no agent watched: lost.
+      std::lock_guard lock(mu_);
+      lost_.fetch_add(count_, std::memory_order_relaxed);
+      count_ = 0;
+    }
     connections_.fetch_add(1);
     connected_ = true;
     ingest::MessageBuilder hello;

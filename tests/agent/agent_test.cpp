@@ -118,6 +118,9 @@ TEST_F(AgentTest, CountsRecordsAndTheLossWhileItWasAway) {
   r.vdisk_id = 1;
   {
     RunningAgent agent(o_);
+    // Records of I/O before the connection could never be joined: the sink counts them lost
+    // (checked below), so these wait for it.
+    while (!sink->stats().connected) std::this_thread::sleep_for(1ms);
     for (int i = 0; i < 1000; ++i) sink->publish(r);
     ASSERT_TRUE(eventually([](const json& s) { return s["agent"]["records_ingested"] == 1000; }));
   }
