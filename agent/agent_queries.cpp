@@ -100,7 +100,7 @@ std::string Agent::answer(std::string_view line) {
                {"image", d ? d->image_path : ""},
                {"connected",
                 conn != vdisk_exports_.end() && conn->second > (added_.contains(key) ? 1u : 0u)},
-               {"probed", vdisk_devices_.contains(key)},
+               {"probed", o_.probe && vdisk_devices_.contains(key)},
                {"added", added_.contains(key)},
                {"extents", map.extents(key).size()},
                {"mapped_bytes", map.mapped_bytes(key)}});

@@ -102,6 +102,7 @@ TEST_F(AgentTest, LearnsVdisksSkipsMissingImagesAndNamesUnknownVms) {
   EXPECT_EQ(vms[0]["vm"], "vm1");
   EXPECT_EQ(vms[0]["vdisks"][0]["image"], image_.string());
   EXPECT_EQ(vms[0]["vdisks"][0]["connected"], true);
+  EXPECT_EQ(vms[0]["vdisks"][0]["probed"], false);  // this agent runs without the probe
   EXPECT_EQ(vms[1]["vdisks"][0]["probed"], false);
   EXPECT_EQ(error_of({{"op", "map"}, {"vm", "vm9"}}),
             "unknown vm 'vm9' (the agent knows: vm1, vm2)");
