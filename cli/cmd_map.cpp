@@ -2,9 +2,13 @@
 // prints it, as a table or as JSON; optionally saves a snapshot for the next run.
 #include <fmt/core.h>
 
+#include <limits>
 #include <nlohmann/json.hpp>
 
+#include "agent/agent_client.hpp"
+#include "cli/agent_queries.hpp"
 #include "cli/subcommand.hpp"
+#include "common/error.hpp"
 #include "correlator/map_source.hpp"
 #include "correlator/snapshot.hpp"
 
@@ -16,6 +20,9 @@ struct MapOptions {
   std::string vm, vdisk;
   bool json = false;
   std::string save_snapshot;
+  std::string agent = agent::kDefaultQuerySocket;
+  std::uint64_t offset = 0;
+  std::uint64_t length = std::numeric_limits<std::uint64_t>::max();
 };
 
 std::string dev(DeviceId d) {
@@ -35,6 +42,10 @@ nlohmann::json stats_json(const correlator::Stats& s) {
 }
 
 int run_map(const MapOptions& o) {
+  if (o.source.streams.empty() && !o.source.snapshot) {
+    if (!o.save_snapshot.empty()) throw Error("--save-snapshot needs --stream or --snapshot");
+    return agent_map({o.agent, o.json}, o.vm, o.vdisk, o.offset, o.length);
+  }
   const auto corr = correlator::load_map(o.source);
   const auto keys = correlator::select_vdisks(*corr, o.vm, o.vdisk);
   if (!o.save_snapshot.empty()) correlator::save_snapshot(*corr, o.save_snapshot);
@@ -95,6 +106,11 @@ const Register kRegister{
        app.add_option("--vm", o->vm, "Only this VM (name or id)");
        app.add_option("--vdisk", o->vdisk, "Only this vdisk (name or id)");
        app.add_flag("--json", o->json, "Print JSON");
+       app.add_option("--agent", o->agent,
+                      "The agent's query socket, asked when neither --stream nor --snapshot is "
+                      "given (default /run/v2p/agent.sock)");
+       app.add_option("--offset", o->offset, "Agent mode: first vdisk byte to show");
+       app.add_option("--length", o->length, "Agent mode: bytes to show");
        app.add_option("--save-snapshot", o->save_snapshot, "Also save the map as a snapshot file");
        return [o] { return run_map(*o); };
      }}};

@@ -11,6 +11,7 @@
 #include "cli/subcommand.hpp"
 #include "common/error.hpp"
 #include "common/stop_signal.hpp"
+#include "vfilter/agent_sink.hpp"
 #include "vfilter/config_file.hpp"
 #include "vfilter/server.hpp"
 #if V2P_HAVE_POLICY_HOST
@@ -40,6 +41,7 @@ struct ServeOptions {
   std::string socket_mode;
   std::string tcp;
   std::string record;
+  std::string agent;  // the v2p agent's ingest socket (docs/agent.md)
   bool read_only = false;
   bool no_tagging = false;
   bool no_direct = false;
@@ -192,6 +194,21 @@ int run_serve(const ServeOptions& o) {
   std::unique_ptr<vfilter::RecordFileSink> sink;
   if (!config.record.empty()) sink = std::make_unique<vfilter::RecordFileSink>(config.record);
   vfilter::RecordSink* server_sink = sink.get();
+  // The agent gets everything too; it never holds up the data path (vfilter/agent_sink.hpp).
+  std::unique_ptr<vfilter::AgentSink> agent_sink;
+  if (!o.agent.empty()) {
+    vfilter::AgentSinkOptions ao;
+    ao.socket = o.agent;
+    ao.next = sink.get();
+    agent_sink = std::make_unique<vfilter::AgentSink>(std::move(ao));
+    // The agent runs elsewhere (another cwd): it gets absolute image paths.
+    for (auto& v : config.server.vdisks) {
+      if (v.image.empty()) continue;
+      v.image = std::filesystem::absolute(v.image);
+      agent_sink->announce_image(v.image.string());
+    }
+    server_sink = agent_sink.get();
+  }
 #if V2P_HAVE_POLICY_HOST
   // Policies are loaded (and refused) before the server listens; the host's thread starts with
   // the server and stops after it, so every completed request reaches them.
@@ -220,7 +237,7 @@ int run_serve(const ServeOptions& o) {
 #endif
   std::unique_ptr<policy::RecordTee> tee;
   if (!policies.empty()) {
-    tee = std::make_unique<policy::RecordTee>(policies, sink.get());
+    tee = std::make_unique<policy::RecordTee>(policies, server_sink);
     server_sink = tee.get();
     policies.start();
   }
@@ -275,6 +292,11 @@ int run_serve(const ServeOptions& o) {
                ps.loaded, ps.unloaded, ps.events, ps.dropped_events, ps.ticks);
   }
 #endif
+  if (agent_sink) {
+    const auto as = agent_sink->stats();
+    fmt::print("v2p serve: agent: {} records sent, {} lost, {} connections\n", as.sent, as.lost,
+               as.connections);
+  }
   fmt::print(
       "v2p serve: stopped (signal {}): {} connections, {} requests, {} B read, {} B "
       "written, {} errors\n",
@@ -299,6 +321,9 @@ const Register kServe{
        app.add_flag("--no-tagging", o->no_tagging, "Do not put slot ids into the ioprio hint bits");
        app.add_flag("--no-direct", o->no_direct, "Buffered I/O, not O_DIRECT");
        app.add_option("--record", o->record, "Write the context records to this v2p stream file");
+       app.add_option("--agent", o->agent,
+                      "Stream declarations and records to the v2p agent's ingest socket "
+                      "(e.g. /run/v2p/ingest.sock); the data path never waits for it");
        app.add_option("--policy", "Load a policy shared object (repeatable)")
            ->type_name("FILE.so")
            ->allow_extra_args(false)

@@ -4,7 +4,10 @@
 #include <fmt/core.h>
 
 #include <filesystem>
+#include <nlohmann/json.hpp>
 
+#include "agent/agent_client.hpp"
+#include "cli/agent_queries.hpp"
 #include "cli/subcommand.hpp"
 #include "common/error.hpp"
 #include "correlator/map_source.hpp"
@@ -18,6 +21,8 @@ struct VerifyOptions {
   std::filesystem::path image;
   std::string vm, vdisk, device;
   bool allow_mismatch = false;
+  std::string agent = agent::kDefaultQuerySocket;
+  bool json = false;
 };
 
 double mib(std::uint64_t b) {
@@ -40,11 +45,31 @@ VdiskKey pick_vdisk(const correlator::Correlator& c, const VerifyOptions& o) {
 }
 
 int run_verify(const VerifyOptions& o) {
+  if (o.source.streams.empty() && !o.source.snapshot) {
+    if (o.vm.empty()) throw Error("asking the agent: give --vm (and --vdisk when it has several)");
+    return agent_verify({o.agent, o.json}, o.vm, o.vdisk, o.allow_mismatch);
+  }
+  if (o.image.empty()) throw Error("--image is required with --stream or --snapshot");
   const auto corr = correlator::load_map(o.source);
   const VdiskKey key = pick_vdisk(*corr, o);
   const DeviceId dev = o.device.empty() ? correlator::filesystem_device(o.image)
                                         : correlator::parse_device(o.device);
   const auto r = correlator::verify_against_fiemap(corr->map(), key, o.image, dev);
+  const bool exact_map = r.bytes_observed > 0 && r.bytes_wrong == 0;
+  if (o.json) {
+    nlohmann::json out{{"vdisk", correlator::vdisk_label(*corr, key)},
+                       {"image", o.image.string()},
+                       {"bytes_observed", r.bytes_observed},
+                       {"bytes_right", r.bytes_right},
+                       {"bytes_wrong", r.bytes_wrong},
+                       {"bytes_allocated", r.bytes_allocated},
+                       {"accuracy", r.accuracy()},
+                       {"coverage", r.coverage()},
+                       {"mean_confidence", r.mean_confidence()},
+                       {"mismatches", r.mismatches}};
+    fmt::print("{}\n", out.dump(2));
+    return exact_map || o.allow_mismatch ? 0 : 1;
+  }
   fmt::print("{} against {} on {}:{}\n", correlator::vdisk_label(*corr, key), o.image.string(),
              dev.major(), dev.minor());
   fmt::print("observed {:.2f} MiB, right {:.2f} MiB, wrong {:.2f} MiB: accuracy {:.2f}%\n",
@@ -80,8 +105,8 @@ int run_verify(const VerifyOptions& o) {
 const Register kRegister{
     {"verify", "Check a vdisk's map against its image's real layout", [](CLI::App& app) {
        auto o = std::make_shared<VerifyOptions>();
-       app.add_option("--image", o->image, "The vdisk's image file")
-           ->required()
+       app.add_option("--image", o->image,
+                      "The vdisk's image file (offline; the agent knows it from the export)")
            ->check(CLI::ExistingFile);
        app.add_option("--vm", o->vm, "VM (name or id)");
        app.add_option("--vdisk", o->vdisk, "vdisk (name or id)");
@@ -92,6 +117,10 @@ const Register kRegister{
            ->check(CLI::ExistingFile);
        app.add_option("--snapshot", o->source.snapshot, "Map snapshot")->check(CLI::ExistingFile);
        app.add_option("--backend", o->source.backends, "Process id of an opaque upstream backend");
+       app.add_option("--agent", o->agent,
+                      "The agent's query socket, asked when neither --stream nor --snapshot is "
+                      "given (default /run/v2p/agent.sock)");
+       app.add_flag("--json", o->json, "Print JSON");
        app.add_flag("--allow-mismatch", o->allow_mismatch, "Exit 0 even below 100% accuracy");
        return [o] { return run_verify(*o); };
      }}};

@@ -13,6 +13,7 @@ packages=(
   libbpf-dev bpftool liburing-dev libfmt-dev libboost-dev libcli11-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev libisal-dev libnbd-dev libnbd-bin libdevmapper-dev libjerasure-dev libgf-complete-dev
   qemu-utils qemu-system-x86 nbdkit fio jq
+  libsystemd-dev systemd
   e2fsprogs xfsprogs btrfs-progs util-linux kmod
   busybox-static cpio xz-utils zstd
 )

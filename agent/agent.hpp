@@ -1,0 +1,116 @@
+// `v2p agent`: the host service that keeps every VM's map live (docs/agent.md). One thread runs
+// everything in rounds: drain the probe, read the exports' ingest messages, feed the correlator,
+// answer a bounded number of queries, persist. Exports are separate processes: the agent can die
+// and come back while they keep serving their VMs.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "agent/device_watch.hpp"
+#include "agent/query_protocol.hpp"
+#include "agent/unix_listener.hpp"
+#include "common/record_file.hpp"
+#include "correlator/correlator.hpp"
+
+namespace v2p::agent {
+
+struct AgentOptions {
+  std::filesystem::path query_socket = "/run/v2p/agent.sock";
+  std::filesystem::path ingest_socket = "/run/v2p/ingest.sock";
+  std::string group;  // group of both sockets ("" = leave root's)
+  unsigned socket_mode = 0660;
+  std::filesystem::path state_dir = "/var/lib/v2p";  // empty = nothing persisted
+  unsigned snapshot_interval_ms = 10'000;
+  bool probe = true;                   // false: no eBPF (tests without root; map stays empty)
+  std::size_t max_query_clients = 64;  // more are refused (counted)
+  std::size_t queries_per_round = 32;  // the rest wait for the next round (counted)
+  std::size_t query_output_limit = 16u << 20;  // a client that does not read is dropped
+  std::function<void(std::string_view)> log = [](std::string_view) {};
+};
+
+struct AgentStats {
+  std::uint64_t rounds = 0;
+  std::uint64_t exports_connected = 0;   // now
+  std::uint64_t export_connections = 0;  // ever
+  std::uint64_t ingest_errors = 0;       // malformed messages (connection closed)
+  std::uint64_t records_ingested = 0;
+  std::uint64_t records_lost = 0;    // reported lost by exports (queue full, agent away)
+  std::uint64_t events_ignored = 0;  // of a device no vdisk uses any more
+  std::uint64_t vdisks_skipped = 0;  // image missing or on an unsupported stack
+  std::uint64_t vdisks_dropped = 0;  // export gone: entries removed
+  std::uint64_t query_clients = 0;   // now
+  std::uint64_t queries = 0;
+  std::uint64_t query_errors = 0;
+  std::uint64_t queries_deferred = 0;  // left for a later round (budget spent)
+  std::uint64_t clients_refused = 0;   // over max_query_clients
+  std::uint64_t clients_dropped = 0;   // oversized request or unread answers
+  std::uint64_t snapshots_saved = 0;
+  std::uint64_t restored_extents = 0;
+};
+
+class Agent {
+ public:
+  // Restores the state dir's snapshot, then listens on both sockets. Throws v2p::Error.
+  explicit Agent(AgentOptions options);
+  ~Agent();
+  Agent(const Agent&) = delete;
+  Agent& operator=(const Agent&) = delete;
+
+  // One round; waits up to wait_ms when there is nothing to do.
+  void round(int wait_ms);
+  // Saves the snapshot now (also done every snapshot_interval_ms and by the destructor).
+  void persist();
+  [[nodiscard]] AgentStats stats() const;
+  [[nodiscard]] const correlator::Correlator& correlator() const noexcept { return corr_; }
+  // One line for `systemctl status` (sd_notify STATUS=).
+  [[nodiscard]] std::string status_line() const;
+
+  struct Export;
+  struct Client;
+
+ private:
+  void accept_exports();
+  void accept_clients();
+  void read_exports();
+  void read_clients();
+  void answer_queries();
+  void write_clients();
+  void close_export(std::size_t i, std::string_view why);
+  VdiskKey register_vdisk(const VdiskDeclaration& d);
+  void drop_vdisk(VdiskKey key, std::string_view why);
+  void remove_vm(const std::string& vm);
+  void add_vdisk(const std::string& vm, const std::string& vdisk, const std::string& image);
+  void log_event(const std::string& line);
+  std::string answer(std::string_view line);
+
+  AgentOptions o_;
+  correlator::Correlator corr_;
+  DeviceWatch devices_;
+  Fd ingest_, query_;
+  std::vector<std::unique_ptr<Export>> exports_;
+  std::vector<std::unique_ptr<Client>> clients_;
+  // Agent-wide ids by name: each export numbers its vdisks from 1, the agent renumbers.
+  std::map<std::string, std::uint32_t> vm_ids_;
+  std::map<std::pair<std::string, std::string>, VdiskKey> vdisk_ids_;
+  std::map<VdiskKey, std::vector<DeviceId>> vdisk_devices_;  // the probed ones
+  std::map<VdiskKey, unsigned> vdisk_exports_;  // connected exports declaring it (+1 if added)
+  std::set<VdiskKey> added_;                    // by `v2p vm add`: kept until `vm remove`
+  std::vector<VdiskDeclaration> pending_declarations_;
+  std::vector<BackendProcess> pending_backends_;
+  std::vector<PhysEvent> events_;
+  std::vector<ContextRecord> records_;
+  std::vector<std::byte> rx_;
+  AgentStats stats_;
+  std::uint64_t lost_from_closed_ = 0;
+  std::uint64_t next_snapshot_ns_ = 0;
+};
+
+}  // namespace v2p::agent

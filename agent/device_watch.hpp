@@ -1,0 +1,43 @@
+// Which host block devices the probe watches, counted by the vdisks on them: the probe is
+// attached with the first device and detached when the last vdisk on the last device goes.
+// The kernel filter only grows (pfilter::Probe::add_device); events of a device no vdisk uses
+// any more are dropped here, in user space, until the probe is next re-attached.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "pfilter/probe.hpp"
+
+namespace v2p::agent {
+
+class DeviceWatch {
+ public:
+  // enabled = false: never attaches (an agent without privileges serves queries only).
+  explicit DeviceWatch(bool enabled) : enabled_(enabled) {}
+  // Adds a user of `devices`. Throws v2p::Error when the probe cannot attach.
+  void acquire(const std::vector<DeviceId>& devices);
+  void release(const std::vector<DeviceId>& devices);
+  [[nodiscard]] bool watching(DeviceId d) const { return active_.contains(d.kernel()); }
+  [[nodiscard]] pfilter::Probe* probe() const noexcept { return probe_.get(); }
+  [[nodiscard]] std::size_t device_count() const noexcept { return users_.size(); }
+  [[nodiscard]] std::uint64_t attaches() const noexcept { return attaches_; }
+
+ private:
+  bool enabled_;
+  std::map<std::uint32_t, unsigned> users_;  // kernel device number -> vdisks on it
+  std::unordered_set<std::uint32_t> active_;
+  std::unique_ptr<pfilter::Probe> probe_;
+  std::uint64_t attaches_ = 0;
+};
+
+// The devices the probe must watch for an image: the block device of its file system (the
+// device itself for a block-device image) and, for a partition, its disk. Throws v2p::Error
+// (missing image, no block device below it).
+std::vector<DeviceId> devices_for_image(const std::string& image);
+
+}  // namespace v2p::agent

@@ -1,0 +1,108 @@
+#include "common/ingest_wire.hpp"
+
+#include <cstring>
+#include <string>
+
+#include "common/error.hpp"
+
+namespace v2p::ingest {
+namespace {
+
+struct FrameHeader {
+  std::uint16_t type;
+  std::uint16_t reserved;
+  std::uint32_t length;
+};
+static_assert(sizeof(FrameHeader) == 8);
+
+template <class T>
+std::span<const std::byte> bytes_of(const T& v) {
+  return {reinterpret_cast<const std::byte*>(&v), sizeof v};
+}
+
+template <class T>
+T fixed(std::span<const std::byte> payload, const char* what) {
+  if (payload.size() != sizeof(T)) {
+    throw Error(std::string(what) + " frame has " + std::to_string(payload.size()) +
+                " bytes, expected " + std::to_string(sizeof(T)));
+  }
+  T v;
+  std::memcpy(&v, payload.data(), sizeof v);
+  return v;
+}
+
+}  // namespace
+
+bool MessageBuilder::append(std::uint16_t type, std::span<const std::byte> payload) {
+  if (buf_.size() + sizeof(FrameHeader) + payload.size() > kMaxMessageBytes) return false;
+  const FrameHeader h{type, 0, static_cast<std::uint32_t>(payload.size())};
+  const auto hb = bytes_of(h);
+  buf_.insert(buf_.end(), hb.begin(), hb.end());
+  buf_.insert(buf_.end(), payload.begin(), payload.end());
+  return true;
+}
+
+bool MessageBuilder::append(const ContextRecord& r) {
+  return append(static_cast<std::uint16_t>(FrameType::kContextRecord), bytes_of(r));
+}
+bool MessageBuilder::append(const VdiskDeclaration& d) {
+  return append(static_cast<std::uint16_t>(FrameType::kVdiskDeclaration),
+                encode_vdisk_declaration(d));
+}
+bool MessageBuilder::append(const BackendProcess& b) {
+  return append(static_cast<std::uint16_t>(FrameType::kBackendProcess), bytes_of(b));
+}
+bool MessageBuilder::append(const Hello& h) {
+  return append(kHelloFrame, bytes_of(h));
+}
+bool MessageBuilder::append(const LostRecords& l) {
+  return append(kLostRecordsFrame, bytes_of(l));
+}
+bool MessageBuilder::append_image(const std::string& path) {
+  if (path.size() > kMaxPathBytes) return false;
+  return append(kImageFrame, {reinterpret_cast<const std::byte*>(path.data()), path.size()});
+}
+
+void parse_message(std::span<const std::byte> message, MessageVisitor& visitor) {
+  std::size_t pos = 0;
+  while (pos < message.size()) {
+    FrameHeader h{};
+    if (message.size() - pos < sizeof h) throw Error("ingest message ends inside a frame header");
+    std::memcpy(&h, message.data() + pos, sizeof h);
+    pos += sizeof h;
+    if (h.length > message.size() - pos) {
+      throw Error("ingest frame of " + std::to_string(h.length) + " bytes overruns its message");
+    }
+    const auto payload = message.subspan(pos, h.length);
+    pos += h.length;
+    switch (h.type) {
+      case static_cast<std::uint16_t>(FrameType::kContextRecord):
+        visitor.on_record(fixed<ContextRecord>(payload, "context record"));
+        break;
+      case static_cast<std::uint16_t>(FrameType::kVdiskDeclaration):
+        visitor.on_declaration(decode_vdisk_declaration(payload));
+        break;
+      case static_cast<std::uint16_t>(FrameType::kBackendProcess):
+        visitor.on_backend(fixed<BackendProcess>(payload, "backend process"));
+        break;
+      case kHelloFrame:
+        visitor.on_hello(fixed<Hello>(payload, "hello"));
+        break;
+      case kLostRecordsFrame:
+        visitor.on_lost(fixed<LostRecords>(payload, "lost records"));
+        break;
+      case kImageFrame:
+        if (payload.empty() || payload.size() > kMaxPathBytes) {
+          throw Error("image frame of " + std::to_string(payload.size()) + " bytes (1.." +
+                      std::to_string(kMaxPathBytes) + " expected)");
+        }
+        visitor.on_image(
+            std::string(reinterpret_cast<const char*>(payload.data()), payload.size()));
+        break;
+      default:
+        throw Error("unknown ingest frame type " + std::to_string(h.type));
+    }
+  }
+}
+
+}  // namespace v2p::ingest

@@ -1,0 +1,74 @@
+#include "common/ingest_wire.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "common/error.hpp"
+
+namespace v2p::ingest {
+namespace {
+
+struct Collect final : MessageVisitor {
+  std::vector<std::string> seen;
+  void on_hello(const Hello& h) override { seen.push_back("hello " + std::to_string(h.pid)); }
+  void on_declaration(const VdiskDeclaration& d) override { seen.push_back("decl " + d.vm_name); }
+  void on_backend(const BackendProcess& b) override {
+    seen.push_back("backend " + std::to_string(b.tgid));
+  }
+  void on_record(const ContextRecord& r) override {
+    seen.push_back("record " + std::to_string(r.voffset));
+  }
+  void on_image(const std::string& p) override { seen.push_back("image " + p); }
+  void on_lost(const LostRecords& l) override {
+    seen.push_back("lost " + std::to_string(l.lost_total));
+  }
+};
+
+TEST(IngestWire, RoundTripsEveryFrameInOrder) {
+  MessageBuilder m;
+  ASSERT_TRUE(m.append(Hello{kProtocolVersion, 42}));
+  ASSERT_TRUE(m.append(VdiskDeclaration{1, 1, "vm1", "d0", "/img"}));
+  ASSERT_TRUE(m.append(BackendProcess{1, 1, 77, 0}));
+  ContextRecord r;
+  r.voffset = 8192;
+  ASSERT_TRUE(m.append(r));
+  ASSERT_TRUE(m.append(LostRecords{5}));
+  ASSERT_TRUE(m.append_image("/img"));
+  Collect c;
+  parse_message(m.bytes(), c);
+  EXPECT_EQ(c.seen, (std::vector<std::string>{"hello 42", "decl vm1", "backend 77", "record 8192",
+                                              "lost 5", "image /img"}));
+}
+
+TEST(IngestWire, AMessageNeverGrowsPastTheLimit) {
+  MessageBuilder m;
+  std::size_t n = 0;
+  while (m.append(ContextRecord{})) ++n;
+  EXPECT_EQ(n, kMaxMessageBytes / (8 + sizeof(ContextRecord)));
+  EXPECT_LE(m.bytes().size(), kMaxMessageBytes);
+}
+
+TEST(IngestWire, RefusesTruncatedWrongSizedAndUnknownFrames) {
+  MessageBuilder m;
+  ASSERT_TRUE(m.append(ContextRecord{}));
+  Collect c;
+  const auto bytes = m.bytes();
+  EXPECT_THROW(parse_message(bytes.first(bytes.size() - 1), c), Error);
+  EXPECT_THROW(parse_message(bytes.first(5), c), Error);
+  std::vector<std::byte> wrong(bytes.begin(), bytes.end());
+  std::uint32_t len = 63;
+  std::memcpy(wrong.data() + 4, &len, 4);
+  wrong.pop_back();
+  EXPECT_THROW(parse_message(wrong, c), Error);
+  MessageBuilder u;
+  ASSERT_TRUE(u.append(999, {}));
+  EXPECT_THROW(parse_message(u.bytes(), c), Error);
+  std::vector<std::byte> huge(8);
+  std::uint32_t big = 0xffffffff;
+  std::memcpy(huge.data() + 4, &big, 4);
+  EXPECT_THROW(parse_message(huge, c), Error);
+}
+
+}  // namespace
+}  // namespace v2p::ingest
