@@ -14,6 +14,10 @@ LiveChain::LiveChain(const LiveChainOptions& options)
   // Unpinned: the pins in /sys/fs/bpf/v2p belong to an operator's long-running `v2p probe`,
   // which may well be running while a demo or a test starts its own chain.
   probe_options.pin = false;
+  // The full stream: the window join of opaque upstream paths needs every untagged bio of the
+  // backend, and the vfilter does not publish slot contexts yet, so suppression would only drop
+  // those (docs/pfilter.md, "What the probe sends").
+  probe_options.every_bio = true;
   probe_ = pfilter::Probe::attach(probe_options);
   vfilter::ServerConfig server_config;
   server_config.vdisks = options.vdisks;
