@@ -33,6 +33,7 @@ const volatile __u8 bio_remapped_bit = 0xff;
 /* Count a bio the map already knows instead of sending it (off: --every-bio, and with
  * completions, whose user-space join needs every queue event). */
 const volatile bool suppress_repeats = false;
+const volatile __u32 seen_set_mask = 0;
 
 /* The filter sets. The first V2P_SET_INLINE members live in these arrays (.bss, written by the
  * loader through the skeleton's memory mapping, also while attached), checked with a few compares
@@ -109,18 +110,20 @@ struct {
   __type(value, struct v2p_slot_context);
 } v2p_slot_table SEC(".maps");
 
+/* The loader sizes both (ProbeOptions::seen_ranges / V2P_SEEN_WAYS sets, a power of two) and
+ * sets seen_set_mask to the sets - 1. */
 struct {
-  __uint(type, BPF_MAP_TYPE_LRU_HASH);
-  __uint(max_entries, 1 << 18); /* the loader overrides this with ProbeOptions::seen_ranges */
-  __type(key, struct v2p_range_key);
-  __type(value, struct v2p_owner);
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, struct v2p_seen_set);
 } v2p_seen_at SEC(".maps");
 
 struct {
-  __uint(type, BPF_MAP_TYPE_LRU_HASH);
-  __uint(max_entries, 1 << 18); /* as v2p_seen_at */
-  __type(key, struct v2p_virtual_key);
-  __type(value, struct v2p_range_key);
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, struct v2p_seen_set);
 } v2p_seen_from SEC(".maps");
 
 struct {
@@ -418,6 +421,68 @@ static __always_inline void count_device(struct request* rq, __u32 nr_bytes, __u
   if (start != 0 && start <= now) v->latency_us_log2[latency_bucket(now - start) & 31] += 1;
 }
 
+/* splitmix64's finalizer: every input bit moves every output bit. */
+static __always_inline __u64 mix64(__u64 x) {
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ULL;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebULL;
+  x ^= x >> 31;
+  return x;
+}
+
+static __always_inline __u64 range_hash(__u32 dev, __u64 sector, __u32 bytes) {
+  return mix64(sector ^ mix64(((__u64)dev << 32) | bytes));
+}
+
+static __always_inline __u64 owner_hash(__u32 tgid, bool known, const struct v2p_slot_context* c) {
+  if (!known) return mix64(((__u64)tgid << 1) | 1); /* untagged: the process alone */
+  return mix64(c->voffset ^ mix64(((__u64)tgid << 32 | c->vm) ^ mix64((__u64)c->vdisk << 1)));
+}
+
+static __always_inline __u64 virtual_hash(__u32 tgid, const struct v2p_slot_context* c,
+                                          __u32 bytes) {
+  return mix64(c->voffset ^
+               mix64(((__u64)tgid << 32 | c->vm) ^ mix64((__u64)c->vdisk << 32 | bytes)));
+}
+
+static __always_inline __u64 entry_check(__u64 key, __u64 value, __u32 epoch, __u32 op_bits) {
+  return mix64(key ^ mix64(value ^ ((__u64)epoch << 32 | op_bits))) | 1;
+}
+
+/* The entry for `key` in its set (*found), or the way it would replace (chosen by the key's low
+ * bits). NULL only if the map lookup fails, which it cannot for an index within the array. */
+static __always_inline struct v2p_seen_entry* seen_entry(void* map, __u64 key, __u32 epoch,
+                                                         bool* found) {
+  __u32 index = (__u32)(key >> 32) & seen_set_mask;
+  struct v2p_seen_set* set = bpf_map_lookup_elem(map, &index);
+  *found = false;
+  if (!set) return NULL;
+#pragma unroll
+  for (int i = 0; i < V2P_SEEN_WAYS; i++) {
+    struct v2p_seen_entry* e = &set->way[i];
+    if (e->key == key && e->epoch == epoch &&
+        e->check == entry_check(e->key, e->value, e->epoch, e->op_bits)) {
+      *found = true;
+      return e;
+    }
+  }
+  return &set->way[key & (V2P_SEEN_WAYS - 1)];
+}
+
+/* check cleared first and set last: a reader between sees no valid entry. */
+static __always_inline void seen_write(struct v2p_seen_entry* e, __u64 key, __u64 value,
+                                       __u32 epoch, __u32 op_bits) {
+  *(volatile __u64*)&e->check = 0;
+  asm volatile("" ::: "memory");
+  e->key = key;
+  e->value = value;
+  e->epoch = epoch;
+  e->op_bits = op_bits;
+  asm volatile("" ::: "memory");
+  *(volatile __u64*)&e->check = entry_check(key, value, epoch, op_bits);
+}
+
 /* Whether the map already knows what this bio would tell it, so it is counted and not sent:
  * its physical range's last reported bio had the same owner (the same process and slot context,
  * or the same untagged process) with this op class, no discard came since, and, for a tagged bio,
@@ -433,36 +498,29 @@ static __always_inline bool already_reported(__u32 dev, __u64 sector, __u32 byte
   }
   if (op != V2P_OP_READ && op != V2P_OP_WRITE) return false;
   if (bytes == 0) return false;
-  struct v2p_range_key at = {.sector = sector, .dev = dev, .bytes = bytes};
-  struct v2p_owner* seen = bpf_map_lookup_elem(&v2p_seen_at, &at);
+  __u32 epoch = *(volatile __u32*)&v2p_epoch;
+  __u64 at = range_hash(dev, sector, bytes);
+  bool seen = false;
+  struct v2p_seen_entry* e = seen_entry(&v2p_seen_at, at, epoch, &seen);
+  if (!e) return false;
   bool tagged = ((ioprio >> 3) & (V2P_SLOTS_PER_ROW - 1)) != 0;
   if (tagged && !known) {
-    if (seen) bpf_map_delete_elem(&v2p_seen_at, &at);
+    if (seen) *(volatile __u64*)&e->check = 0;
     return false;
   }
-  struct v2p_owner owner = {
-      .voffset = known ? c->voffset : 0,
-      .tgid = tgid,
-      .vm = known ? c->vm : 0,
-      .vdisk = known ? c->vdisk : 0,
-      .epoch = *(volatile __u32*)&v2p_epoch,
-      .tagged = known,
-      .op_class = (__u8)(1u << op), /* the op classes reported for this owner, as bits */
-  };
-  bool same_owner = seen && seen->tgid == owner.tgid && seen->tagged == owner.tagged &&
-                    seen->vm == owner.vm && seen->vdisk == owner.vdisk &&
-                    seen->voffset == owner.voffset && seen->epoch == owner.epoch;
+  __u64 owner = owner_hash(tgid, known, c);
+  bool same_owner = seen && e->value == owner;
   bool placed_here = true;
-  struct v2p_virtual_key from = {
-      .voffset = owner.voffset, .vm = owner.vm, .vdisk = owner.vdisk, .bytes = bytes, .tgid = tgid};
   if (known) {
-    struct v2p_range_key* last = bpf_map_lookup_elem(&v2p_seen_from, &from);
-    placed_here = last && last->dev == dev && last->sector == sector && last->bytes == bytes;
+    __u64 from = virtual_hash(tgid, c, bytes);
+    bool from_seen = false;
+    struct v2p_seen_entry* f = seen_entry(&v2p_seen_from, from, epoch, &from_seen);
+    placed_here = from_seen && f->value == at;
+    if (!placed_here && f) seen_write(f, from, at, epoch, 0);
   }
-  if (same_owner && placed_here && (seen->op_class & owner.op_class)) return true;
-  if (same_owner && placed_here) owner.op_class |= seen->op_class;
-  bpf_map_update_elem(&v2p_seen_at, &at, &owner, BPF_ANY);
-  if (known && !placed_here) bpf_map_update_elem(&v2p_seen_from, &from, &at, BPF_ANY);
+  __u32 op_bit = 1u << op;
+  if (same_owner && placed_here && (e->op_bits & op_bit)) return true;
+  seen_write(e, at, owner, epoch, same_owner && placed_here ? e->op_bits | op_bit : op_bit);
   return false;
 }
 

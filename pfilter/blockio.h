@@ -140,31 +140,25 @@ struct v2p_slot_context {
 #define V2P_OP_OTHER 3 /* flush and the rest */
 #define V2P_OP_CLASSES 4
 
-/* v2p_seen_at (LRU hash, shared by all CPUs so every CPU knows what any CPU reported): per
- * physical range, the owner of its last reported bio. v2p_seen_from (LRU hash, tagged bios
- * only): per virtual range, the physical range of its last reported bio. A bio is suppressed when
- * both agree with it: then the map's forward and reverse entries already say what it says. */
-struct v2p_range_key {
-  __u64 sector;
-  __u32 dev;
-  __u32 bytes;
+/* v2p_seen_at: per physical range, the owner of its last reported bio. v2p_seen_from (tagged
+ * bios with a known context only): per virtual range, the physical range of its last reported bio.
+ * A bio is suppressed when both agree with it: then the map's forward and reverse entries already
+ * say what it says. Both are arrays of 4-way sets (two cache lines) shared by all CPUs, so every
+ * CPU knows what any CPU reported: a lookup is one inlined array access and four compares, an
+ * update a few plain stores (an LRU hash map cost about twice as much per bio, measured in
+ * docs/pfilter.md). Keys and values are 64-bit hashes of the fields (v2p_range_hash & co. in
+ * blockio.bpf.c); `check` hashes the whole entry, so an entry torn by two CPUs writing it at once
+ * reads as absent. An entry whose check is wrong or whose epoch is old is absent. */
+struct v2p_seen_entry {
+  __u64 key;     /* hash of the range */
+  __u64 value;   /* hash of the owner (v2p_seen_at) or of the physical range (v2p_seen_from) */
+  __u32 epoch;   /* v2p_epoch when reported: a discard anywhere makes every entry stale */
+  __u32 op_bits; /* v2p_seen_at: the op classes reported for this owner, 1 << V2P_OP_* */
+  __u64 check;
 };
-struct v2p_owner {
-  __u64 voffset; /* 0 when untagged */
-  __u32 tgid;
-  __u32 vm;    /* 0 when untagged */
-  __u32 vdisk; /* 0 when untagged */
-  __u32 epoch; /* v2p_epoch when reported: a discard anywhere makes every entry stale */
-  __u8 tagged;
-  __u8 op_class;
-  __u8 reserved[6];
-};
-struct v2p_virtual_key {
-  __u64 voffset;
-  __u32 vm;
-  __u32 vdisk;
-  __u32 bytes;
-  __u32 tgid;
+#define V2P_SEEN_WAYS 4
+struct v2p_seen_set {
+  struct v2p_seen_entry way[V2P_SEEN_WAYS];
 };
 
 /* Counters, readable with `bpftool map dump` (the contract in docs/pfilter.md). */

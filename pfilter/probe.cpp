@@ -426,9 +426,14 @@ std::unique_ptr<Probe> Probe::attach(const ProbeOptions& options) {
   skel.rodata->track_completions = options.completions;
   impl->suppressing = !options.every_bio && !options.completions;
   skel.rodata->suppress_repeats = impl->suppressing;
-  if (options.seen_ranges == 0) throw Error("the suppression LRU needs at least one entry");
-  bpf_map__set_max_entries(skel.maps.v2p_seen_at, options.seen_ranges);
-  bpf_map__set_max_entries(skel.maps.v2p_seen_from, options.seen_ranges);
+  {
+    // Sets of V2P_SEEN_WAYS entries, a power of two of them so the programs index with a mask.
+    std::uint32_t sets = 1;
+    while (sets < options.seen_ranges / V2P_SEEN_WAYS && sets < (1u << 24)) sets <<= 1;
+    skel.rodata->seen_set_mask = sets - 1;
+    bpf_map__set_max_entries(skel.maps.v2p_seen_at, sets);
+    bpf_map__set_max_entries(skel.maps.v2p_seen_from, sets);
+  }
   skel.rodata->wakeup_bytes = options.wakeup_bytes;
   skel.rodata->bio_remapped_bit = static_cast<std::uint8_t>(bio_remapped_bit().value_or(0xff));
   bpf_map__set_max_entries(skel.maps.v2p_events, options.ring_bytes);

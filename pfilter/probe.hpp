@@ -39,9 +39,9 @@ struct ProbeOptions {
   // sent (docs/pfilter.md, "What the probe sends"). Completions imply it: their join needs every
   // queue event.
   bool every_bio = false;
-  // Entries of each of the two LRU maps that remember what was reported (about 100 bytes each):
-  // a working set larger than this is reported again as it is evicted, never missed.
-  std::uint32_t seen_ranges = 1u << 17;
+  // Entries of each of the two tables that remember what was reported (32 bytes each, rounded to
+  // a power of two): a working set larger than this is partly reported again, never missed.
+  std::uint32_t seen_ranges = 1u << 18;
 };
 
 class Probe {
