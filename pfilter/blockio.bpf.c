@@ -450,24 +450,33 @@ static __always_inline __u64 entry_check(__u64 key, __u64 value, __u32 epoch, __
   return mix64(key ^ mix64(value ^ ((__u64)epoch << 32 | op_bits))) | 1;
 }
 
-/* The entry for `key` in its set (*found), or the way it would replace (chosen by the key's low
- * bits). NULL only if the map lookup fails, which it cannot for an index within the array. */
+/* The entry for `key` in its set (*found), or the way it would replace: a way holding no valid
+ * entry if there is one (else two ranges of one set could evict each other for ever), otherwise
+ * one chosen by the key's low bits. NULL only if the map lookup fails, which it cannot for an
+ * index within the array. */
 static __always_inline struct v2p_seen_entry* seen_entry(void* map, __u64 key, __u32 epoch,
                                                          bool* found) {
   __u32 index = (__u32)(key >> 32) & seen_set_mask;
   struct v2p_seen_set* set = bpf_map_lookup_elem(map, &index);
   *found = false;
   if (!set) return NULL;
+  struct v2p_seen_entry* victim = &set->way[key & (V2P_SEEN_WAYS - 1)];
+  bool have_free = false;
 #pragma unroll
   for (int i = 0; i < V2P_SEEN_WAYS; i++) {
     struct v2p_seen_entry* e = &set->way[i];
-    if (e->key == key && e->epoch == epoch &&
-        e->check == entry_check(e->key, e->value, e->epoch, e->op_bits)) {
+    bool valid =
+        e->epoch == epoch && e->check == entry_check(e->key, e->value, e->epoch, e->op_bits);
+    if (valid && e->key == key) {
       *found = true;
       return e;
     }
+    if (!valid && !have_free) {
+      victim = e;
+      have_free = true;
+    }
   }
-  return &set->way[key & (V2P_SEEN_WAYS - 1)];
+  return victim;
 }
 
 /* check cleared first and set last: a reader between sees no valid entry. */
