@@ -145,10 +145,10 @@ struct v2p_slot_context {
  * A bio is suppressed when both agree with it: then the map's forward and reverse entries already
  * say what it says. Both are arrays of 4-way sets (two cache lines) shared by all CPUs, so every
  * CPU knows what any CPU reported: a lookup is one inlined array access and four compares, an
- * update a few plain stores (an LRU hash map cost about twice as much per bio, measured in
- * docs/pfilter.md). Keys and values are 64-bit hashes of the fields (v2p_range_hash & co. in
- * blockio.bpf.c); `check` hashes the whole entry, so an entry torn by two CPUs writing it at once
- * reads as absent. An entry whose check is wrong or whose epoch is old is absent. */
+ * update a few plain stores, no lock and no allocation (docs/pfilter.md). Keys and values are
+ * 64-bit hashes of the fields (v2p_range_hash & co. in blockio.bpf.c); `check` hashes the whole
+ * entry, so an entry torn by two CPUs writing it at once reads as absent. An entry whose check is
+ * wrong or whose epoch is old is absent. */
 struct v2p_seen_entry {
   __u64 key;     /* hash of the range */
   __u64 value;   /* hash of the owner (v2p_seen_at) or of the physical range (v2p_seen_from) */
