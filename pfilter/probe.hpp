@@ -35,10 +35,12 @@ struct ProbeOptions {
   // Up to 8 times less often while flushes find nothing. poll(0) always flushes. At least 1.
   std::uint32_t flush_ms = 10;
   // Send every bio, as the probe did before it learned to suppress repeats: a queue (and remap)
-  // event per bio. Off by default: a bio the map already knows is counted in the kernel and not
-  // sent (docs/pfilter.md, "What the probe sends"). Completions imply it: their join needs every
-  // queue event.
-  bool every_bio = false;
+  // event per bio. False: a bio the map already knows is counted in the kernel and not sent
+  // (docs/pfilter.md, "What the probe sends"); `v2p probe` and image-only LiveChains use that.
+  // The library default stays the full stream for callers written before suppression (the
+  // agent's window join for opaque backends needs every untagged backend bio); they opt in.
+  // Completions imply it: their join needs every queue event.
+  bool every_bio = true;
   // Entries of each of the two tables that remember what was reported (32 bytes each, rounded to
   // a power of two): a working set larger than this is partly reported again, never missed.
   std::uint32_t seen_ranges = 1u << 18;
