@@ -36,11 +36,13 @@ struct ProbeArgs {
   double stats_interval = 1.0;
   bool print = false;
   bool no_completions = false;
+  bool every_bio = false;
   bool no_pin = false;
   std::string pin_dir = "/sys/fs/bpf/v2p";
   std::uint32_t ring_mib = 16;
   std::uint32_t batch_kib = 64;
   std::uint32_t flush_ms = 10;
+  std::uint32_t seen_ranges = pfilter::ProbeOptions{}.seen_ranges;
 };
 
 int replay(const std::string& path) {
@@ -98,12 +100,16 @@ int run_probe(const ProbeArgs& a) {
   pfilter::ProbeOptions o;
   for (const auto& d : a.devices) o.devices.push_back(resolve_device(d));
   o.tgids = a.pids;
-  o.completions = !a.no_completions;
+  // The full stream (an event per bio, with completions) only on request: by default the kernel
+  // counts what the map already knows and keeps latency in its histograms (docs/pfilter.md).
+  o.every_bio = a.every_bio;
+  o.completions = a.every_bio && !a.no_completions;
   o.pin = !a.no_pin;
   o.pin_dir = a.pin_dir;
   o.ring_bytes = a.ring_mib << 20;
   o.wakeup_bytes = a.batch_kib << 10;
   o.flush_ms = a.flush_ms;
+  o.seen_ranges = a.seen_ranges;
 
   StopSignal stop;
   auto probe = pfilter::Probe::attach(o);
@@ -118,7 +124,8 @@ int run_probe(const ProbeArgs& a) {
   fmt::print(stderr, "probe: attached ({} devices, {} processes{}){}; Ctrl-C to stop\n",
              o.devices.empty() ? "all" : std::to_string(o.devices.size()),
              o.tgids.empty() ? "all" : std::to_string(o.tgids.size()),
-             o.completions ? ", with completions" : "",
+             o.every_bio ? (o.completions ? ", every bio, with completions" : ", every bio")
+                         : ", repeats counted in the kernel",
              o.pin ? ", pinned in " + o.pin_dir.string() : "");
 
   const std::uint64_t start = monotonic_ns();
@@ -155,6 +162,10 @@ int run_probe(const ProbeArgs& a) {
     completions = fmt::format(", {} completions unreported, {} without a queue event",
                               probe->unreported_completions(), probe->unmatched_completions());
   }
+  if (probe->suppressing()) {
+    completions =
+        fmt::format(", {} bios counted in the kernel (already known)", probe->suppressed_bios());
+  }
   fmt::print(stderr, "probe: {} events, {} lost{}{}\n", total, lost, completions,
              a.record.empty() ? "" : ", recorded in " + a.record);
   return 0;
@@ -178,7 +189,14 @@ const Register kProbe(
        app.add_flag("--print", a->print, "one line per event on stdout");
        app.add_option("--stats-interval", a->stats_interval,
                       "seconds between stats lines on stderr (0: none)");
-       app.add_flag("--no-completions", a->no_completions, "do not trace completions (no latency)");
+       app.add_flag("--every-bio", a->every_bio,
+                    "send an event for every bio and its completion (debugging; default: only "
+                    "what the map does not know, the rest counted in the kernel)");
+       app.add_option("--seen-ranges", a->seen_ranges,
+                      "ranges the kernel remembers as reported (32 bytes each); a larger "
+                      "working set is reported again as it is evicted");
+       app.add_flag("--no-completions", a->no_completions,
+                    "with --every-bio: no completion events (no per-bio latency)");
        app.add_flag("--no-pin", a->no_pin, "do not pin programs and maps");
        app.add_option("--pin-dir", a->pin_dir, "bpffs directory for the pins");
        app.add_option("--ring-mib", a->ring_mib, "ring buffer size in MiB (power of two)");

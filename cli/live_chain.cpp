@@ -1,5 +1,9 @@
 #include "cli/live_chain.hpp"
 
+#include <unistd.h>
+
+#include <algorithm>
+
 #include "common/clock.hpp"
 #include "correlator/snapshot.hpp"
 
@@ -14,8 +18,19 @@ LiveChain::LiveChain(const LiveChainOptions& options)
   // Unpinned: the pins in /sys/fs/bpf/v2p belong to an operator's long-running `v2p probe`,
   // which may well be running while a demo or a test starts its own chain.
   probe_options.pin = false;
+  // Only image vdisks publish their slot contexts; the window join of opaque upstream paths needs
+  // every untagged bio of the backend, and backend stacks do their own host I/O: those chains
+  // keep the full stream (docs/pfilter.md, "What the probe sends").
+  const bool images_only = std::all_of(
+      options.vdisks.begin(), options.vdisks.end(),
+      [](const vfilter::VdiskConfig& v) { return v.upstream.empty() && v.backend == nullptr; });
+  probe_options.every_bio = !images_only;
   probe_ = pfilter::Probe::attach(probe_options);
   vfilter::ServerConfig server_config;
+  if (images_only) {
+    server_config.slot_table_fd = probe_->slot_table_fd();
+    server_config.slot_table_row = probe_->add_export(static_cast<std::uint32_t>(::getpid()));
+  }
   server_config.vdisks = options.vdisks;
   server_config.unix_socket = options.socket;
   vfilter::RecordSink* sink = &sink_;

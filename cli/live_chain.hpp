@@ -43,6 +43,9 @@ class LiveChain {
   [[nodiscard]] std::uint64_t snapshots_written() const noexcept { return snapshots_; }
 
   [[nodiscard]] const correlator::Correlator& correlator() const noexcept { return corr_; }
+  // Bios the probe counted instead of sending because the map already knew them (0 on chains
+  // that keep the full stream: opaque upstreams, backend stacks).
+  [[nodiscard]] std::uint64_t suppressed_bios() const { return probe_->suppressed_bios(); }
   // Every completion-window assignment (tests check the confidence against ground truth).
   void set_window_observer(std::function<void(const correlator::WindowDecision&)> observer) {
     corr_.set_window_observer(std::move(observer));

@@ -30,6 +30,10 @@ const volatile __u64 wakeup_bytes = 0;
  * partition remap has made bi_sector absolute on the whole disk, which happens before
  * block_bio_queue on 6.18 (measured) and after it on older kernels. */
 const volatile __u8 bio_remapped_bit = 0xff;
+/* Count a bio the map already knows instead of sending it (off: --every-bio, and with
+ * completions, whose user-space join needs every queue event). */
+const volatile bool suppress_repeats = false;
+const volatile __u32 seen_set_mask = 0;
 
 /* The filter sets. The first V2P_SET_INLINE members live in these arrays (.bss, written by the
  * loader through the skeleton's memory mapping, also while attached), checked with a few compares
@@ -39,6 +43,13 @@ __u32 v2p_dev_set[V2P_SET_INLINE];
 __u32 v2p_tgid_set[V2P_SET_INLINE];
 __u32 v2p_dev_overflow;
 __u32 v2p_tgid_overflow;
+
+/* The export process owning each row of v2p_slot_table (0: free), written by the loader. A few
+ * compares instead of a hash lookup per tagged bio. */
+__u32 v2p_slot_row_tgid[V2P_SLOT_ROWS];
+/* Bumped by every discard: a discarded range may be reallocated to anything, so every entry of
+ * v2p_seen_at recorded before is stale (see blockio.h). */
+__u32 v2p_epoch;
 
 struct {
   __uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -91,6 +102,44 @@ struct {
   __type(value, __u64);
 } v2p_unsent_since SEC(".maps");
 
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(map_flags, BPF_F_MMAPABLE);
+  __uint(max_entries, V2P_SLOT_ROWS* V2P_SLOTS_PER_ROW);
+  __type(key, __u32);
+  __type(value, struct v2p_slot_context);
+} v2p_slot_table SEC(".maps");
+
+/* The loader sizes both (ProbeOptions::seen_ranges / V2P_SEEN_WAYS sets, a power of two) and
+ * sets seen_set_mask to the sets - 1. */
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, struct v2p_seen_set);
+} v2p_seen_at SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, struct v2p_seen_set);
+} v2p_seen_from SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+  __uint(max_entries, 4096);
+  __type(key, struct v2p_device_stats_key);
+  __type(value, struct v2p_device_stats);
+} v2p_device_stats SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+  __uint(max_entries, 4096);
+  __type(key, struct v2p_vdisk_stats_key);
+  __type(value, struct v2p_vdisk_stats);
+} v2p_vdisk_stats SEC(".maps");
+
 static __always_inline void count(__u32 counter, __u32 prog, __u64 n) {
   __u32 slot = V2P_COUNTER_SLOT(counter, prog);
   __u64* v = bpf_map_lookup_elem(&v2p_counters, &slot);
@@ -142,17 +191,17 @@ static __always_inline void submit(struct v2p_blockio_event* e, __u32 prog) {
 
 /* Sends a batch's record to the ring (counted as its n events, as user space delivers one event
  * per entry) and empties it. A full ring loses the batch, counted. */
-#define SEND_RECORD(b, prog)                                                                \
-  do {                                                                                      \
-    __u32 n_ = (b)->record.count;                                                           \
-    if (n_ == 0) break;                                                                     \
-    if (bpf_ringbuf_output(&v2p_events, &(b)->record, sizeof((b)->record),                  \
-                           wakeup_flags(sizeof((b)->record))) == 0) {                       \
-      count(V2P_COUNTER_EVENTS, (prog), n_);                                                \
-    } else {                                                                                \
-      count(V2P_COUNTER_RING_FULL, (prog), n_);                                             \
-    }                                                                                       \
-    (b)->record.count = 0;                                                                  \
+#define SEND_RECORD(b, prog)                                               \
+  do {                                                                     \
+    __u32 n_ = (b)->record.count;                                          \
+    if (n_ == 0) break;                                                    \
+    if (bpf_ringbuf_output(&v2p_events, &(b)->record, sizeof((b)->record), \
+                           wakeup_flags(sizeof((b)->record))) == 0) {      \
+      count(V2P_COUNTER_EVENTS, (prog), n_);                               \
+    } else {                                                               \
+      count(V2P_COUNTER_RING_FULL, (prog), n_);                            \
+    }                                                                      \
+    (b)->record.count = 0;                                                 \
   } while (0)
 
 /* Marks a batch busy until release(); false when it is busy already (this program interrupted
@@ -288,6 +337,202 @@ static __always_inline __u32 bio_dev(struct bio* bio, bool* wanted) {
   return part_dev;
 }
 
+/* ---- Counters and the suppression of repeats (blockio.h; docs/pfilter.md) ---- */
+
+static __always_inline __u32 op_class(__u32 opf) {
+  switch (opf & 0xff) { /* REQ_OP_* */
+    case 0:             /* REQ_OP_READ */
+      return V2P_OP_READ;
+    case 1: /* REQ_OP_WRITE */
+    case 9: /* REQ_OP_WRITE_ZEROES */
+      return V2P_OP_WRITE;
+    case 3: /* REQ_OP_DISCARD */
+    case 5: /* REQ_OP_SECURE_ERASE */
+      return V2P_OP_DISCARD;
+    default:
+      return V2P_OP_OTHER;
+  }
+}
+
+/* The context the export published for the bio's slot; false when untagged, when the process
+ * has no row, or when the slot was never written. */
+static __always_inline bool slot_context(__u32 tgid, __u16 ioprio, struct v2p_slot_context* out) {
+  __u32 slot = (ioprio >> 3) & (V2P_SLOTS_PER_ROW - 1);
+  if (slot == 0 || tgid == 0) return false;
+  __u32 row = V2P_SLOT_ROWS;
+#pragma unroll
+  for (int i = 0; i < V2P_SLOT_ROWS; i++) {
+    if (v2p_slot_row_tgid[i] == tgid) row = i;
+  }
+  if (row >= V2P_SLOT_ROWS) return false;
+  __u32 index = row * V2P_SLOTS_PER_ROW + slot;
+  struct v2p_slot_context* c = bpf_map_lookup_elem(&v2p_slot_table, &index);
+  if (!c) return false;
+  *out = *c;
+  return out->generation != 0;
+}
+
+static __always_inline void count_vdisk(const struct v2p_slot_context* c, __u32 op, __u32 bytes) {
+  struct v2p_vdisk_stats_key key = {.vm = c->vm, .vdisk = c->vdisk, .op_class = op};
+  struct v2p_vdisk_stats* v = bpf_map_lookup_elem(&v2p_vdisk_stats, &key);
+  if (!v) {
+    struct v2p_vdisk_stats zero = {};
+    bpf_map_update_elem(&v2p_vdisk_stats, &key, &zero, BPF_NOEXIST);
+    v = bpf_map_lookup_elem(&v2p_vdisk_stats, &key);
+    if (!v) return; /* the map is full */
+  }
+  v->ios += 1;
+  v->bytes += bytes;
+}
+
+static __always_inline __u32 latency_bucket(__u64 ns) {
+  __u64 us = ns / 1000;
+  __u32 b = 0;
+#pragma unroll
+  for (int shift = 32; shift > 0; shift /= 2) {
+    if (us >> shift) {
+      us >>= shift;
+      b += shift;
+    }
+  }
+  return b < V2P_LATENCY_BUCKETS ? b : V2P_LATENCY_BUCKETS - 1;
+}
+
+/* One completed request (or the part nr_bytes of it) in its disk's counters; the latency from
+ * the request's start time, which blk-mq stamps when the queue keeps I/O statistics (0 when it
+ * does not: counted without a latency). */
+static __always_inline void count_device(struct request* rq, __u32 nr_bytes, __u64 now) {
+  struct gendisk* disk = rq->q->disk;
+  if (!disk) return;
+  struct v2p_device_stats_key key = {
+      .dev = ((__u32)disk->major << 20) | (__u32)disk->first_minor,
+      .op_class = op_class(rq->cmd_flags),
+  };
+  struct v2p_device_stats* v = bpf_map_lookup_elem(&v2p_device_stats, &key);
+  if (!v) {
+    struct v2p_device_stats zero = {};
+    bpf_map_update_elem(&v2p_device_stats, &key, &zero, BPF_NOEXIST);
+    v = bpf_map_lookup_elem(&v2p_device_stats, &key);
+    if (!v) return;
+  }
+  v->ios += 1;
+  v->bytes += nr_bytes;
+  __u64 start = rq->start_time_ns;
+  if (start != 0 && start <= now) v->latency_us_log2[latency_bucket(now - start) & 31] += 1;
+}
+
+/* splitmix64's finalizer: every input bit moves every output bit. */
+static __always_inline __u64 mix64(__u64 x) {
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ULL;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebULL;
+  x ^= x >> 31;
+  return x;
+}
+
+static __always_inline __u64 range_hash(__u32 dev, __u64 sector, __u32 bytes) {
+  return mix64(sector ^ mix64(((__u64)dev << 32) | bytes));
+}
+
+static __always_inline __u64 owner_hash(__u32 tgid, bool known, const struct v2p_slot_context* c) {
+  if (!known) return mix64(((__u64)tgid << 1) | 1); /* untagged: the process alone */
+  return mix64(c->voffset ^ mix64(((__u64)tgid << 32 | c->vm) ^ mix64((__u64)c->vdisk << 1)));
+}
+
+static __always_inline __u64 virtual_hash(__u32 tgid, const struct v2p_slot_context* c,
+                                          __u32 bytes) {
+  return mix64(c->voffset ^
+               mix64(((__u64)tgid << 32 | c->vm) ^ mix64((__u64)c->vdisk << 32 | bytes)));
+}
+
+static __always_inline __u64 entry_check(__u64 key, __u64 value, __u32 epoch, __u32 op_bits) {
+  return mix64(key ^ mix64(value ^ ((__u64)epoch << 32 | op_bits))) | 1;
+}
+
+/* The entry for `key` in its set (*found), or the way it would replace: a way holding no valid
+ * entry if there is one (else two ranges of one set could evict each other for ever), otherwise
+ * one chosen by the key's low bits. NULL only if the map lookup fails, which it cannot for an
+ * index within the array. */
+static __always_inline struct v2p_seen_entry* seen_entry(void* map, __u64 key, __u32 epoch,
+                                                         bool* found) {
+  __u32 index = (__u32)(key >> 32) & seen_set_mask;
+  struct v2p_seen_set* set = bpf_map_lookup_elem(map, &index);
+  *found = false;
+  if (!set) return NULL;
+  struct v2p_seen_entry* victim = &set->way[key & (V2P_SEEN_WAYS - 1)];
+  bool have_free = false;
+#pragma unroll
+  for (int i = 0; i < V2P_SEEN_WAYS; i++) {
+    struct v2p_seen_entry* e = &set->way[i];
+    bool valid =
+        e->epoch == epoch && e->check == entry_check(e->key, e->value, e->epoch, e->op_bits);
+    if (valid && e->key == key) {
+      *found = true;
+      return e;
+    }
+    if (!valid && !have_free) {
+      victim = e;
+      have_free = true;
+    }
+  }
+  return victim;
+}
+
+/* check cleared first and set last: a reader between sees no valid entry. */
+static __always_inline void seen_write(struct v2p_seen_entry* e, __u64 key, __u64 value,
+                                       __u32 epoch, __u32 op_bits) {
+  *(volatile __u64*)&e->check = 0;
+  asm volatile("" ::: "memory");
+  e->key = key;
+  e->value = value;
+  e->epoch = epoch;
+  e->op_bits = op_bits;
+  asm volatile("" ::: "memory");
+  *(volatile __u64*)&e->check = entry_check(key, value, epoch, op_bits);
+}
+
+/* Whether the map already knows what this bio would tell it, so it is counted and not sent:
+ * its physical range's last reported bio had the same owner (the same process and slot context,
+ * or the same untagged process) with this op class, no discard came since, and, for a tagged bio,
+ * its virtual range's last reported bio was at this physical range. Anything else is reported
+ * and becomes the new knowledge. Discards, flushes and bios without data are always reported;
+ * a tagged bio without a known context is reported and makes its range unknown. */
+static __always_inline bool already_reported(__u32 dev, __u64 sector, __u32 bytes, __u32 tgid,
+                                             __u16 ioprio, __u32 op, bool known,
+                                             const struct v2p_slot_context* c) {
+  if (op == V2P_OP_DISCARD) {
+    __sync_fetch_and_add(&v2p_epoch, 1);
+    return false;
+  }
+  if (op != V2P_OP_READ && op != V2P_OP_WRITE) return false;
+  if (bytes == 0) return false;
+  __u32 epoch = *(volatile __u32*)&v2p_epoch;
+  __u64 at = range_hash(dev, sector, bytes);
+  bool seen = false;
+  struct v2p_seen_entry* e = seen_entry(&v2p_seen_at, at, epoch, &seen);
+  if (!e) return false;
+  bool tagged = ((ioprio >> 3) & (V2P_SLOTS_PER_ROW - 1)) != 0;
+  if (tagged && !known) {
+    if (seen) *(volatile __u64*)&e->check = 0;
+    return false;
+  }
+  __u64 owner = owner_hash(tgid, known, c);
+  bool same_owner = seen && e->value == owner;
+  bool placed_here = true;
+  if (known) {
+    __u64 from = virtual_hash(tgid, c, bytes);
+    bool from_seen = false;
+    struct v2p_seen_entry* f = seen_entry(&v2p_seen_from, from, epoch, &from_seen);
+    placed_here = from_seen && f->value == at;
+    if (!placed_here && f) seen_write(f, from, at, epoch, 0);
+  }
+  __u32 op_bit = 1u << op;
+  if (same_owner && placed_here && (e->op_bits & op_bit)) return true;
+  seen_write(e, at, owner, epoch, same_owner && placed_here ? e->op_bits | op_bit : op_bit);
+  return false;
+}
+
 /* Every field written explicitly (no memset): the ring buffer slot is not zeroed for us. */
 static __always_inline void fill_bio_event(struct v2p_blockio_event* e, struct bio* bio,
                                            struct task_struct* task, __u32 dev, __u32 tgid,
@@ -314,8 +559,8 @@ static __always_inline void fill_bio_event(struct v2p_blockio_event* e, struct b
  * of its own when the batch is busy (this program interrupted the other one, or the flush, on
  * this CPU). */
 static __always_inline void emit_bio_event(struct bio* bio, struct task_struct* task, __u32 dev,
-                                           __u32 tgid, __u8 kind, __u32 old_dev,
-                                           __u64 old_sector, __u64 cookie, __u32 prog) {
+                                           __u32 tgid, __u8 kind, __u32 old_dev, __u64 old_sector,
+                                           __u64 cookie, __u32 prog) {
   struct v2p_event_batch* b = event_batch_begin();
   if (!b) {
     struct v2p_blockio_event* e = reserve(prog);
@@ -350,6 +595,18 @@ int BPF_PROG(v2p_bio_queue, struct bio* bio) {
   __u32 tgid = task->tgid;
   if (!tgid_wanted(tgid)) return 0;
 
+  __u16 ioprio = bio->bi_ioprio;
+  __u32 bytes = bio->bi_iter.bi_size;
+  __u32 op = op_class(bio->bi_opf);
+  struct v2p_slot_context context;
+  bool known = slot_context(tgid, ioprio, &context);
+  if (known) count_vdisk(&context, op, bytes);
+  if (suppress_repeats &&
+      already_reported(dev, bio->bi_iter.bi_sector, bytes, tgid, ioprio, op, known, &context)) {
+    count(V2P_COUNTER_SUPPRESSED, V2P_PROG_QUEUE, 1);
+    return 0;
+  }
+
   /* With completions, the bio's address names it in its completion record (see blockio.h):
    * no per-bio state in the kernel. Root may store a kernel pointer's value (allow_ptr_leaks). */
   emit_bio_event(bio, task, dev, tgid, V2P_EVENT_QUEUE, 0, 0, track_completions ? (__u64)bio : 0,
@@ -381,16 +638,18 @@ int BPF_PROG(v2p_bio_remap, struct bio* bio, dev_t old_dev, sector_t old_sector)
 SEC("tp_btf/block_rq_complete")
 int BPF_PROG(v2p_rq_done, struct request* rq, blk_status_t error, unsigned int nr_bytes) {
   struct bio* bio = rq->bio;
-  if (!bio) return 0; /* a flush without data */
   if (filter_devices) {
     /* Requests of devices nobody watches (the disk below a watched loop device) leave here,
      * before the clock read and the batch. */
+    if (!bio) return 0;
     bool wanted = false;
     bio_dev(bio, &wanted);
     if (!wanted) return 0;
   }
-  struct v2p_complete_batch* b = batch_begin(V2P_BATCH_RQ);
   __u64 now = bpf_ktime_get_ns();
+  count_device(rq, nr_bytes, now);
+  if (!track_completions || !bio) return 0; /* !bio: a flush without data */
+  struct v2p_complete_batch* b = batch_begin(V2P_BATCH_RQ);
   __u32 done = 0;
   for (int i = 0; i < V2P_MAX_BIOS_PER_REQUEST && bio; i++) {
     /* A partial completion ends part of the request; later calls report the rest. */
@@ -413,8 +672,7 @@ int BPF_PROG(v2p_bio_done, struct request_queue* q, struct bio* bio) {
     if (!wanted) return 0;
   }
   struct v2p_complete_batch* b = batch_begin(V2P_BATCH_BIO);
-  complete_bio(b, V2P_BATCH_BIO, V2P_PROG_BIO_DONE, (__u64)bio, bpf_ktime_get_ns(),
-               bio->bi_status);
+  complete_bio(b, V2P_BATCH_BIO, V2P_PROG_BIO_DONE, (__u64)bio, bpf_ktime_get_ns(), bio->bi_status);
   if (b) batch_end(b);
   return 0;
 }

@@ -21,9 +21,10 @@
  * interrupt, the flush program in an IPI) and a plain increment of a shared slot could then lose
  * an update; a program never interrupts itself (the kernel does not nest it), so no atomic
  * operation is needed. User space sums a counter's slots. */
-#define V2P_COUNTER_RING_FULL 0 /* events dropped because the ring buffer was full */
-#define V2P_COUNTER_EVENTS 1    /* events committed to the ring buffer */
-#define V2P_COUNTERS 2
+#define V2P_COUNTER_RING_FULL 0  /* events dropped because the ring buffer was full */
+#define V2P_COUNTER_EVENTS 1     /* events committed to the ring buffer */
+#define V2P_COUNTER_SUPPRESSED 2 /* bios the map already knew: counted, not sent */
+#define V2P_COUNTERS 3
 #define V2P_PROG_QUEUE 0
 #define V2P_PROG_REMAP 1
 #define V2P_PROG_RQ_DONE 2
@@ -113,6 +114,73 @@ struct v2p_complete_batch {
   __u32 busy;
   __u32 reserved;
   struct v2p_complete_record record;
+};
+
+/* ---- Suppression of repeats (see docs/pfilter.md, "What the probe sends") ---- */
+
+/* The slot table (v2p_slot_table, BPF_F_MMAPABLE array): V2P_SLOT_ROWS rows of V2P_SLOTS_PER_ROW
+ * entries, one row per export process (v2p_slot_rows maps its tgid to its row). The export writes
+ * a slot's context with plain stores into its mapping before it submits the SQE carrying the
+ * slot, and the slot stays its request's until the request completes, so the bio's queue program
+ * (after the submission) reads a stable entry. generation 0: unset, never suppressed. */
+#define V2P_SLOTS_PER_ROW 1024 /* the ioprio hint's 10 bits */
+#define V2P_SLOT_ROWS 32
+struct v2p_slot_context {
+  __u32 generation; /* bumped by each write; 0 = unset */
+  __u32 vm;
+  __u32 vdisk;
+  __u32 reserved;
+  __u64 voffset; /* the request's byte offset in the vdisk */
+};
+
+/* Op classes of the counters and of the suppression key. */
+#define V2P_OP_READ 0
+#define V2P_OP_WRITE 1 /* also write zeroes */
+#define V2P_OP_DISCARD 2
+#define V2P_OP_OTHER 3 /* flush and the rest */
+#define V2P_OP_CLASSES 4
+
+/* v2p_seen_at: per physical range, the owner of its last reported bio. v2p_seen_from (tagged
+ * bios with a known context only): per virtual range, the physical range of its last reported bio.
+ * A bio is suppressed when both agree with it: then the map's forward and reverse entries already
+ * say what it says. Both are arrays of 4-way sets (two cache lines) shared by all CPUs, so every
+ * CPU knows what any CPU reported: a lookup is one inlined array access and four compares, an
+ * update a few plain stores, no lock and no allocation (docs/pfilter.md). Keys and values are
+ * 64-bit hashes of the fields (v2p_range_hash & co. in blockio.bpf.c); `check` hashes the whole
+ * entry, so an entry torn by two CPUs writing it at once reads as absent. An entry whose check is
+ * wrong or whose epoch is old is absent. */
+struct v2p_seen_entry {
+  __u64 key;     /* hash of the range */
+  __u64 value;   /* hash of the owner (v2p_seen_at) or of the physical range (v2p_seen_from) */
+  __u32 epoch;   /* v2p_epoch when reported: a discard anywhere makes every entry stale */
+  __u32 op_bits; /* v2p_seen_at: the op classes reported for this owner, 1 << V2P_OP_* */
+  __u64 check;
+};
+#define V2P_SEEN_WAYS 4
+struct v2p_seen_set {
+  struct v2p_seen_entry way[V2P_SEEN_WAYS];
+};
+
+/* Counters, readable with `bpftool map dump` (the contract in docs/pfilter.md). */
+#define V2P_LATENCY_BUCKETS 32 /* bucket b: latency in [2^b, 2^(b+1)) µs; bucket 0 also < 1 µs */
+struct v2p_device_stats_key {
+  __u32 dev; /* kernel dev_t of the request's disk */
+  __u32 op_class;
+};
+struct v2p_device_stats { /* per CPU; counted when a request completes */
+  __u64 ios;
+  __u64 bytes;
+  __u64 latency_us_log2[V2P_LATENCY_BUCKETS];
+};
+struct v2p_vdisk_stats_key {
+  __u32 vm;
+  __u32 vdisk;
+  __u32 op_class;
+  __u32 reserved;
+};
+struct v2p_vdisk_stats { /* per CPU; counted when a bio with a known slot context is queued */
+  __u64 ios;
+  __u64 bytes;
 };
 
 #endif /* V2P_PFILTER_BLOCKIO_H */

@@ -176,6 +176,7 @@ struct Probe::Impl {
   unsigned idle_checks =
       0;  // checks in a row that found nothing waiting: the next one waits longer
   std::atomic<std::uint64_t> unmatched{0};  // read by other threads for statistics
+  bool suppressing = false;
 
   // Completions received but not joined yet: a completion is joined only once every queue event
   // older than it has arrived, which holds for those older than joinable_before_ns (see drain).
@@ -388,9 +389,10 @@ void Probe::Impl::pin() {
     if (bpf_program__pin(p, path.c_str()) != 0) throw system_error("cannot pin " + path.string());
   }
   bpf_map* maps[] = {
-      skel->maps.v2p_events,      skel->maps.v2p_devices,          skel->maps.v2p_tgids,
-      skel->maps.v2p_counters,    skel->maps.v2p_complete_batches, skel->maps.v2p_event_batches,
-      skel->maps.v2p_unsent_since};
+      skel->maps.v2p_events,       skel->maps.v2p_devices,          skel->maps.v2p_tgids,
+      skel->maps.v2p_counters,     skel->maps.v2p_complete_batches, skel->maps.v2p_event_batches,
+      skel->maps.v2p_unsent_since, skel->maps.v2p_slot_table,       skel->maps.v2p_seen_at,
+      skel->maps.v2p_seen_from,    skel->maps.v2p_device_stats,     skel->maps.v2p_vdisk_stats};
   for (bpf_map* m : maps) {
     const auto path = pins->entry(bpf_map__name(m));
     if (bpf_map__pin(m, path.c_str()) != 0) throw system_error("cannot pin " + path.string());
@@ -422,6 +424,16 @@ std::unique_ptr<Probe> Probe::attach(const ProbeOptions& options) {
   skel.rodata->filter_devices = impl->filter_devices;
   skel.rodata->filter_tgids = impl->filter_tgids;
   skel.rodata->track_completions = options.completions;
+  impl->suppressing = !options.every_bio && !options.completions;
+  skel.rodata->suppress_repeats = impl->suppressing;
+  {
+    // Sets of V2P_SEEN_WAYS entries, a power of two of them so the programs index with a mask.
+    std::uint32_t sets = 1;
+    while (sets < options.seen_ranges / V2P_SEEN_WAYS && sets < (1u << 24)) sets <<= 1;
+    skel.rodata->seen_set_mask = sets - 1;
+    bpf_map__set_max_entries(skel.maps.v2p_seen_at, sets);
+    bpf_map__set_max_entries(skel.maps.v2p_seen_from, sets);
+  }
   skel.rodata->wakeup_bytes = options.wakeup_bytes;
   skel.rodata->bio_remapped_bit = static_cast<std::uint8_t>(bio_remapped_bit().value_or(0xff));
   bpf_map__set_max_entries(skel.maps.v2p_events, options.ring_bytes);
@@ -431,7 +443,7 @@ std::unique_ptr<Probe> Probe::attach(const ProbeOptions& options) {
                            static_cast<std::uint32_t>(impl->cpus * V2P_SINCES_PER_CPU));
   if (options.completions) impl->inflight = std::make_unique<CompletionJoin>();
   impl->flush_interval_ns = std::uint64_t{options.flush_ms} * 1'000'000;
-  bpf_program__set_autoload(skel.progs.v2p_rq_done, options.completions);
+  // v2p_rq_done always runs: it keeps the per-device counters; it sends completions only with them.
   bpf_program__set_autoload(skel.progs.v2p_bio_done, options.completions);
   bpf_program__set_autoattach(skel.progs.v2p_flush, false);
   if (const int rc = blockio_bpf__load(&skel); rc != 0) {
@@ -506,6 +518,59 @@ std::uint64_t Probe::lost_events() const {
 
 std::uint64_t Probe::committed_events() const {
   return impl_->counter(V2P_COUNTER_EVENTS);
+}
+
+std::uint64_t Probe::suppressed_bios() const {
+  return impl_->counter(V2P_COUNTER_SUPPRESSED);
+}
+
+bool Probe::suppressing() const noexcept {
+  return impl_->suppressing;
+}
+
+int Probe::slot_table_fd() const noexcept {
+  return bpf_map__fd(impl_->skel->maps.v2p_slot_table);
+}
+
+std::uint32_t Probe::add_export(std::uint32_t tgid) {
+  if (tgid == 0) throw Error("an export's process id cannot be 0");
+  std::uint32_t* rows = impl_->skel->bss->v2p_slot_row_tgid;
+  std::optional<std::uint32_t> free_row;
+  for (std::uint32_t r = 0; r < V2P_SLOT_ROWS; ++r) {
+    const std::uint32_t owner = __atomic_load_n(&rows[r], __ATOMIC_RELAXED);
+    if (owner == tgid) return r;
+    if (owner == 0 && !free_row) free_row = r;
+  }
+  if (!free_row) {
+    throw Error("the slot table is full: at most " + std::to_string(V2P_SLOT_ROWS) +
+                " export processes can publish slot contexts");
+  }
+  // A row's entries are cleared when its export goes, so a new owner starts with none.
+  __atomic_store_n(&rows[*free_row], tgid, __ATOMIC_RELEASE);
+  return *free_row;
+}
+
+void Probe::remove_export(std::uint32_t tgid) {
+  if (tgid == 0) return;
+  std::uint32_t* rows = impl_->skel->bss->v2p_slot_row_tgid;
+  for (std::uint32_t r = 0; r < V2P_SLOT_ROWS; ++r) {
+    if (__atomic_load_n(&rows[r], __ATOMIC_RELAXED) != tgid) continue;
+    __atomic_store_n(&rows[r], 0u, __ATOMIC_RELEASE);
+    const v2p_slot_context unset{};
+    for (std::uint32_t slot = 0; slot < V2P_SLOTS_PER_ROW; ++slot) {
+      const std::uint32_t index = r * V2P_SLOTS_PER_ROW + slot;
+      bpf_map__update_elem(impl_->skel->maps.v2p_slot_table, &index, sizeof index, &unset,
+                           sizeof unset, BPF_ANY);
+    }
+  }
+}
+
+std::vector<DeviceStats> Probe::device_stats() const {
+  return read_device_stats(bpf_map__fd(impl_->skel->maps.v2p_device_stats));
+}
+
+std::vector<VdiskStats> Probe::vdisk_stats() const {
+  return read_vdisk_stats(bpf_map__fd(impl_->skel->maps.v2p_vdisk_stats));
 }
 
 std::uint64_t Probe::unreported_completions() const {

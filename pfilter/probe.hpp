@@ -10,6 +10,7 @@
 #include <memory>
 #include <vector>
 
+#include "pfilter/io_stats.hpp"
 #include "v2p/records.hpp"
 #include "v2p/types.hpp"
 
@@ -33,6 +34,16 @@ struct ProbeOptions {
   // time; a full batch of 16 goes out at once), and so how long a sparse event waits at most.
   // Up to 8 times less often while flushes find nothing. poll(0) always flushes. At least 1.
   std::uint32_t flush_ms = 10;
+  // Send every bio, as the probe did before it learned to suppress repeats: a queue (and remap)
+  // event per bio. False: a bio the map already knows is counted in the kernel and not sent
+  // (docs/pfilter.md, "What the probe sends"); `v2p probe` and image-only LiveChains use that.
+  // The library default stays the full stream for callers written before suppression (the
+  // agent's window join for opaque backends needs every untagged backend bio); they opt in.
+  // Completions imply it: their join needs every queue event.
+  bool every_bio = true;
+  // Entries of each of the two tables that remember what was reported (32 bytes each, rounded to
+  // a power of two): a working set larger than this is partly reported again, never missed.
+  std::uint32_t seen_ranges = 1u << 18;
 };
 
 class Probe {
@@ -61,6 +72,25 @@ class Probe {
   // or by processes the filter excludes, the front parts of bios the block layer split (new bios
   // that are never queued, block_split), or queue events lost. 0 without completions.
   std::uint64_t unmatched_completions() const;
+
+  // Bios counted instead of sent because the map already knew them, since attach.
+  std::uint64_t suppressed_bios() const;
+  // Whether repeats are suppressed (neither every_bio nor completions).
+  [[nodiscard]] bool suppressing() const noexcept;
+
+  // The slot table (v2p_slot_table, a BPF_F_MMAPABLE array): an export publishes each slot's
+  // context there (pfilter::SlotTable) so the kernel can tell a repeat of a tagged bio. The fd is
+  // the probe's; dup it to hand it on (SCM_RIGHTS to an export that cannot call bpf()).
+  [[nodiscard]] int slot_table_fd() const noexcept;
+  // Gives the export process `tgid` a row of the slot table and returns it (the same row again
+  // for a tgid that has one). Throws when all V2P_SLOT_ROWS rows are taken.
+  std::uint32_t add_export(std::uint32_t tgid);
+  // Frees the row of `tgid` (its exit); its entries are cleared.
+  void remove_export(std::uint32_t tgid);
+
+  // The in-kernel counters (io_stats.hpp), summed over CPUs.
+  [[nodiscard]] std::vector<DeviceStats> device_stats() const;
+  [[nodiscard]] std::vector<VdiskStats> vdisk_stats() const;
 
   // Filters can grow at run time. On a probe that filters nothing (empty list at attach) they
   // change nothing: everything already passes.

@@ -404,6 +404,10 @@ void Connection::submit(Pending* p) {
     // (EINVAL, measured on 6.18), and those carry no guest data to attribute anyway.
     const bool data_io = p->stage == Pending::Stage::kData || p->stage == Pending::Stage::kZeroFill;
     p->tagged = ctx_.tagging && data_io;
+    // The kernel reads the slot's context when the bio is queued, after this submission.
+    if (p->tagged && ctx_.slot_table) {
+      ctx_.slot_table->publish(p->slot.slot(), vm_id_, vdisk_id_, p->cur_off);
+    }
     sqe->ioprio = p->tagged ? v2p::tag::ioprio_for_slot(p->slot.slot()) : 0;
     io_uring_sqe_set_data(sqe, p);
     p->submit_ns = monotonic_ns();
@@ -444,6 +448,7 @@ void Connection::submit_thread_tagged_write(Pending* p) {
   p->cur_len = static_cast<std::uint32_t>(p->req.length - p->done);
   p->op = IoOp::kWrite;
   p->tagged = true;
+  if (ctx_.slot_table) ctx_.slot_table->publish(p->slot.slot(), vm_id_, vdisk_id_, p->cur_off);
   const int fd = image.fd_for(p->cur_off, p->cur_len);
   run_on_worker(p, v2p::tag::ioprio_for_slot(p->slot.slot()),
                 [fd, p] { return pwrite_all(fd, p->buf.get() + p->done, p->cur_len, p->cur_off); });

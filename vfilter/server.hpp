@@ -53,6 +53,12 @@ struct ServerConfig {
   std::uint16_t tcp_port = 0;
   bool tagging = true;    // put slot ids into ioprio hint bits
   bool direct_io = true;  // O_DIRECT with clean fallback where unsupported (tmpfs)
+  // The probe's slot table (pfilter/slot_table.hpp) and this process's row in it, given by the
+  // probe's owner (Probe::slot_table_fd(), Probe::add_export()): each tagged image I/O's context
+  // is published there before submission, so the kernel counts repeats instead of sending them.
+  // -1: none (every tagged bio is sent). The fd is only mapped, not kept.
+  int slot_table_fd = -1;
+  std::uint32_t slot_table_row = 0;
 };
 
 struct ServerStats {

@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "pfilter/slot_table.hpp"
 #include "vfilter/block_backend.hpp"
 #include "vfilter/handshake.hpp"
 #include "vfilter/image_file.hpp"
@@ -57,6 +58,8 @@ struct ServerContext {
   std::vector<ExportRuntime> exports;
   RecordSink* sink;
   bool tagging = true;
+  // Where tagged image I/O publishes its slot's context (ServerConfig::slot_table_fd); null: none.
+  std::unique_ptr<pfilter::SlotTable> slot_table;
   VdiskRegistry registry;
   std::atomic<std::uint64_t> connections{0}, requests{0}, bytes_read{0}, bytes_written{0},
       errors{0};

@@ -48,7 +48,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 dd if=/dev/zero of="$work/data" bs=1M count=128 oflag=direct status=none
-taskset -c "${PIN_CPU:-$irq_cpu}" "$V2P" probe --device "/dev/$disk" --flush-ms "${FLUSH_MS:-1}" --print --no-pin \
+taskset -c "${PIN_CPU:-$irq_cpu}" "$V2P" probe --every-bio --device "/dev/$disk" --flush-ms "${FLUSH_MS:-1}" --print --no-pin \
   --stats-interval 0 > "$work/events" 2> "$work/probe.log" &
 probe_pid=$!
 for _ in $(seq 100); do grep -q attached "$work/probe.log" && break; sleep 0.1; done

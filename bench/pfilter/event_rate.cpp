@@ -276,6 +276,7 @@ v2p::pfilter::ProbeOptions probe_options(const Workload& w, const Config& c,
   o.wakeup_bytes = batch_kib << 10;
   o.devices = {v2p::pfilter::device_of_node(w.dev)};
   o.completions = c.completions;
+  o.every_bio = true;  // the delivery rate of the full stream: re-reads must not be suppressed
   o.pin = false;
   o.ring_bytes = c.ring_mib << 20;
   return o;

@@ -6,8 +6,9 @@
 # (direct I/O to the backing file), alternately without and with `v2p probe` attached to that
 # device, RUNS times each in ABBA order so drift hits both sides alike. Done for each probe
 # configuration in CONFIGS:
-#   mapping  queue + remap events only (--no-completions): what the correlator and the demo need
-#   full     queue + remap + completion events (latency), `v2p probe`'s default
+#   default  `v2p probe`'s default: events only for what the map does not know, the rest counted
+#   mapping  queue + remap events for every bio (--every-bio --no-completions)
+#   full     queue + remap + completion events for every bio (--every-bio: latency per bio)
 #   idle     the full programs attached with a device filter nothing matches: every call is a
 #            rejection, no event is sent (what attaching costs before any event)
 # Prints each run's IOPS and the median ratio with/without (target >= 0.97), then the probe's own
@@ -16,7 +17,7 @@
 # Usage: bench/pfilter/run.sh [path/to/v2p] [path/to/pfilter_event_rate]   (as root)
 # Env: RUNS (default 5; 0: only the bpf_stats costs), RUNTIME seconds per fio run (default 10), SIZE_MIB (default 512),
 #      BATCH_KIB (probe --batch-kib, default 64; 0 = wake the consumer for every event),
-#      CONFIGS (default "mapping full"), PROBE_ARGS (more `v2p probe` options for every config),
+#      CONFIGS (default "default full"), PROBE_ARGS (more `v2p probe` options for every config),
 #      EVENT_RATE_ARGS (default "2 5 16 $BATCH_KIB 1"; "skip" to skip it),
 #      EVENT_RATE_LOADS (default "zram loop partition writeback": pfilter_event_rate runs once per load, its
 #      consumer pinned to the last CPU; see event_rate.cpp).
@@ -28,7 +29,7 @@ RUNS=${RUNS:-5}
 RUNTIME=${RUNTIME:-10}
 SIZE_MIB=${SIZE_MIB:-512}
 BATCH_KIB=${BATCH_KIB:-64}
-CONFIGS=${CONFIGS:-mapping full}
+CONFIGS=${CONFIGS:-default full}
 PROBE_ARGS=${PROBE_ARGS:-}
 EVENT_RATE_ARGS=${EVENT_RATE_ARGS:-2 5 16 $BATCH_KIB 1}
 EVENT_RATE_LOADS=${EVENT_RATE_LOADS:-zram loop partition writeback}
@@ -118,10 +119,11 @@ median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[
 
 for config in $CONFIGS; do
   case "$config" in
-    mapping) ARGS="--no-completions $PROBE_ARGS"; TARGET=$LOOP ;;
-    full) ARGS="$PROBE_ARGS"; TARGET=$LOOP ;;
+    default) ARGS="$PROBE_ARGS"; TARGET=$LOOP ;;
+    mapping) ARGS="--every-bio --no-completions $PROBE_ARGS"; TARGET=$LOOP ;;
+    full) ARGS="--every-bio $PROBE_ARGS"; TARGET=$LOOP ;;
     idle) ARGS="$PROBE_ARGS"; TARGET=7:1048575 ;;
-    *) echo "run.sh: unknown config $config (mapping, full, idle)" >&2; exit 1 ;;
+    *) echo "run.sh: unknown config $config (default, mapping, full, idle)" >&2; exit 1 ;;
   esac
   echo "== $config: v2p probe --device $TARGET --no-pin --batch-kib $BATCH_KIB $ARGS"
   without=(); with=()

@@ -585,7 +585,10 @@ TEST(Probe, ReplacesAStalePinDirectory) {
     options.pin_dir = dir;
     auto probe = Probe::attach(options);
     EXPECT_FALSE(fs::exists(dir / "leftover"));
-    EXPECT_FALSE(fs::exists(dir / "v2p_rq_done"));
+    // Without completions: v2p_rq_done still runs (the per-device counters), v2p_bio_done not.
+    EXPECT_TRUE(fs::exists(dir / "v2p_rq_done"));
+    EXPECT_FALSE(fs::exists(dir / "v2p_bio_done"));
+    EXPECT_TRUE(fs::exists(dir / "v2p_device_stats"));
     EXPECT_TRUE(fs::exists(dir / "v2p_bio_queue"));
   }
   EXPECT_FALSE(fs::exists(dir));
