@@ -20,7 +20,14 @@ if [[ -n $(git -C "$top" status --porcelain --untracked-files=no) ]]; then
   echo "$0: note: uncommitted changes are not checked, only HEAD ($sha)" >&2
 fi
 
-trap '"$top/scripts/debootstrap-root.sh" remove "$root"' EXIT
+# The tests run in a session of their own (setsid), so Ctrl-C or a kill stops all of them
+# before the root is removed; waiting in the background lets the trap run at once.
+tests_pid=
+stop_tests() {
+  [[ -n $tests_pid ]] && kill -TERM -- "-$tests_pid" 2>/dev/null
+  return 0
+}
+trap 'stop_tests; "$top/scripts/debootstrap-root.sh" remove "$root"' EXIT
 trap 'exit 130' INT TERM
 started=$SECONDS
 echo "fresh-root-check: debootstrap into $root (log: $log)"
@@ -41,7 +48,12 @@ rm -f "$root/tmp/v2p.bundle"
 
 echo "fresh-root-check: scripts/run-tests.sh in the root (CI=true)"
 rc=0
-in_root CI=true bash -c 'cd /root/v2p && scripts/run-tests.sh' >"$log" 2>&1 || rc=$?
+setsid chroot "$root" /usr/bin/env -i HOME=/root TERM=dumb LANG=C.UTF-8 CI=true \
+  PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+  bash -c 'cd /root/v2p && scripts/run-tests.sh' >"$log" 2>&1 &
+tests_pid=$!
+wait "$tests_pid" || rc=$?
+tests_pid=
 minutes=$(((SECONDS - started) / 60))
 sed -n '/^== summary/,$p' "$log"
 echo "fresh-root-check: $sha, exit $rc, $minutes min in all (debootstrap, setup.sh, both halves," \
