@@ -11,11 +11,12 @@ fi
 packages=(
   build-essential cmake ninja-build pkg-config git clang llvm clang-format libclang-rt-14-dev
   libbpf-dev bpftool liburing-dev libfmt-dev libboost-dev libcli11-dev nlohmann-json3-dev
-  libgtest-dev libgmock-dev libbenchmark-dev libisal-dev libnbd-dev libnbd-bin libdevmapper-dev libjerasure-dev libgf-complete-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libisal-dev libnbd-dev libnbd-bin python3-libnbd libdevmapper-dev libjerasure-dev libgf-complete-dev
   qemu-utils qemu-system-x86 nbdkit fio jq
   libsystemd-dev systemd
   e2fsprogs xfsprogs btrfs-progs util-linux kmod
   busybox-static cpio xz-utils zstd
+  debootstrap
 )
 missing=()
 for p in "${packages[@]}"; do

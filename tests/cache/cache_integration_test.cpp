@@ -9,6 +9,7 @@
 
 #include "common/loop_filesystem.hpp"
 #include "common/subprocess.hpp"
+#include "common/test_skip.hpp"
 #include "policy/cache/cache_stage.hpp"
 #include "vfilter/file_backend.hpp"
 #include "vfilter/nbd_test_client.hpp"
@@ -23,9 +24,9 @@ using vfilter::testing::TempDir;
 constexpr std::uint64_t kImage = 32ULL << 20;
 constexpr std::uint32_t kBlock = 64 << 10;
 
-#define REQUIRE_ROOT_AND(tool)                                             \
-  if (::geteuid() != 0) GTEST_SKIP() << "needs root (loop device, mount)"; \
-  if (!have_tool("mkfs.xfs") || !have_tool(tool)) GTEST_SKIP() << "needs mkfs.xfs and " tool
+#define REQUIRE_ROOT_AND(tool)            \
+  V2P_REQUIRE_ROOT("loop device, mount"); \
+  V2P_REQUIRE_TOOLS("mkfs.xfs", tool)
 
 // Random contents, so a block served for another would not go unnoticed.
 void write_template(const std::filesystem::path& path) {
@@ -157,7 +158,7 @@ TEST(CacheXfs, ReflinkedClonesServedAsTwoVmsAreCachedOnce) {
 TEST(CacheXfs, QuotasHoldUnderContentionFromFio) {
   REQUIRE_ROOT_AND("fio");
   if (run_command({"fio", "--enghelp=nbd"}).exit_code != 0)
-    GTEST_SKIP() << "fio lacks the nbd engine";
+    V2P_SKIP_MISSING_PACKAGE("fio lacks the nbd engine");
   Rig r(false);  // separate copies: each VM fills entries of its own
   FlashCacheOptions co;
   co.file = r.dir.path() / "cache.bin";

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "common/subprocess.hpp"
+#include "common/test_skip.hpp"
 #include "vfilter/nbd_test_client.hpp"
 
 namespace v2p {
@@ -43,8 +44,9 @@ std::string serve(const std::vector<std::string>& args, const std::function<void
 }
 
 TEST(ServeCache, FlagsPutTheCacheInFrontAndItsEntriesSurviveARestart) {
-  if (std::getenv("V2P_BINARY") == nullptr) GTEST_SKIP() << "V2P_BINARY not set";
-  if (!have_tool("qemu-io")) GTEST_SKIP() << "qemu-io not installed";
+  if (std::getenv("V2P_BINARY") == nullptr)
+    V2P_SKIP_MACHINE("V2P_BINARY not set (run through ctest)");
+  V2P_REQUIRE_TOOLS("qemu-io");
   vfilter::testing::TempDir dir;
   const auto image = dir.path() / "img.raw";
   {

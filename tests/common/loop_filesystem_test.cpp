@@ -8,6 +8,7 @@
 
 #include "common/error.hpp"
 #include "common/subprocess.hpp"
+#include "common/test_skip.hpp"
 
 namespace v2p {
 namespace {
@@ -19,9 +20,9 @@ bool loop_attached(const std::string& dev) {
 class LoopFilesystemTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(LoopFilesystemTest, MakesAndRemovesEverything) {
-  if (::geteuid() != 0) GTEST_SKIP() << "needs root (loop devices, mount)";
+  V2P_REQUIRE_ROOT("loop devices, mount");
   const std::string mkfs = "mkfs." + GetParam();
-  if (!have_tool(mkfs)) GTEST_SKIP() << "needs " << mkfs;
+  V2P_REQUIRE_TOOLS(mkfs);
   const auto dir =
       std::filesystem::path("/var/tmp") / ("v2p-loopfs-test." + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
@@ -44,7 +45,7 @@ INSTANTIATE_TEST_SUITE_P(FileSystems, LoopFilesystemTest,
                          ::testing::Values("ext4", "xfs", "btrfs"));
 
 TEST(LoopFilesystem, FailedSetUpUndoesItself) {
-  if (::geteuid() != 0) GTEST_SKIP() << "needs root (loop devices)";
+  V2P_REQUIRE_ROOT("loop devices");
   const auto dir =
       std::filesystem::path("/var/tmp") / ("v2p-loopfs-fail." + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);

@@ -9,6 +9,7 @@
 #include "common/loop_filesystem.hpp"
 #include "common/record_file.hpp"
 #include "common/subprocess.hpp"
+#include "common/test_skip.hpp"
 #include "correlator/image_layout.hpp"
 #include "correlator/replay.hpp"
 #include "correlator/sim/host_fs_sim.hpp"
@@ -161,8 +162,8 @@ class VerifyCli : public ::testing::TestWithParam<std::string> {};
 
 // Also checks that verify finds the file system's device by itself (btrfs: not st_dev).
 TEST_P(VerifyCli, ExactMapPassesPerturbedMapFails) {
-  if (::geteuid() != 0) GTEST_SKIP() << "needs root (loop devices, mount)";
-  if (!have_tool("mkfs." + GetParam())) GTEST_SKIP() << "needs mkfs." << GetParam();
+  V2P_REQUIRE_ROOT("loop devices, mount");
+  V2P_REQUIRE_TOOLS("mkfs." + GetParam());
   const auto dir =
       std::filesystem::path("/var/tmp") / ("v2p-cli-verify." + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);

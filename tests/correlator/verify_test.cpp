@@ -14,6 +14,7 @@
 
 #include "common/loop_filesystem.hpp"
 #include "common/subprocess.hpp"
+#include "common/test_skip.hpp"
 
 namespace v2p::correlator {
 namespace {
@@ -78,8 +79,8 @@ V2PMap map_of(const std::vector<LayoutExtent>& layout, DeviceId dev) {
 class VerifyOnRealFs : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(VerifyOnRealFs, MapFromGroundTruthIsExactAndPerturbationIsReported) {
-  if (::geteuid() != 0) GTEST_SKIP() << "needs root (loop devices, mount)";
-  if (!have_tool("mkfs." + GetParam())) GTEST_SKIP() << "needs mkfs." << GetParam();
+  V2P_REQUIRE_ROOT("loop devices, mount");
+  V2P_REQUIRE_TOOLS("mkfs." + GetParam());
   const auto dir = workdir(GetParam());
   {
     LoopFilesystem fs({dir / "backing.img", dir / "mnt", 512 * kMiB, GetParam(), true});
@@ -133,8 +134,8 @@ TEST_P(VerifyOnRealFs, MapFromGroundTruthIsExactAndPerturbationIsReported) {
 INSTANTIATE_TEST_SUITE_P(FileSystems, VerifyOnRealFs, ::testing::Values("ext4", "xfs", "btrfs"));
 
 TEST(VerifyQcow2, ComposesQemuImgMapWithFiemap) {
-  if (::geteuid() != 0) GTEST_SKIP() << "needs root (loop devices, mount)";
-  if (!have_tool("qemu-img") || !have_tool("qemu-io")) GTEST_SKIP() << "needs qemu-utils";
+  V2P_REQUIRE_ROOT("loop devices, mount");
+  V2P_REQUIRE_TOOLS("qemu-img", "qemu-io");
   const auto dir = workdir("qcow2");
   {
     LoopFilesystem fs({dir / "backing.img", dir / "mnt", 256 * kMiB, "ext4", true});

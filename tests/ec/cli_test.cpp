@@ -10,6 +10,7 @@
 #include <random>
 
 #include "common/subprocess.hpp"
+#include "common/test_skip.hpp"
 
 namespace v2p::ec {
 namespace {
@@ -20,7 +21,7 @@ class EcCli : public ::testing::Test {
  protected:
   void SetUp() override {
     const char* bin = std::getenv("V2P_BINARY");
-    if (!bin || !*bin) GTEST_SKIP() << "V2P_BINARY is not set (run through ctest)";
+    if (!bin || !*bin) V2P_SKIP_MACHINE("V2P_BINARY is not set (run through ctest)");
     binary_ = bin;
     dir_ = fs::temp_directory_path() / ("v2p-ec-cli." + std::to_string(::getpid()));
     fs::remove_all(dir_);

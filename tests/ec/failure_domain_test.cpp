@@ -9,6 +9,7 @@
 
 #include "common/loop_filesystem.hpp"
 #include "common/subprocess.hpp"
+#include "common/test_skip.hpp"
 #include "ec/failure_domain.hpp"
 
 namespace v2p::ec {
@@ -71,7 +72,7 @@ TEST_F(EcSysfs, SingleSlaveDeviceMapperResolvesToTheSlave) {
 
 TEST(EcFailureDomain, TempDirectoryIsOnAWholeDisk) {
   const auto d = failure_domain_of(fs::temp_directory_path());
-  if (d.major == 0) GTEST_SKIP() << "temp directory is on " << d.name << ", not a block device";
+  if (d.major == 0) V2P_SKIP_MACHINE("temp directory is on " + d.name + ", not a block device");
   const auto sys =
       fs::path("/sys/dev/block") / (std::to_string(d.major) + ":" + std::to_string(d.minor));
   ASSERT_TRUE(fs::exists(sys)) << d.label();
@@ -80,10 +81,10 @@ TEST(EcFailureDomain, TempDirectoryIsOnAWholeDisk) {
 }
 
 TEST(EcFailureDomain, TmpfsIsItsOwnDomain) {
-  if (!fs::is_directory("/dev/shm")) GTEST_SKIP() << "no /dev/shm";
+  if (!fs::is_directory("/dev/shm")) V2P_SKIP_MACHINE("no /dev/shm");
   struct stat st {};
   ASSERT_EQ(::stat("/dev/shm", &st), 0);
-  if (::major(st.st_dev) != 0) GTEST_SKIP() << "/dev/shm is not an anonymous-device file system";
+  if (::major(st.st_dev) != 0) V2P_SKIP_MACHINE("/dev/shm is not an anonymous-device file system");
   const auto d = failure_domain_of("/dev/shm");
   EXPECT_EQ(d.major, 0U);
   EXPECT_EQ(d.minor, ::minor(st.st_dev));
@@ -92,8 +93,8 @@ TEST(EcFailureDomain, TmpfsIsItsOwnDomain) {
 
 // A real loop file system resolves to the disk its backing file is on, not to the loop device.
 TEST(EcFailureDomain, LoopFilesystemResolvesToBackingDisk) {
-  if (::geteuid() != 0) GTEST_SKIP() << "needs root (loop devices, mount)";
-  if (!have_tool("mkfs.ext4")) GTEST_SKIP() << "needs mkfs.ext4";
+  V2P_REQUIRE_ROOT("loop devices, mount");
+  V2P_REQUIRE_TOOLS("mkfs.ext4");
   const auto dir = fs::path("/var/tmp") / ("v2p-ec-fd." + std::to_string(::getpid()));
   fs::create_directories(dir);
   {

@@ -11,6 +11,7 @@
 #include "common/error.hpp"
 #include "common/loop_filesystem.hpp"
 #include "common/subprocess.hpp"
+#include "common/test_skip.hpp"
 #include "ec/pool.hpp"
 #include "pool_fixture.hpp"
 
@@ -42,8 +43,8 @@ class Tmpfs {
 class EcSeparateFilesystems : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root (tmpfs and loop mounts)";
-    if (!have_tool("mkfs.ext4")) GTEST_SKIP() << "needs mkfs.ext4";
+    V2P_REQUIRE_ROOT("tmpfs and loop mounts");
+    V2P_REQUIRE_TOOLS("mkfs.ext4");
     dir_ = fs::path("/var/tmp") / ("v2p-ec-loop." + std::to_string(::getpid()));
     fs::create_directories(dir_);
   }

@@ -12,6 +12,7 @@
 #include "common/loop_filesystem.hpp"
 #include "common/sparse_image.hpp"
 #include "common/subprocess.hpp"
+#include "common/test_skip.hpp"
 #include "correlator/verify.hpp"
 #include "integration/chain_workloads.hpp"
 
@@ -25,11 +26,11 @@ using testing::workload_command;
 class ChainTest : public ::testing::TestWithParam<ChainCase> {
  protected:
   void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root (loop devices, eBPF)";
-    if (!std::filesystem::exists("/sys/kernel/btf/vmlinux")) GTEST_SKIP() << "needs BTF";
-    if (!have_tool("mkfs." + GetParam().fs)) GTEST_SKIP() << "needs mkfs." << GetParam().fs;
+    V2P_REQUIRE_ROOT("loop devices, eBPF");
+    V2P_REQUIRE_BTF();
+    V2P_REQUIRE_TOOLS("mkfs." + GetParam().fs);
     const auto tool = GetParam().workload == "qemu-io" ? "qemu-io" : "fio";
-    if (!have_tool(tool)) GTEST_SKIP() << "needs " << tool;
+    V2P_REQUIRE_TOOLS(tool);
     dir_ = std::filesystem::path("/var/tmp") / ("v2p-chain-test." + std::to_string(::getpid()));
     std::filesystem::create_directories(dir_);
   }
@@ -74,10 +75,9 @@ TEST_P(ChainTest, TaggedPathMapIsExact) {
 // writes them from threads whose own I/O priority carries the tag; every overwrite lands in a new
 // place (copy-on-write) and the map must follow it.
 TEST(BtrfsCopyOnWrite, MapFollowsOverwritesToTheirNewLocation) {
-  if (::geteuid() != 0) GTEST_SKIP() << "needs root (loop devices, eBPF)";
-  if (!std::filesystem::exists("/sys/kernel/btf/vmlinux")) GTEST_SKIP() << "needs BTF";
-  if (!have_tool("mkfs.btrfs") || !have_tool("qemu-io"))
-    GTEST_SKIP() << "needs mkfs.btrfs, qemu-io";
+  V2P_REQUIRE_ROOT("loop devices, eBPF");
+  V2P_REQUIRE_BTF();
+  V2P_REQUIRE_TOOLS("mkfs.btrfs", "qemu-io");
   const auto dir =
       std::filesystem::path("/var/tmp") / ("v2p-chain-cow." + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);

@@ -8,11 +8,14 @@
 #include <cstdlib>
 #include <filesystem>
 #include <set>
+#include <sstream>
+#include <stdexcept>
 #include <thread>
 
 #include <sys/stat.h>
 
 #include "common/subprocess.hpp"
+#include "common/test_skip.hpp"
 #include "correlator/snapshot.hpp"
 
 namespace v2p {
@@ -23,11 +26,11 @@ std::string v2p_binary() {
   return b ? b : "v2p";
 }
 
-std::string skip_reason() {
-  if (::geteuid() != 0) return "needs root (loop devices, eBPF)";
-  if (!std::filesystem::exists("/sys/kernel/btf/vmlinux")) return "needs a kernel with BTF";
-  return {};
-}
+#define V2P_REQUIRE_ROOT_AND_BTF()          \
+  do {                                      \
+    V2P_REQUIRE_ROOT("loop devices, eBPF"); \
+    V2P_REQUIRE_BTF();                      \
+  } while (0)
 
 int count_v2p_loop_devices() {
   const auto r = run_command({"losetup", "-n", "-O", "BACK-FILE", "--list"});
@@ -94,16 +97,16 @@ void Demo::expect_verified_demo(const CommandResult& r) const {
 }
 
 TEST_F(Demo, FioWorkloadYieldsAVerifiedMap) {
-  if (auto why = skip_reason(); !why.empty()) GTEST_SKIP() << why;
-  if (!have_tool("fio")) GTEST_SKIP() << "needs fio";
+  V2P_REQUIRE_ROOT_AND_BTF();
+  V2P_REQUIRE_TOOLS("fio");
   expect_verified_demo(run_command({v2p_binary(), "demo", "--workload", "fio", "--mib", "16"}));
 }
 
 TEST_F(Demo, GuestWorkloadYieldsAVerifiedMap) {
-  if (auto why = skip_reason(); !why.empty()) GTEST_SKIP() << why;
-  if (!have_tool("qemu-system-x86_64")) GTEST_SKIP() << "needs qemu-system-x86_64";
+  V2P_REQUIRE_ROOT_AND_BTF();
+  V2P_REQUIRE_TOOLS("qemu-system-x86_64");
   if (!std::filesystem::exists("/var/cache/v2p/guest/initrd.img")) {
-    GTEST_SKIP() << "needs the test guest (scripts/setup.sh builds it)";
+    V2P_SKIP_MISSING_PACKAGE("needs the test guest (scripts/setup.sh builds it)");
   }
   const auto r = run_command({v2p_binary(), "demo", "--workload", "guest"});
   expect_verified_demo(r);
@@ -111,7 +114,7 @@ TEST_F(Demo, GuestWorkloadYieldsAVerifiedMap) {
 }
 
 TEST_F(Demo, CtrlCCleansUpEverything) {
-  if (auto why = skip_reason(); !why.empty()) GTEST_SKIP() << why;
+  V2P_REQUIRE_ROOT_AND_BTF();
   // Interrupted while it is still setting up: every step taken so far must be undone.
   ChildProcess demo({v2p_binary(), "demo", "--workload", "qemu-io"});
   std::string seen;
@@ -143,8 +146,8 @@ std::string read_until(ChildProcess& demo, const std::string& marker) {
 }
 
 TEST_F(Demo, NextRunCleansUpAfterAKilledOne) {
-  if (auto why = skip_reason(); !why.empty()) GTEST_SKIP() << why;
-  if (!have_tool("fio")) GTEST_SKIP() << "needs fio";
+  V2P_REQUIRE_ROOT_AND_BTF();
+  V2P_REQUIRE_TOOLS("fio");
   {
     ChildProcess killed({v2p_binary(), "demo", "--workload", "qemu-io"});
     const auto seen = read_until(killed, "[3/6]");
@@ -162,8 +165,8 @@ TEST_F(Demo, NextRunCleansUpAfterAKilledOne) {
 // and rewrites FILE; I/O a client does through the export afterwards shows up in FILE, which
 // `v2p map` and `v2p whose --snapshot` read while the chain runs.
 TEST_F(Demo, KeptChainPublishesTheLiveMapAsSnapshots) {
-  if (auto why = skip_reason(); !why.empty()) GTEST_SKIP() << why;
-  if (!have_tool("qemu-io")) GTEST_SKIP() << "needs qemu-io";
+  V2P_REQUIRE_ROOT_AND_BTF();
+  V2P_REQUIRE_TOOLS("qemu-io");
   const auto dir =
       std::filesystem::path("/var/tmp") / ("v2p-live-snapshot." + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
@@ -223,12 +226,55 @@ TEST_F(Demo, KeptChainPublishesTheLiveMapAsSnapshots) {
   expect_nothing_left_behind();
 }
 
+// A copy of the v2p binary and the libraries it loads from outside the system's library
+// folders, in a fresh 0755 folder: an unprivileged user cannot read a build tree under /root.
+class ReadableCopy {
+ public:
+  explicit ReadableCopy(const std::filesystem::path& binary) {
+    char templ[] = "/tmp/v2p-unprivileged.XXXXXX";
+    if (::mkdtemp(templ) == nullptr) throw std::runtime_error("mkdtemp failed");
+    dir_ = templ;
+    std::filesystem::permissions(dir_, std::filesystem::perms(0755));
+    copy(binary);
+    const auto ldd = run_checked({"ldd", binary.string()});
+    std::istringstream lines(ldd);
+    for (std::string line; std::getline(lines, line);) {
+      const auto arrow = line.find("=> /");
+      if (arrow == std::string::npos) continue;
+      const std::string lib = line.substr(arrow + 3, line.find(" (", arrow) - arrow - 3);
+      if (!lib.starts_with("/lib") && !lib.starts_with("/usr/")) copy(lib);
+    }
+  }
+  ~ReadableCopy() {
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+  ReadableCopy(const ReadableCopy&) = delete;
+  ReadableCopy& operator=(const ReadableCopy&) = delete;
+  std::filesystem::path binary() const { return dir_ / name_; }
+  const std::filesystem::path& dir() const { return dir_; }
+
+ private:
+  void copy(const std::filesystem::path& from) {
+    const auto to = dir_ / from.filename();
+    std::filesystem::copy_file(from, to);
+    std::filesystem::permissions(to, std::filesystem::perms(0755));
+    if (name_.empty()) name_ = from.filename();
+  }
+  std::filesystem::path dir_;
+  std::filesystem::path name_;
+};
+
 TEST_F(Demo, WithoutRootSaysSoInOneLine) {
-  if (!have_tool("setpriv")) GTEST_SKIP() << "needs setpriv (util-linux)";
-  if (::geteuid() != 0) GTEST_SKIP() << "needs root to drop to another user";
-  const auto r = run_command(
-      {"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", v2p_binary(), "demo"});
-  EXPECT_EQ(r.exit_code, 1);
+  V2P_REQUIRE_TOOLS("setpriv", "ldd");
+  V2P_REQUIRE_ROOT("drops to another user");
+  auto binary = run_checked({"sh", "-c", "command -v \"$0\"", v2p_binary()});
+  binary.erase(binary.find_last_not_of('\n') + 1);
+  const ReadableCopy copy(binary);
+  const auto r =
+      run_command({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "env",
+                   "LD_LIBRARY_PATH=" + copy.dir().string(), copy.binary().string(), "demo"});
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
   EXPECT_NE(r.err.find("needs root"), std::string::npos) << r.err;
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
 }

@@ -25,6 +25,7 @@
 #include "common/loop_filesystem.hpp"
 #include "common/sparse_image.hpp"
 #include "common/subprocess.hpp"
+#include "common/test_skip.hpp"
 #include "correlator/image_layout.hpp"
 #include "correlator/verify.hpp"
 #include "integration/chain_workloads.hpp"
@@ -67,12 +68,12 @@ std::optional<std::uint64_t> true_device_offset(const std::vector<correlator::La
 class OpaqueChainTest : public ::testing::TestWithParam<ChainCase> {
  protected:
   void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root (loop devices, eBPF)";
-    if (!std::filesystem::exists("/sys/kernel/btf/vmlinux")) GTEST_SKIP() << "needs BTF";
+    V2P_REQUIRE_ROOT("loop devices, eBPF");
+    V2P_REQUIRE_BTF();
     for (const std::string& tool :
          {"mkfs." + GetParam().fs, std::string("qemu-storage-daemon"), std::string("qemu-img"),
           std::string("qemu-io"), std::string("fio")}) {
-      if (!have_tool(tool)) GTEST_SKIP() << "needs " << tool;
+      V2P_REQUIRE_TOOLS(tool);
     }
     dir_ = std::filesystem::path("/var/tmp") / ("v2p-opaque-test." + std::to_string(::getpid()));
     std::filesystem::create_directories(dir_);

@@ -12,6 +12,7 @@
 
 #include "common/loop_filesystem.hpp"
 #include "common/subprocess.hpp"
+#include "common/test_skip.hpp"
 #include "pfilter/io_uring_writer.hpp"
 #include "pfilter/replay.hpp"
 #include "v2p/tag.hpp"
@@ -39,9 +40,9 @@ bool wait_for_line(ChildProcess& child, const std::string& needle, std::string& 
 }
 
 TEST(ProbeCli, RecordsAndCleansUpOnSigterm) {
-  if (::geteuid() != 0) GTEST_SKIP() << "needs root (loop devices, eBPF)";
-  if (!fs::exists("/sys/kernel/btf/vmlinux")) GTEST_SKIP() << "needs BTF";
-  if (v2p_binary().empty()) GTEST_SKIP() << "V2P_BINARY is not set (run through ctest)";
+  V2P_REQUIRE_ROOT("loop devices, eBPF");
+  V2P_REQUIRE_BTF();
+  if (v2p_binary().empty()) V2P_SKIP_MACHINE("V2P_BINARY is not set (run through ctest)");
   reap_stale_loop_filesystems("/var/tmp/v2p-pfilter-cli-");
   const fs::path dir = "/var/tmp/v2p-pfilter-cli-" + std::to_string(::getpid());
   fs::create_directories(dir);

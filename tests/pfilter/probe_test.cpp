@@ -22,6 +22,7 @@
 #include "common/error.hpp"
 #include "common/loop_filesystem.hpp"
 #include "common/subprocess.hpp"
+#include "common/test_skip.hpp"
 #include "pfilter/io_uring_writer.hpp"
 #include "pfilter/probe.hpp"
 #include "pfilter/topology.hpp"
@@ -32,10 +33,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-#define V2P_REQUIRE_ROOT_AND_BTF()                                           \
-  do {                                                                       \
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root (loop devices, eBPF)"; \
-    if (!fs::exists("/sys/kernel/btf/vmlinux")) GTEST_SKIP() << "needs BTF"; \
+#define V2P_REQUIRE_ROOT_AND_BTF()          \
+  do {                                      \
+    V2P_REQUIRE_ROOT("loop devices, eBPF"); \
+    V2P_REQUIRE_BTF();                      \
   } while (0)
 
 // A per-process scratch directory in /var/tmp (a real disk file system, so loop devices can use
@@ -156,7 +157,7 @@ class ProbeOnFilesystem : public ::testing::TestWithParam<std::string> {};
 TEST_P(ProbeOnFilesystem, SeesTaggedWritesAtTheFiemapSectors) {
   V2P_REQUIRE_ROOT_AND_BTF();
   const std::string fs_type = GetParam();
-  if (!have_tool("mkfs." + fs_type)) GTEST_SKIP() << "needs mkfs." << fs_type;
+  V2P_REQUIRE_TOOLS("mkfs." + fs_type);
   ScratchDir scratch;
   LoopFilesystem host(
       {scratch.path() / "host.img", scratch.path() / "mnt", 512ULL << 20, fs_type, true});
@@ -256,7 +257,7 @@ TEST(Probe, MapsThroughTheLoopDeviceToTheDiskBelow) {
   try {
     below = device_of_path(loop->backing_file);
   } catch (const Error& e) {
-    GTEST_SKIP() << "the backing file is on no block device: " << e.what();
+    V2P_SKIP_MACHINE(std::string("the backing file is on no block device: ") + e.what());
   }
   ProbeOptions options;
   options.devices = {host.device(), below};
@@ -563,7 +564,7 @@ TEST(Probe, DefaultPinDirectoryIsRemoved) {
       probe = Probe::attach(options);
     } catch (const Error& e) {
       if (std::string(e.what()).find("another v2p probe") != std::string::npos) {
-        GTEST_SKIP() << "another v2p probe (a demo?) owns " << dir;
+        V2P_SKIP_MACHINE("another v2p probe (a demo?) owns " + dir.string());
       }
       throw;
     }

@@ -10,16 +10,15 @@
 #include "common/loop_filesystem.hpp"
 #include "common/sparse_image.hpp"
 #include "common/subprocess.hpp"
+#include "common/test_skip.hpp"
 
 namespace v2p::policy {
 namespace {
 
 TEST(ChainPolicy, MapChangesReachThePolicyAndItsReplicaMatchesTheCorrelator) {
-  if (::geteuid() != 0) GTEST_SKIP() << "needs root (loop devices, eBPF)";
-  if (!std::filesystem::exists("/sys/kernel/btf/vmlinux")) GTEST_SKIP() << "needs BTF";
-  if (!have_tool("mkfs.btrfs") || !have_tool("qemu-io")) {
-    GTEST_SKIP() << "needs mkfs.btrfs, qemu-io";
-  }
+  V2P_REQUIRE_ROOT("loop devices, eBPF");
+  V2P_REQUIRE_BTF();
+  V2P_REQUIRE_TOOLS("mkfs.btrfs", "qemu-io");
   const auto dir =
       std::filesystem::path("/var/tmp") / ("v2p-policy-chain." + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);

@@ -12,6 +12,7 @@
 
 #include "common/error.hpp"
 #include "common/subprocess.hpp"
+#include "common/test_skip.hpp"
 #include "policy/host/record_tee.hpp"
 #include "vfilter/test_server.hpp"
 
@@ -156,8 +157,7 @@ struct ServedHost {
   std::unique_ptr<vfilter::Server> server;
 };
 
-#define REQUIRE_QEMU_IO() \
-  if (!have_tool("qemu-io")) GTEST_SKIP() << "qemu-io not installed"
+#define REQUIRE_QEMU_IO() V2P_REQUIRE_TOOLS("qemu-io")
 
 TEST(PolicyHost, DeliversEveryRequestWithHeatAndNamesThenTicksInOrder) {
   REQUIRE_QEMU_IO();

@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "common/subprocess.hpp"
+#include "common/test_skip.hpp"
 #include "vfilter/test_server.hpp"
 
 namespace v2p::policy {
@@ -60,7 +61,7 @@ struct Serve {
 };
 
 TEST(ServePolicy, HeatReporterPrintsTheWrittenExtent) {
-  if (!have_tool("qemu-io")) GTEST_SKIP() << "qemu-io not installed";
+  V2P_REQUIRE_TOOLS("qemu-io");
   vfilter::testing::TempDir dir;
   const auto image = dir.path() / "disk0.raw";
   const auto sock = dir.path() / "s.sock";

@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "common/subprocess.hpp"
+#include "common/test_skip.hpp"
 #include "policy/tier/tier_journal.hpp"
 #include "policy/tier/tier_stage.hpp"
 #include "tier_test_util.hpp"
@@ -63,7 +64,8 @@ class CrashLoop : public ::testing::Test {
  protected:
   void SetUp() override {
     const char* bin = std::getenv("V2P_BINARY");
-    if (bin == nullptr || !std::filesystem::exists(bin)) GTEST_SKIP() << "V2P_BINARY not set";
+    if (bin == nullptr || !std::filesystem::exists(bin))
+      V2P_SKIP_MACHINE("V2P_BINARY not set (run through ctest)");
     binary_ = bin;
     dir_ = std::filesystem::path("/var/tmp") / ("v2p-tier-crash." + std::to_string(::getpid()));
     std::filesystem::create_directories(dir_);

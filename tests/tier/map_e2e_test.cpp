@@ -13,6 +13,7 @@
 #include "common/loop_filesystem.hpp"
 #include "common/sparse_image.hpp"
 #include "common/subprocess.hpp"
+#include "common/test_skip.hpp"
 #include "pfilter/topology.hpp"
 #include "policy/tier/tier_policy.hpp"
 #include "policy/tier/tier_stage.hpp"
@@ -24,9 +25,9 @@ namespace {
 constexpr std::uint64_t kExtent = 1ULL << 20;
 
 TEST(TierMap, HotReadsAfterPromotionAreMappedToTheFastDevice) {
-  if (::geteuid() != 0) GTEST_SKIP() << "needs root (loop devices, eBPF)";
-  if (!std::filesystem::exists("/sys/kernel/btf/vmlinux")) GTEST_SKIP() << "needs BTF";
-  if (!have_tool("qemu-io") || !have_tool("mkfs.ext4")) GTEST_SKIP() << "needs qemu-io, mkfs.ext4";
+  V2P_REQUIRE_ROOT("loop devices, eBPF");
+  V2P_REQUIRE_BTF();
+  V2P_REQUIRE_TOOLS("qemu-io", "mkfs.ext4");
   const auto dir =
       std::filesystem::path("/var/tmp") / ("v2p-tier-map." + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);

@@ -11,14 +11,16 @@
 
 #include "common/sparse_image.hpp"
 #include "common/subprocess.hpp"
+#include "common/test_skip.hpp"
 
 namespace v2p {
 namespace {
 
 TEST(TierSdkPolicy, TheLoadedPolicyPromotesAHotExtentThroughTierControl) {
   const char* bin = std::getenv("V2P_BINARY");
-  if (bin == nullptr || !std::filesystem::exists(bin)) GTEST_SKIP() << "V2P_BINARY not set";
-  if (!have_tool("qemu-io")) GTEST_SKIP() << "qemu-io not installed";
+  if (bin == nullptr || !std::filesystem::exists(bin))
+    V2P_SKIP_MACHINE("V2P_BINARY not set (run through ctest)");
+  V2P_REQUIRE_TOOLS("qemu-io");
   const auto dir =
       std::filesystem::temp_directory_path() / ("v2p-tier-sdk-" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);

@@ -13,6 +13,7 @@
 
 #include "common/error.hpp"
 #include "common/subprocess.hpp"
+#include "common/test_skip.hpp"
 #include "test_server.hpp"
 #include "v2p/tag.hpp"
 #include "vfilter/file_backend.hpp"
@@ -23,8 +24,7 @@ namespace {
 
 using namespace testing;
 
-#define REQUIRE_TOOL(tool) \
-  if (!have_tool(tool)) GTEST_SKIP() << tool " not installed"
+#define REQUIRE_TOOL(tool) V2P_REQUIRE_TOOLS(tool)
 
 std::uint16_t thread_ioprio() {
   constexpr int kWhoProcess = 1;  // with who == 0: the calling thread

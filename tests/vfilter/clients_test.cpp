@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "common/subprocess.hpp"
+#include "common/test_skip.hpp"
 #include "test_server.hpp"
 
 namespace v2p::vfilter {
@@ -12,8 +13,7 @@ namespace {
 
 using namespace testing;
 
-#define REQUIRE_TOOL(tool) \
-  if (!have_tool(tool)) GTEST_SKIP() << tool " not installed"
+#define REQUIRE_TOOL(tool) V2P_REQUIRE_TOOLS(tool)
 
 void write_file(const std::filesystem::path& p, const std::vector<std::byte>& data) {
   std::ofstream out(p, std::ios::binary | std::ios::trunc);
@@ -102,7 +102,7 @@ TEST(Clients, NbdcopyInAndOut) {
 }
 
 TEST(Clients, NbdshCommandsAndErrors) {
-  if (!have_nbdsh()) GTEST_SKIP() << "nbdsh (python3-libnbd) not installed";
+  if (!have_nbdsh()) V2P_SKIP_MISSING_PACKAGE("nbdsh (python3-libnbd) not installed");
   TestServer s(4 << 20);
   const std::string code = R"(
 import errno
@@ -134,7 +134,7 @@ print('ok')
 TEST(Clients, FioVerifyAtQueueDepth32) {
   REQUIRE_TOOL("fio");
   if (run_command({"fio", "--enghelp=nbd"}).exit_code != 0)
-    GTEST_SKIP() << "fio lacks the nbd engine";
+    V2P_SKIP_MISSING_PACKAGE("fio lacks the nbd engine");
   TestServer s(64 << 20);
   const auto r =
       run_command({"fio", "--name=verify", "--ioengine=nbd", "--uri=" + s.uri(), "--rw=randwrite",

@@ -8,6 +8,7 @@
 
 #include "common/record_file.hpp"
 #include "common/subprocess.hpp"
+#include "common/test_skip.hpp"
 #include "test_server.hpp"
 
 namespace v2p::vfilter {
@@ -107,7 +108,7 @@ TEST(ServeProcess, SigtermShutsDownCleanlyAndWritesRecords) {
 }
 
 TEST(ServeProcess, FuaAndFlushedDataSurviveKill9) {
-  if (!have_python_nbd()) GTEST_SKIP() << "nbdsh (python3-libnbd) not installed";
+  if (!have_python_nbd()) V2P_SKIP_MISSING_PACKAGE("nbdsh (python3-libnbd) not installed");
   TempDir dir;
   const auto image = dir.path() / "img.raw";
   const auto sock = dir.path() / "s.sock";
@@ -143,7 +144,7 @@ TEST(ServeProcess, KilledServersSocketIsReplacedOnRestart) {
 }
 
 TEST(ServeProcess, VmNameFromThePeersCommandLine) {
-  if (!have_python_nbd()) GTEST_SKIP() << "python3-libnbd not installed";
+  if (!have_python_nbd()) V2P_SKIP_MISSING_PACKAGE("python3-libnbd not installed");
   TempDir dir;
   const auto image = dir.path() / "img.raw";
   const auto sock = dir.path() / "s.sock";
@@ -168,7 +169,7 @@ TEST(ServeProcess, VmNameFromThePeersCommandLine) {
 
 // Both QEMU command lines of docs/operator-guide.md attach, and the VM is named from -name.
 TEST(ServeProcess, QemuAttachesWithTheDocumentedLines) {
-  if (!have_tool("qemu-system-x86_64")) GTEST_SKIP() << "qemu-system-x86_64 not installed";
+  V2P_REQUIRE_TOOLS("qemu-system-x86_64");
   TempDir dir;
   const auto image = dir.path() / "img.raw";
   const auto sock = dir.path() / "vm1.sock";
@@ -220,7 +221,7 @@ TEST(ServeProcess, QemuAttachesWithTheDocumentedLines) {
 }
 
 TEST(ServeProcess, ConfigFileWithTwoVms) {
-  if (!have_tool("nbdinfo")) GTEST_SKIP() << "nbdinfo not installed";
+  V2P_REQUIRE_TOOLS("nbdinfo");
   TempDir dir;
   make_image(dir.path() / "a.raw", 1 << 20);
   make_image(dir.path() / "b.raw", 2 << 20);

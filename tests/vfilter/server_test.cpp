@@ -10,6 +10,7 @@
 
 #include "common/error.hpp"
 #include "common/subprocess.hpp"
+#include "common/test_skip.hpp"
 #include "test_server.hpp"
 #include "v2p/tag.hpp"
 #include "vfilter/nbd_wire.hpp"
@@ -382,7 +383,7 @@ TEST(Server, ServesOverTcpToo) {
   }
   ASSERT_TRUE(server);
   EXPECT_EQ(server->tcp_port(), c.tcp_port);
-  if (!have_tool("nbdinfo")) GTEST_SKIP() << "nbdinfo not installed";
+  V2P_REQUIRE_TOOLS("nbdinfo");
   const auto r =
       run_command({"nbdinfo", "--size", "nbd://127.0.0.1:" + std::to_string(c.tcp_port) + "/d"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
