@@ -13,6 +13,7 @@
 
 #include "common/loop_filesystem.hpp"
 #include "common/subprocess.hpp"
+#include "common/test_skip.hpp"
 
 namespace v2p {
 namespace {
@@ -56,9 +57,9 @@ struct Proc {
 class AgentOnAHost : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root (loop devices, eBPF)";
-    if (!std::filesystem::exists("/sys/kernel/btf/vmlinux")) GTEST_SKIP() << "needs BTF";
-    if (!have_tool("qemu-io") || !have_tool("fio")) GTEST_SKIP() << "needs qemu-io and fio";
+    V2P_REQUIRE_ROOT("loop devices, eBPF");
+    V2P_REQUIRE_BTF();
+    V2P_REQUIRE_TOOLS("qemu-io", "fio");
     std::filesystem::create_directories(dir_);
     LoopFilesystem::Options o;
     o.backing_file = dir_ / "fs.img";

@@ -6,7 +6,8 @@
 set -euo pipefail
 v2p=$1
 units=$2
-command -v systemd-analyze >/dev/null || { echo "skip: systemd-analyze is not installed"; exit 77; }
+source "$(dirname "$0")/../common/test_skip.sh"
+require_tools systemd-analyze
 work=$(mktemp -d /tmp/v2p-units.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 sed "s#/usr/bin/v2p#$v2p#g" "$units/v2p-agent.service" >"$work/v2p-agent.service"

@@ -13,6 +13,7 @@
 #include "common/loop_filesystem.hpp"
 #include "common/sparse_image.hpp"
 #include "common/subprocess.hpp"
+#include "common/test_skip.hpp"
 #include "correlator/verify.hpp"
 #include "integration/chain_workloads.hpp"
 
@@ -33,11 +34,9 @@ class SuppressedChainTest : public ::testing::TestWithParam<ChainCase> {};
 
 TEST_P(SuppressedChainTest, RepeatsAreCountedAndTheMapStaysExact) {
   const auto& param = GetParam();
-  if (::geteuid() != 0) GTEST_SKIP() << "needs root (loop devices, eBPF)";
-  if (!std::filesystem::exists("/sys/kernel/btf/vmlinux")) GTEST_SKIP() << "needs BTF";
-  if (!have_tool("mkfs." + param.fs) || !have_tool("fio")) {
-    GTEST_SKIP() << "needs mkfs." << param.fs << " and fio";
-  }
+  V2P_REQUIRE_ROOT("loop devices, eBPF");
+  V2P_REQUIRE_BTF();
+  V2P_REQUIRE_TOOLS("mkfs." + param.fs, "fio");
   const auto dir =
       std::filesystem::path("/var/tmp") / ("v2p-suppressed-chain." + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);

@@ -17,6 +17,7 @@
 #include "common/error.hpp"
 #include "common/loop_filesystem.hpp"
 #include "common/subprocess.hpp"
+#include "common/test_skip.hpp"
 #include "pfilter/io_uring_writer.hpp"
 #include "pfilter/probe.hpp"
 #include "pfilter/slot_table.hpp"
@@ -27,10 +28,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-#define V2P_REQUIRE_ROOT_AND_BTF()                                           \
-  do {                                                                       \
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root (loop devices, eBPF)"; \
-    if (!fs::exists("/sys/kernel/btf/vmlinux")) GTEST_SKIP() << "needs BTF"; \
+#define V2P_REQUIRE_ROOT_AND_BTF()          \
+  do {                                      \
+    V2P_REQUIRE_ROOT("loop devices, eBPF"); \
+    V2P_REQUIRE_BTF();                      \
   } while (0)
 
 constexpr std::uint32_t kBlocks = 8;
@@ -183,7 +184,7 @@ TEST(Suppression, ADiscardMakesRepeatsNewsAgain) {
   std::uint64_t range[2] = {255ULL << 20, 1ULL << 20};
   const int rc = ::ioctl(fd, BLKDISCARD, range);
   ::close(fd);
-  if (rc != 0) GTEST_SKIP() << "the loop device does not take discards here";
+  if (rc != 0) V2P_SKIP_MACHINE("the loop device does not take discards here");
   test::write_tagged(f.file(), blocks, 4096, true);
   EXPECT_EQ(f.drain().reads, kBlocks);
 }
@@ -192,7 +193,7 @@ TEST(Suppression, ADiscardMakesRepeatsNewsAgain) {
 // pin (the contract of docs/pfilter.md).
 TEST(Suppression, DeviceCountersThroughTheProbeAndBpftool) {
   V2P_REQUIRE_ROOT_AND_BTF();
-  if (!have_tool("bpftool")) GTEST_SKIP() << "needs bpftool";
+  V2P_REQUIRE_TOOLS("bpftool");
   Fixture f(/*every_bio=*/false, /*pin=*/true);
   const auto blocks = blocks_with_slots(0);
   test::write_tagged(f.file(), blocks);

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "common/subprocess.hpp"
+#include "common/test_skip.hpp"
 #include "vfilter/test_server.hpp"
 
 namespace v2p::vfilter {
@@ -56,14 +57,15 @@ void qemu_io(const std::string& uri, const std::vector<std::string>& commands) {
   EXPECT_EQ(q.out.find("Pattern verification failed"), std::string::npos) << q.out;
 }
 
-bool skip_reason(std::string& why) {
-  if (std::getenv("V2P_BINARY") == nullptr) why = "V2P_BINARY not set";
-  if (!have_tool("qemu-io")) why = "qemu-io not installed";
-  return !why.empty();
-}
+// V2P_BINARY is set by CTest; a run by hand without it cannot start `v2p serve`.
+#define V2P_REQUIRE_SERVE_AND_QEMU_IO()                                             \
+  do {                                                                              \
+    if (std::getenv("V2P_BINARY") == nullptr) GTEST_FAIL() << "V2P_BINARY not set"; \
+    V2P_REQUIRE_TOOLS("qemu-io");                                                   \
+  } while (0)
 
 TEST(ServeFilter, PassthruOverCacheOverTierOverImage) {
-  if (std::string why; skip_reason(why)) GTEST_SKIP() << why;
+  V2P_REQUIRE_SERVE_AND_QEMU_IO();
   testing::TempDir dir;
   const auto image = dir.path() / "disk0.raw";
   testing::make_image(image, 32 << 20);
@@ -95,7 +97,7 @@ TEST(ServeFilter, PassthruOverCacheOverTierOverImage) {
 }
 
 TEST(ServeFilter, FiltersFromTheConfigFile) {
-  if (std::string why; skip_reason(why)) GTEST_SKIP() << why;
+  V2P_REQUIRE_SERVE_AND_QEMU_IO();
   testing::TempDir dir;
   const auto image = dir.path() / "disk0.raw";
   testing::make_image(image, 8 << 20);
@@ -114,7 +116,7 @@ TEST(ServeFilter, FiltersFromTheConfigFile) {
 }
 
 TEST(ServeFilter, RefusedFiltersStopServeWithOneLine) {
-  if (std::getenv("V2P_BINARY") == nullptr) GTEST_SKIP() << "V2P_BINARY not set";
+  if (std::getenv("V2P_BINARY") == nullptr) GTEST_FAIL() << "V2P_BINARY not set";
   testing::TempDir dir;
   const auto image = dir.path() / "disk0.raw";
   testing::make_image(image, 8 << 20);
@@ -142,7 +144,7 @@ TEST(ServeFilter, RefusedFiltersStopServeWithOneLine) {
 }
 
 TEST(ServeFilter, QosPacesEachVm) {
-  if (std::string why; skip_reason(why)) GTEST_SKIP() << why;
+  V2P_REQUIRE_SERVE_AND_QEMU_IO();
   testing::TempDir dir;
   const auto image = dir.path() / "disk0.raw";
   testing::make_image(image, 8 << 20);
@@ -183,13 +185,13 @@ struct SmallTmpfs {
 };
 
 TEST(ServeFilter, MirrorReportsAFailedMirrorAndResyncsIt) {
-  if (std::string why; skip_reason(why)) GTEST_SKIP() << why;
-  if (::geteuid() != 0) GTEST_SKIP() << "needs root (mounts a small tmpfs to fill)";
+  V2P_REQUIRE_SERVE_AND_QEMU_IO();
+  V2P_REQUIRE_ROOT("mounts a small tmpfs to fill");
   testing::TempDir dir;
   const auto image = dir.path() / "disk0.raw";
   testing::make_image(image, 8 << 20);
   SmallTmpfs fs(dir.path() / "replica");
-  if (!fs.mounted) GTEST_SKIP() << "cannot mount tmpfs here";
+  if (!fs.mounted) V2P_SKIP_MACHINE("cannot mount tmpfs here");
   const auto sock = dir.path() / "s.sock";
   const std::string uri = "nbd+unix:///disk0?socket=" + sock.string();
   const auto mirror = fs.path / "disk0.raw";
