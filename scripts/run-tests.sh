@@ -5,11 +5,17 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 jobs=${V2P_JOBS:-$(nproc)}
 "$top/scripts/setup.sh"
+# ccache keyed on paths relative to the checkout, so a fresh clone (CI) reuses this machine's cache.
+export CCACHE_BASEDIR=$top CCACHE_NOHASHDIR=1
+launcher=()
+if command -v ccache >/dev/null; then
+  launcher=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+fi
 
 run_suite() {  # run_suite BUILD_DIR CMAKE_ARGS...
   local dir=$1
   shift
-  cmake -S "$top" -B "$dir" -G Ninja "$@" >/dev/null
+  cmake -S "$top" -B "$dir" -G Ninja "${launcher[@]}" "$@" >/dev/null
   cmake --build "$dir" -j "$jobs"
   # One at a time: timing-sensitive tests (chain joins, crash loops) share two CPUs. Tests that
   # load eBPF programs also hold RESOURCE_LOCK v2p_bpf, so `ctest -j 2` by hand is safe too.

@@ -15,6 +15,7 @@ packages=(
   qemu-utils qemu-system-x86 nbdkit fio jq
   e2fsprogs xfsprogs btrfs-progs util-linux kmod
   busybox-static cpio xz-utils zstd
+  ccache help2man debhelper dpkg-dev lintian debootstrap
 )
 missing=()
 for p in "${packages[@]}"; do
