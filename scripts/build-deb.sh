@@ -28,6 +28,11 @@ mkdir -p "$src"
 # The files git tracks or would track (what a CI checkout has), not this tree's build dirs.
 git -C "$top" ls-files -z --cached --others --exclude-standard |
   tar -C "$top" --null --ignore-failed-read -T - -cf - | tar -C "$src" -xf -
+# debhelper (compat 13) points HOME into the source tree: name the shared cache explicitly.
+if command -v ccache >/dev/null; then
+  CCACHE_DIR=${CCACHE_DIR:-$(ccache -k cache_dir)}
+  export CCACHE_DIR
+fi
 if ! (cd "$src" && CCACHE_BASEDIR=$src CCACHE_NOHASHDIR=1 \
   DEB_BUILD_OPTIONS="parallel=$jobs nocheck noddebs" dpkg-buildpackage -us -uc -b) \
   >"$out/dpkg-buildpackage.log" 2>&1; then
