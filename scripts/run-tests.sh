@@ -46,3 +46,6 @@ ASAN_OPTIONS=detect_leaks=1 run_suite "$top/build-asan" -DCMAKE_BUILD_TYPE=Debug
   -DV2P_BUILD_BENCH=OFF
 echo "== fuzzers (libFuzzer, ${V2P_FUZZ_SECONDS:-30}s each)"
 "$top/scripts/run-fuzzers.sh" "${V2P_FUZZ_SECONDS:-30}"
+
+echo "== the other build configurations (build only), then the Debian packages, installed and used"
+"$top/scripts/build-configs.sh" && "$top/scripts/build-deb.sh"
