@@ -23,7 +23,7 @@ int main(int argc, char** argv) {
   CLI::App app{
       "v2p: live virtual-to-physical block maps for KVM/QEMU, and the policies they drive"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "v2p 0.1.0");
+  app.set_version_flag("--version", "v2p " V2P_VERSION);
   std::function<int()> selected;
   for (auto& cmd : v2p::cli::registry()) {
     CLI::App* sub = app.add_subcommand(cmd.name, cmd.summary);

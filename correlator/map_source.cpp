@@ -84,7 +84,9 @@ std::vector<VdiskKey> select_vdisks(const Correlator& c, const std::string& vm,
     const auto d = c.vdisk(k);
     const std::string vm_name = d ? d->vm_name : "";
     const std::string vdisk_name = d ? d->vdisk_name : "";
-    known += " " + vdisk_label(c, k);
+    // Two appends, not `" " + label`: g++ 12 -O3 misreads that temporary (-Wrestrict, PR105329).
+    known += ' ';
+    known += vdisk_label(c, k);
     if (matches(vm, vm_name, k.vm.value()) && matches(vdisk, vdisk_name, k.vdisk.value())) {
       out.push_back(k);
     }

@@ -84,7 +84,9 @@ void TagJoin::note_event_time(std::uint64_t ts_ns) {
 void TagJoin::finish_settled() {
   while (!waiting_.empty() &&
          saturating_add(waiting_.front().first, opts_.event_reorder_ns) < event_watermark_) {
-    const auto [complete, key] = waiting_.front();
+    // Named variables, not a structured binding: clang 14 cannot capture a binding in the lambda.
+    const auto complete = waiting_.front().first;
+    const auto key = waiting_.front().second;
     waiting_.pop_front();
     const auto it = buckets_.find(key);
     if (it == buckets_.end()) continue;

@@ -6,8 +6,14 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 seconds=${1:-30}
 build=$top/build-fuzz
+# ccache keyed on paths relative to the checkout, so a fresh clone (CI) reuses this machine's cache.
+export CCACHE_BASEDIR=$top CCACHE_NOHASHDIR=1
+launcher=()
+if command -v ccache >/dev/null; then
+  launcher=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+fi
 CC=clang CXX=clang++ cmake -S "$top" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DV2P_BUILD_FUZZ=ON -DV2P_BUILD_BENCH=OFF >/dev/null
+  -DV2P_BUILD_FUZZ=ON -DV2P_BUILD_BENCH=OFF "${launcher[@]}" >/dev/null
 cmake --build "$build" --target fuzzers
 while read -r name; do
   [[ -n $name ]] || continue

@@ -8,6 +8,12 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 jobs=${V2P_JOBS:-$(nproc)}
 started=$SECONDS
 "$top/scripts/setup.sh"
+# ccache keyed on paths relative to the checkout, so a fresh clone (CI) reuses this machine's cache.
+export CCACHE_BASEDIR=$top CCACHE_NOHASHDIR=1
+launcher=()
+if command -v ccache >/dev/null; then
+  launcher=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+fi
 
 failed_steps=()
 summary=()
@@ -33,7 +39,7 @@ step() {
 run_suite() {  # run_suite BUILD_DIR CMAKE_ARGS...
   local dir=$1
   shift
-  cmake -S "$top" -B "$dir" -G Ninja "$@" >/dev/null
+  cmake -S "$top" -B "$dir" -G Ninja "${launcher[@]}" "$@" >/dev/null
   cmake --build "$dir" -j "$jobs"
   # One at a time: timing-sensitive tests (chain joins, crash loops) share two CPUs. Tests that
   # load eBPF programs also hold RESOURCE_LOCK v2p_bpf, so `ctest -j 2` by hand is safe too.
@@ -64,6 +70,8 @@ ASAN_OPTIONS=detect_leaks=1 step "sanitizer build (ASan+UBSan) and CTest" run_su
   "$top/build-asan" -DCMAKE_BUILD_TYPE=Debug -DV2P_SANITIZE=ON -DV2P_BUILD_BENCH=OFF
 step "fuzzers (libFuzzer, ${V2P_FUZZ_SECONDS:-30}s each)" \
   "$top/scripts/run-fuzzers.sh" "${V2P_FUZZ_SECONDS:-30}"
+step "the other build configurations (build only)" "$top/scripts/build-configs.sh"
+step "the Debian packages, built, installed in a fresh root and used" "$top/scripts/build-deb.sh"
 
 echo
 echo "== summary ($(((SECONDS - started) / 60)) min)"

@@ -16,7 +16,7 @@ packages=(
   libsystemd-dev systemd
   e2fsprogs xfsprogs btrfs-progs util-linux kmod
   busybox-static cpio xz-utils zstd
-  debootstrap
+  ccache help2man debhelper dpkg-dev lintian debootstrap
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -67,8 +67,13 @@ class HeatReporter final : public v2p::Policy {
       if (hottest.empty()) line += " (none: the working set cooled down)";
       for (const auto& h : hottest) {
         const std::uint64_t mib = h.extent.index * heat.extent_bytes() >> 20;
-        line += " " + context_.vdisk_name(h.extent.vdisk) + "@" + std::to_string(mib) +
-                "MiB=" + format(h.heat);
+        // Appends, not `" " + name + …`: g++ 12 -O3 misreads that temporary (-Wrestrict, PR105329).
+        line += ' ';
+        line += context_.vdisk_name(h.extent.vdisk);
+        line += '@';
+        line += std::to_string(mib);
+        line += "MiB=";
+        line += format(h.heat);
       }
       context_.log(line);
     }

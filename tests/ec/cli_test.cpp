@@ -19,6 +19,13 @@ namespace fs = std::filesystem;
 
 class EcCli : public ::testing::Test {
  protected:
+  // dir_/s<i>, built by appends: g++ 12 -O3 misreads an inlined `"s" + std::to_string(i)`
+  // (-Wrestrict false positive, GCC PR105329).
+  fs::path store_dir(int i) const {
+    std::string name = "s";
+    name += std::to_string(i);
+    return dir_ / name;
+  }
   void SetUp() override {
     const char* bin = std::getenv("V2P_BINARY");
     if (!bin || !*bin) V2P_SKIP_MACHINE("V2P_BINARY is not set (run through ctest)");
@@ -26,12 +33,12 @@ class EcCli : public ::testing::Test {
     dir_ = fs::temp_directory_path() / ("v2p-ec-cli." + std::to_string(::getpid()));
     fs::remove_all(dir_);
     fs::create_directories(dir_);
-    for (int i = 1; i <= 7; ++i) fs::create_directories(dir_ / ("s" + std::to_string(i)));
+    for (int i = 1; i <= 7; ++i) fs::create_directories(store_dir(i));
     std::ofstream cfg(dir_ / "pool.json");
     cfg << R"({"metadata": ")" << (dir_ / "meta").string() << R"(", "stores": [)";
     for (int i = 1; i <= 7; ++i) {
-      cfg << (i > 1 ? "," : "") << R"({"id": )" << i << R"(, "path": ")"
-          << (dir_ / ("s" + std::to_string(i))).string() << R"("})";
+      cfg << (i > 1 ? "," : "") << R"({"id": )" << i << R"(, "path": ")" << store_dir(i).string()
+          << R"("})";
     }
     cfg << R"(], "layout": "4+2", "vms": {"3": {"layout": "5+2"}}, "container_bytes": 1048576,
              "allow_shared_domains": true})";
