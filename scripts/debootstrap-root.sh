@@ -25,6 +25,13 @@ remove_root() {
   findmnt -rn -o TARGET | grep -F -- "$(realpath "$root")" | sort -r | while read -r m; do
     umount -l "$m" 2>/dev/null || true
   done
+  # A bind mount of a host folder on the same file system (a cache, the guest) would be deleted
+  # with the root if it were still mounted: refuse rather than guess.
+  if findmnt -rn -o TARGET | grep -qF -- "$(realpath "$root")"; then
+    echo "$0: $root still has mounts, not deleting it:" >&2
+    findmnt -rn -o TARGET | grep -F -- "$(realpath "$root")" >&2
+    return 1
+  fi
   rm -rf --one-file-system "$root"
 }
 
