@@ -72,7 +72,8 @@ std::vector<std::string> Workload::command() const {
           fmt::format("driver=nbd,server.type=unix,server.path={},export={},if=virtio,cache=none",
                       plan_.socket.string(), plan_.export_name)};
     case WorkloadKind::kFio:
-      // Random 64k writes at QD16, then fio reads everything back and checks every block.
+      // Random 64k writes at QD16, then fio reads everything back and checks every block (no
+      // verify state file: a failed verify would leave it in the caller's folder).
       return {"fio",
               "--name=v2p-demo",
               "--ioengine=nbd",
@@ -83,6 +84,7 @@ std::vector<std::string> Workload::command() const {
               "--size=" + mib + "M",
               "--verify=crc32c",
               "--do_verify=1",
+              "--verify_state_save=0",
               "--output-format=terse"};
     case WorkloadKind::kQemuIo:
     case WorkloadKind::kAuto:
