@@ -30,6 +30,8 @@ virsh=(virsh -q -c qemu:///system)
 pids=()
 created=()  # directories this test created under /etc, removed (if empty) at the end
 loopdev=""
+# libvirtd writes its first-start state under /etc/libvirt (nwfilter, secrets): undone at the end.
+etc_before=$(find /etc/libvirt | sort)
 cgroups_before=$(find /sys/fs/cgroup -maxdepth 3 -type d -path '*machine*' 2>/dev/null | sort)
 
 log() { echo "[$(date +%T.%N | cut -c1-12)] $*"; }
@@ -57,6 +59,9 @@ cleanup() {
     if [[ -e $f.v2p-test-$$ ]]; then mv -f "$f.v2p-test-$$" "$f"; else rm -f "$f"; fi
   done
   for ((i = ${#created[@]} - 1; i >= 0; i--)); do rmdir "${created[i]}" 2>/dev/null; done
+  comm -13 <(echo "$etc_before") <(find /etc/libvirt | sort) | sort -r | while read -r f; do
+    if [[ -d $f ]]; then rmdir "$f"; else rm -f "$f"; fi
+  done
   # libvirt leaves its (empty) machine cgroups behind: remove the ones it made, deepest first.
   comm -13 <(echo "$cgroups_before") \
     <(find /sys/fs/cgroup -maxdepth 3 -type d -path '*machine*' 2>/dev/null | sort) |
