@@ -65,7 +65,17 @@ void TagJoin::on_event(std::uint32_t tgid, std::uint16_t slot, const Bio& b) {
       return;
     }
   }
-  bucket.orphans.push_back(b);
+  // Orphans are kept in time order (ties in arrival order) so a record takes its bios as one
+  // contiguous run. Bios arrive almost in order: the insert is nearly always at the end.
+  auto& orphans = bucket.orphans;
+  if (bucket.head == orphans.size() || orphans.back().ts_ns <= b.ts_ns) {
+    orphans.push_back(b);
+  } else {
+    const auto from = orphans.begin() + static_cast<std::ptrdiff_t>(bucket.head);
+    orphans.insert(std::upper_bound(from, orphans.end(), b.ts_ns,
+                                    [](std::uint64_t t, const Bio& o) { return t < o.ts_ns; }),
+                   b);
+  }
   ++pending_events_;
   next_deadline_ = std::min(next_deadline_, saturating_add(b.ts_ns, opts_.horizon_ns));
 }
@@ -74,16 +84,35 @@ void TagJoin::on_record(const ContextRecord& rec) {
   Bucket& bucket = buckets_[slot_key(rec.tgid, rec.slot)];
   Request& req = *acquire(rec);
   const IoOp op = op_of(rec);
-  erase_where(bucket.orphans, [&](const Bio& b) {
-    if (!in_window(rec, b.ts_ns)) return false;
+  // The orphans in the request's window: one run of the time-ordered orphans. The export sends
+  // records in batches after their bios, so a bucket often holds the bios of dozens of requests;
+  // a search replaces the scan of all of them.
+  auto& orphans = bucket.orphans;
+  const auto live = orphans.begin() + static_cast<std::ptrdiff_t>(bucket.head);
+  const auto first = std::lower_bound(live, orphans.end(), rec.submit_ns,
+                                      [](const Bio& o, std::uint64_t t) { return o.ts_ns < t; });
+  auto last = first;
+  for (; last != orphans.end() && last->ts_ns <= rec.complete_ns; ++last) {
     ++stats_.joined_exact;
     --pending_events_;
-    if (carries_data_of(b, op)) {
-      req.bios.push_back(b);
-      req.bytes += b.bytes;
+    if (carries_data_of(*last, op)) {
+      req.bios.push_back(*last);
+      req.bytes += last->bytes;
     }
-    return true;
-  });
+  }
+  if (first == live) {
+    bucket.head += static_cast<std::size_t>(last - first);
+    // Reclaim the consumed front once it is most of the vector (amortised O(1) per bio).
+    if (bucket.head == orphans.size()) {
+      orphans.clear();
+      bucket.head = 0;
+    } else if (bucket.head >= 32 && bucket.head * 2 >= orphans.size()) {
+      orphans.erase(orphans.begin(), orphans.begin() + static_cast<std::ptrdiff_t>(bucket.head));
+      bucket.head = 0;
+    }
+  } else {
+    orphans.erase(first, last);
+  }
   const bool placeable = rec.result == 0 && (op == IoOp::kRead || op == IoOp::kWrite) &&
                          rec.length != 0 && !(req.bytes >= rec.length && try_finish(req, false));
   if (rec.result == 0 && (op == IoOp::kDiscard || op == IoOp::kWriteZeroes)) {
@@ -185,6 +214,9 @@ void TagJoin::advance(std::uint64_t now_ns) {
   if (now_ns < next_deadline_) return;
   std::uint64_t next = UINT64_MAX;
   for (auto& [key, bucket] : buckets_) {
+    bucket.orphans.erase(bucket.orphans.begin(),
+                         bucket.orphans.begin() + static_cast<std::ptrdiff_t>(bucket.head));
+    bucket.head = 0;
     erase_where(bucket.orphans, [&](const Bio& b) {
       const std::uint64_t deadline = saturating_add(b.ts_ns, opts_.horizon_ns);
       if (deadline > now_ns) {

@@ -49,7 +49,10 @@ class TagJoin {
     // No request of the bucket completed after this: a bio newer than it (the common case: bios
     // arrive before their request is published) goes to the orphans without a scan.
     std::uint64_t newest_complete = 0;
-    Bios orphans;  // bios no published request claims yet
+    // Bios no published request claims yet, in time order, from orphans[head] on: requests
+    // take theirs mostly from the front, which then only moves `head` (no copy of the rest).
+    Bios orphans;
+    std::size_t head = 0;
   };
 
   Request* acquire(const ContextRecord& rec);
