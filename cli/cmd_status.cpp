@@ -70,7 +70,7 @@ constexpr int kNoAgent = 4;
 int run_vm_add(StatusOptions o) {
   if (o.socket.empty() == o.image.empty()) throw Error("give either --image or --socket");
   if (!o.socket.empty()) {
-    if (o.export_name.empty()) throw Error("--socket needs --export (the NBD export name)");
+    // An empty export name (NBD's default export) is never a v2p export's: exit 3 below.
     const auto found = find_exported_vdisk(std::filesystem::absolute(o.socket), o.export_name);
     if (!found) {
       fmt::print(stderr, "v2p: {} (export {}) is not served by a running `v2p serve`\n", o.socket,

@@ -87,6 +87,7 @@ domain_xml "$dir/vm1.sock" disk0 | hook dom1 release end || fail "release failed
 # A socket no v2p export listens on, or another export name: not v2p's business.
 domain_xml "$dir/none.sock" disk0 | hook dom2 prepare begin || fail "a foreign disk blocked the VM"
 domain_xml "$dir/vm1.sock" other | hook dom2 prepare begin || fail "a foreign export blocked the VM"
+domain_xml "$dir/vm1.sock" "" | hook dom2 prepare begin || fail "NBD's default export blocked the VM"
 [[ -z $(added dom2) ]] || fail "dom2 added for a disk that is not a v2p export"
 
 # The agent answers with an error (the export's image is gone): the VM must not start.
