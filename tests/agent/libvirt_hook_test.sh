@@ -162,6 +162,7 @@ cat >"$dir/dom.xml" <<XML
 </domain>
 XML
 "${virsh[@]}" define "$dir/dom.xml" >/dev/null || fail "virsh define"
+log "defined"
 "${virsh[@]}" start "$dom" || fail "virsh start"
 log "started"
 
