@@ -68,6 +68,7 @@ cleanup() {
     awk '{ print length($0) "\t" $0 }' | sort -rn | cut -f2- | while read -r d; do
     find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
   done
+  rm -f "/var/log/libvirt/qemu/$dom.log"*  # QEMU's log (libvirt keeps it after undefine)
   mountpoint -q "$dir/mnt" && umount "$dir/mnt"
   [[ -n $loopdev ]] && losetup -d "$loopdev"
   rm -rf "$dir"
