@@ -26,7 +26,7 @@ nlohmann::json query_agent(const std::filesystem::path& socket, nlohmann::json r
   Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (fd.get() < 0) throw system_error("socket");
   if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
-    throw Error(fmt::format(
+    throw AgentUnreachable(fmt::format(
         "cannot reach the v2p agent at {}: {} (is `v2p agent` running? offline: --stream or "
         "--snapshot)",
         p, std::strerror(errno)));

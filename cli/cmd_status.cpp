@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/agent_client.hpp"
+#include "cli/export_lookup.hpp"
 #include "cli/subcommand.hpp"
 
 namespace v2p::cli {
@@ -15,6 +16,7 @@ using nlohmann::json;
 struct StatusOptions {
   std::string agent = agent::kDefaultQuerySocket;
   std::string vm, vdisk, image;
+  std::string socket, export_name;  // vm add --socket: the export behind a domain's NBD disk
   bool json = false;
 };
 
@@ -59,10 +61,39 @@ int run_vm_list(const StatusOptions& o) {
   return 0;
 }
 
-int run_vm_add(const StatusOptions& o) {
+// Exit codes of vm add/remove, for the libvirt hook (dist/libvirt/hooks/qemu): a socket that is
+// not a v2p export and an absent agent must not stop a VM from starting; an agent that answers
+// with an error must.
+constexpr int kNotAnExport = 3;
+constexpr int kNoAgent = 4;
+
+int run_vm_add(StatusOptions o) {
+  if (o.socket.empty() == o.image.empty()) throw Error("give either --image or --socket");
+  if (!o.socket.empty()) {
+    // An empty export name (NBD's default export) is never a v2p export's: exit 3 below.
+    const auto found = find_exported_vdisk(std::filesystem::absolute(o.socket), o.export_name);
+    if (!found) {
+      fmt::print(stderr, "v2p: {} (export {}) is not served by a running `v2p serve`\n", o.socket,
+                 o.export_name);
+      return kNotAnExport;
+    }
+    if (!o.vdisk.empty() && o.vdisk != found->vdisk) {
+      throw Error(fmt::format("export {} on {} serves vdisk {}, not {}", o.export_name, o.socket,
+                              found->vdisk, o.vdisk));
+    }
+    o.vdisk = found->vdisk;
+    o.image = found->image.string();
+  }
+  if (o.vdisk.empty()) throw Error("--vdisk is required with --image");
   const auto image = std::filesystem::absolute(o.image).string();
-  const auto a = agent::query_agent(
-      o.agent, {{"op", "vm_add"}, {"vm", o.vm}, {"vdisk", o.vdisk}, {"image", image}});
+  json a;
+  try {
+    a = agent::query_agent(o.agent,
+                           {{"op", "vm_add"}, {"vm", o.vm}, {"vdisk", o.vdisk}, {"image", image}});
+  } catch (const agent::AgentUnreachable& e) {
+    fmt::print(stderr, "v2p: {}\n", e.what());
+    return kNoAgent;
+  }
   if (o.json) {
     fmt::print("{}\n", a.dump(2));
   } else {
@@ -72,7 +103,13 @@ int run_vm_add(const StatusOptions& o) {
 }
 
 int run_vm_remove(const StatusOptions& o) {
-  const auto a = agent::query_agent(o.agent, {{"op", "vm_remove"}, {"vm", o.vm}});
+  json a;
+  try {
+    a = agent::query_agent(o.agent, {{"op", "vm_remove"}, {"vm", o.vm}});
+  } catch (const agent::AgentUnreachable& e) {
+    fmt::print(stderr, "v2p: {}\n", e.what());
+    return kNoAgent;
+  }
   if (o.json) {
     fmt::print("{}\n", a.dump(2));
   } else {
@@ -104,8 +141,11 @@ const Register kVm{
        CLI::App* add = app.add_subcommand(
            "add", "Tell the agent about a vdisk before its export runs (probe its devices now)");
        add->add_option("VM", o->vm, "VM name")->required();
-       add->add_option("--vdisk", o->vdisk, "Vdisk name")->required();
-       add->add_option("--image", o->image, "The vdisk's image file")->required();
+       add->add_option("--vdisk", o->vdisk, "Vdisk name (with --socket: the export's)");
+       add->add_option("--image", o->image, "The vdisk's image file");
+       add->add_option("--socket", o->socket,
+                       "Instead of --image: the unix socket of the `v2p serve` exporting it");
+       add->add_option("--export", o->export_name, "With --socket: the NBD export name");
        add_common(*add, *o);
        add->callback([o, run] { *run = [o] { return run_vm_add(*o); }; });
        CLI::App* remove = app.add_subcommand(

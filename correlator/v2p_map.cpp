@@ -499,6 +499,63 @@ void V2PMap::restore(VdiskKey vdisk, const MappedExtent& e) {
   impl_->insert_coalesced(vs, f);
 }
 
+void V2PMap::restore_sorted(VdiskKey vdisk, std::span<const MappedExtent> extents) {
+  const auto in_order = [&] {
+    for (std::size_t i = 1; i < extents.size(); ++i) {
+      const auto& a = extents[i - 1];
+      if (a.voffset.value() + a.length > extents[i].voffset.value()) return false;
+    }
+    return true;
+  };
+  const VdiskState* existing = impl_->find_state(vdisk);
+  if ((existing != nullptr && !existing->fwd.empty()) || !in_order()) {
+    for (const auto& e : extents) restore(vdisk, e);
+    return;
+  }
+  auto& vs = impl_->state(vdisk);
+  // Forward entries, coalesced with the left neighbour exactly as insert_coalesced would.
+  std::vector<FwdEntry> fwd;
+  fwd.reserve(extents.size());
+  for (const auto& e : extents) {
+    if (e.length == 0) continue;
+    const FwdEntry f = correlator::make_entry(
+        e.voffset.value(), e.length, e.sector.value(), impl_->intern(e.device),
+        quantize_confidence(e.confidence), e.last_seen_ns, e.generation);
+    if (!fwd.empty() && mergeable(fwd.back(), f)) {
+      fwd.back().length += f.length;
+      touch(fwd.back(), f);
+    } else {
+      fwd.push_back(f);
+    }
+  }
+  vs.fwd.assign_sorted(fwd.data(), fwd.size());
+  // Reverse entries, per device: sorted, merged with what other vdisks put there, rebuilt.
+  std::vector<std::vector<RevEntry>> rev(impl_->devices.size());
+  for (const auto& f : fwd) {
+    rev[f.dev].push_back(rev_entry(f.sector, vs.index, f.voffset));
+    vs.mapped += f.length;
+    impl_->max_sectors = std::max(impl_->max_sectors, sectors_for(f.length));
+  }
+  impl_->extents += fwd.size();
+  fwd = {};
+  for (std::size_t d = 0; d < rev.size(); ++d) {
+    auto& add = rev[d];
+    if (add.empty()) continue;
+    std::sort(add.begin(), add.end());
+    Reverse& r = impl_->reverse[d];
+    if (!r.empty()) {
+      std::vector<RevEntry> old;
+      old.reserve(r.size() + add.size());
+      r.for_each([&](const RevEntry& e) { old.push_back(e); });
+      const auto mid = old.insert(old.end(), add.begin(), add.end());
+      std::inplace_merge(old.begin(), mid, old.end());
+      add = std::move(old);
+    }
+    r.assign_sorted(add.data(), add.size());
+    add = {};
+  }
+}
+
 void V2PMap::clear() noexcept {
   *impl_ = Impl{};
 }

@@ -92,6 +92,11 @@ class V2P_API V2PMap {
   // Restores an extent exactly as stored (snapshot load): no generation or coalescing logic
   // beyond merging with an identical-attribute neighbour.
   void restore(VdiskKey vdisk, const MappedExtent& e);
+  // Restores a whole vdisk at once from extents in increasing, non-overlapping voffset order
+  // (how snapshots store them): the same map as restore() of each in turn, built in one pass.
+  // Falls back to restore() one by one when the vdisk already holds extents or the input is not
+  // in that order.
+  void restore_sorted(VdiskKey vdisk, std::span<const MappedExtent> extents);
   void clear() noexcept;
 
   struct Impl;
