@@ -4,32 +4,14 @@
 #include <string>
 
 #include "common/error.hpp"
+#include "common/frame.hpp"
 
 namespace v2p::ingest {
 namespace {
 
-struct FrameHeader {
-  std::uint16_t type;
-  std::uint16_t reserved;
-  std::uint32_t length;
-};
-static_assert(sizeof(FrameHeader) == 8);
-
-template <class T>
-std::span<const std::byte> bytes_of(const T& v) {
-  return {reinterpret_cast<const std::byte*>(&v), sizeof v};
-}
-
-template <class T>
-T fixed(std::span<const std::byte> payload, const char* what) {
-  if (payload.size() != sizeof(T)) {
-    throw Error(std::string(what) + " frame has " + std::to_string(payload.size()) +
-                " bytes, expected " + std::to_string(sizeof(T)));
-  }
-  T v;
-  std::memcpy(&v, payload.data(), sizeof v);
-  return v;
-}
+using frame::bytes_of;
+using frame::decode_fixed;
+using frame::FrameHeader;
 
 }  // namespace
 
@@ -77,19 +59,19 @@ void parse_message(std::span<const std::byte> message, MessageVisitor& visitor) 
     pos += h.length;
     switch (h.type) {
       case static_cast<std::uint16_t>(FrameType::kContextRecord):
-        visitor.on_record(fixed<ContextRecord>(payload, "context record"));
+        visitor.on_record(decode_fixed<ContextRecord>(payload, "context record frame"));
         break;
       case static_cast<std::uint16_t>(FrameType::kVdiskDeclaration):
         visitor.on_declaration(decode_vdisk_declaration(payload));
         break;
       case static_cast<std::uint16_t>(FrameType::kBackendProcess):
-        visitor.on_backend(fixed<BackendProcess>(payload, "backend process"));
+        visitor.on_backend(decode_fixed<BackendProcess>(payload, "backend process frame"));
         break;
       case kHelloFrame:
-        visitor.on_hello(fixed<Hello>(payload, "hello"));
+        visitor.on_hello(decode_fixed<Hello>(payload, "hello frame"));
         break;
       case kLostRecordsFrame:
-        visitor.on_lost(fixed<LostRecords>(payload, "lost records"));
+        visitor.on_lost(decode_fixed<LostRecords>(payload, "lost records frame"));
         break;
       case kImageFrame:
         if (payload.empty() || payload.size() > kMaxPathBytes) {

@@ -7,17 +7,14 @@
 #include <iterator>
 
 #include "common/error.hpp"
+#include "common/frame.hpp"
 #include "common/payload_codec.hpp"
 
 namespace v2p {
 namespace {
 
-struct FrameHeader {
-  std::uint16_t type;
-  std::uint16_t reserved;
-  std::uint32_t length;
-};
-static_assert(sizeof(FrameHeader) == 8);
+using frame::bytes_of;
+using frame::FrameHeader;
 
 struct StreamHeader {
   char magic[8];
@@ -25,11 +22,6 @@ struct StreamHeader {
   std::uint32_t reserved;
 };
 static_assert(sizeof(StreamHeader) == 16);
-
-template <class T>
-std::span<const std::byte> bytes_of(const T& v) {
-  return {reinterpret_cast<const std::byte*>(&v), sizeof v};
-}
 
 }  // namespace
 
@@ -57,13 +49,7 @@ VdiskDeclaration decode_vdisk_declaration(std::span<const std::byte> payload) {
 
 template <class T>
 T decode_fixed(std::span<const std::byte> payload) {
-  if (payload.size() != sizeof(T)) {
-    throw Error("frame payload has " + std::to_string(payload.size()) + " bytes, expected " +
-                std::to_string(sizeof(T)));
-  }
-  T v;
-  std::memcpy(&v, payload.data(), sizeof v);
-  return v;
+  return frame::decode_fixed<T>(payload, "frame payload");
 }
 template ContextRecord decode_fixed<ContextRecord>(std::span<const std::byte>);
 template PhysEvent decode_fixed<PhysEvent>(std::span<const std::byte>);
