@@ -43,6 +43,8 @@ struct Agent::Client {
 namespace {
 
 constexpr int kMessagesPerExportRound = 64;  // fairness between exports and the rest
+// A burst of changes is written before the interval is up: the buffer stays small.
+constexpr std::size_t kLogBatchBytes = 1u << 20;
 
 std::uint64_t local_key(std::uint32_t vm, std::uint32_t vdisk) {
   return (std::uint64_t{vm} << 32) | vdisk;
@@ -50,6 +52,10 @@ std::uint64_t local_key(std::uint32_t vm, std::uint32_t vdisk) {
 
 std::filesystem::path snapshot_path(const AgentOptions& o) {
   return o.state_dir / "map.snap";
+}
+
+std::filesystem::path log_path(const AgentOptions& o) {
+  return o.state_dir / "map.log";
 }
 
 // Feeds one export's frames into the agent's per-round buffers.
@@ -134,41 +140,107 @@ class ExportVisitor final : public ingest::MessageVisitor {
 
 Agent::Agent(AgentOptions options)
     : o_(std::move(options)), devices_(o_.probe), rx_(ingest::kMaxMessageBytes + 1) {
-  if (!o_.state_dir.empty()) {
-    std::filesystem::create_directories(o_.state_dir);
-    std::filesystem::permissions(o_.state_dir, std::filesystem::perms::owner_all);
-    const auto snap = snapshot_path(o_);
-    if (std::filesystem::exists(snap)) {
-      try {
-        auto s = correlator::load_snapshot(snap);
-        // restore_snapshot without its deep copy: the map moves in (half the peak memory).
-        corr_.mutable_map() = std::move(s.map);
-        for (const auto& d : s.declarations) corr_.declare(d);
-        for (const auto t : s.backends) corr_.add_backend_process(t);
-        corr_.set_watermark_ns(s.as_of_ns);
-        for (const auto& d : s.declarations) {
-          vm_ids_[d.vm_name] = d.vm_id;
-          vdisk_ids_[{d.vm_name, d.vdisk_name}] = {VmId{d.vm_id}, VdiskId{d.vdisk_id}};
-        }
-        stats_.restored_extents = corr_.map().extent_count();
-        o_.log(fmt::format("restored {} extents of {} vdisks from {}", stats_.restored_extents,
-                           s.declarations.size(), snap.string()));
-      } catch (const Error& e) {
-        auto aside = snap;
-        aside += ".unreadable";
-        std::filesystem::rename(snap, aside);
-        o_.log(fmt::format("snapshot {} unreadable ({}): kept as {}, starting empty", snap.string(),
-                           e.what(), aside.string()));
-        corr_.mutable_map().clear();
-      }
-    }
-  }
+  restore();
   // The decoded snapshot file is gone: give its pages back (a 1 M-extent restore otherwise
   // leaves the agent about 30 bytes per extent fatter for good).
   ::malloc_trim(0);
   ingest_ = listen_unix(o_.ingest_socket, SOCK_SEQPACKET, o_.socket_mode, o_.group);
   query_ = listen_unix(o_.query_socket, SOCK_STREAM, o_.socket_mode, o_.group);
-  next_snapshot_ns_ = monotonic_ns() + std::uint64_t{o_.snapshot_interval_ms} * 1'000'000;
+  const auto now = monotonic_ns();
+  next_snapshot_ns_ = now + std::uint64_t{o_.snapshot_interval_ms} * 1'000'000;
+  next_log_write_ns_ = now + std::uint64_t{o_.log_write_interval_ms} * 1'000'000;
+  next_log_sync_ns_ = now + std::uint64_t{o_.log_sync_interval_ms} * 1'000'000;
+}
+
+// The snapshot, then the change log written after it (map_log.hpp has why the epochs make a
+// crash between saving one and rotating the other safe).
+void Agent::restore() {
+  if (o_.state_dir.empty()) return;
+  std::filesystem::create_directories(o_.state_dir);
+  std::filesystem::permissions(o_.state_dir, std::filesystem::perms::owner_all);
+  const auto snap = snapshot_path(o_);
+  std::uint32_t epoch = 0;
+  bool usable = true;  // false: the snapshot the log continues is lost, so is the log
+  if (std::filesystem::exists(snap)) {
+    try {
+      auto s = correlator::load_snapshot(snap);
+      // restore_snapshot without its deep copy: the map moves in (half the peak memory).
+      corr_.mutable_map() = std::move(s.map);
+      for (const auto& d : s.declarations) declare(d);
+      for (const auto t : s.backends) corr_.add_backend_process(t);
+      corr_.set_watermark_ns(s.as_of_ns);
+      epoch = s.log_epoch;
+      stats_.restored_extents = corr_.map().extent_count();
+      o_.log(fmt::format("restored {} extents of {} vdisks from {}", stats_.restored_extents,
+                         s.declarations.size(), snap.string()));
+    } catch (const Error& e) {
+      auto aside = snap;
+      aside += ".unreadable";
+      std::filesystem::rename(snap, aside);
+      o_.log(fmt::format("snapshot {} unreadable ({}): kept as {}, starting empty", snap.string(),
+                         e.what(), aside.string()));
+      corr_.mutable_map().clear();
+      usable = false;
+    }
+  }
+  bool append = false;
+  if (usable) {
+    const auto before = corr_.map().extent_count();
+    const auto r =
+        replay_map_log(log_path(o_), epoch,
+                       {corr_.mutable_map(), [this](const VdiskDeclaration& d) { declare(d); },
+                        [this](std::uint32_t tgid) { corr_.add_backend_process(tgid); }});
+    append = r.matched;
+    stats_.log_records_replayed = r.records;
+    if (r.records > 0) {
+      o_.log(fmt::format("replayed {} map changes from {} ({} extents before, {} after)", r.records,
+                         log_path(o_).string(), before, corr_.map().extent_count()));
+    }
+    if (r.matched && !r.why.empty()) {
+      ++stats_.log_bad_tails;
+      o_.log(fmt::format("map log {}: {}; replay stopped there, {} bytes after it cut off",
+                         log_path(o_).string(), r.why, r.bad_tail));
+    }
+    stats_.restored_extents = corr_.map().extent_count();
+  }
+  map_log_ = std::make_unique<MapLogWriter>(log_path(o_), epoch, append);
+  // Only now: restoring is not a change to log again.
+  corr_.set_change_observer([this](const MapChange& c) { on_map_change(c); });
+}
+
+void Agent::declare(const VdiskDeclaration& d) {
+  corr_.declare(d);
+  vm_ids_[d.vm_name] = d.vm_id;
+  vdisk_ids_[{d.vm_name, d.vdisk_name}] = {VmId{d.vm_id}, VdiskId{d.vdisk_id}};
+  if (map_log_) map_log_->declare(d);
+}
+
+void Agent::on_map_change(const MapChange& c) {
+  // The feed omits what the extent's last sighting and confidence are; the map has them now.
+  std::uint64_t seen = 0;
+  float confidence = 1;
+  if (c.kind != MapChangeKind::kUnmapped) {
+    if (const auto e = corr_.map().find(c.vdisk, c.voffset)) {
+      seen = e->last_seen_ns;
+      confidence = e->confidence;
+    }
+  }
+  map_log_->change(c, seen, confidence);
+}
+
+void Agent::write_log(std::uint64_t now) {
+  if (!map_log_) return;
+  const bool write = now >= next_log_write_ns_ || map_log_->buffered() >= kLogBatchBytes;
+  const bool sync = now >= next_log_sync_ns_;
+  if (!write && !sync) return;
+  try {
+    map_log_->flush(sync);
+  } catch (const Error& e) {
+    ++stats_.log_write_errors;  // kept buffered: the next write retries, the snapshot covers it
+    o_.log(fmt::format("map log not written: {}", e.what()));
+  }
+  next_log_write_ns_ = now + std::uint64_t{o_.log_write_interval_ms} * 1'000'000;
+  if (sync) next_log_sync_ns_ = now + std::uint64_t{o_.log_sync_interval_ms} * 1'000'000;
 }
 
 Agent::~Agent() {
@@ -184,8 +256,12 @@ Agent::~Agent() {
 
 void Agent::persist() {
   if (o_.state_dir.empty()) return;
-  correlator::save_snapshot(corr_, snapshot_path(o_));
+  // Snapshot first, log second: until the rename the old snapshot and the full log stand; after
+  // it, the old log's epoch is behind the snapshot's and replay skips it.
+  const std::uint32_t epoch = map_log_->epoch() + 1;
+  correlator::save_snapshot(corr_, snapshot_path(o_), epoch);
   ++stats_.snapshots_saved;
+  map_log_->rotate(epoch);
 }
 
 void Agent::log_event(const std::string& line) {
@@ -227,6 +303,7 @@ void Agent::drop_vdisk(VdiskKey key, std::string_view why) {
   const std::string label = d ? d->vm_name + "/" + d->vdisk_name : "?";
   const auto extents = corr_.map().extents(key).size();
   corr_.mutable_map().unmap(key, VirtualOffset{0}, std::numeric_limits<std::uint64_t>::max());
+  if (map_log_) map_log_->drop(key);  // written past the change feed: log it by hand
   if (const auto it = vdisk_devices_.find(key); it != vdisk_devices_.end()) {
     devices_.release(it->second);
     vdisk_devices_.erase(it);
@@ -246,7 +323,7 @@ void Agent::remove_vm(const std::string& vm) {
 void Agent::add_vdisk(const std::string& vm, const std::string& vdisk, const std::string& image) {
   const auto devs = devices_for_image(image);  // a missing image is the caller's error
   const VdiskKey key = register_vdisk({0, 0, vm, vdisk, image});
-  for (const auto& d : pending_declarations_) corr_.declare(d);  // visible to the next query
+  for (const auto& d : pending_declarations_) declare(d);  // visible to the next query
   pending_declarations_.clear();
   if (added_.contains(key)) return;
   const auto it = vdisk_exports_.find(key);
@@ -479,9 +556,12 @@ void Agent::round(int wait_ms) {
   accept_clients();
   read_exports();
   read_clients();
-  for (const auto& d : pending_declarations_) corr_.declare(d);
+  for (const auto& d : pending_declarations_) declare(d);
   pending_declarations_.clear();
-  for (const auto& b : pending_backends_) corr_.add_backend_process(b.tgid);
+  for (const auto& b : pending_backends_) {
+    corr_.add_backend_process(b.tgid);
+    if (map_log_) map_log_->backend(b.tgid);
+  }
   pending_backends_.clear();
   for (const auto& e : events_) corr_.on_event(e);
   for (const auto& r : records_) corr_.on_record(r);
@@ -492,6 +572,7 @@ void Agent::round(int wait_ms) {
   corr_.advance(now);
   answer_queries();
   write_clients();
+  write_log(now);
   if (!o_.state_dir.empty() && now >= next_snapshot_ns_) {
     try {
       persist();

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "agent/device_watch.hpp"
+#include "agent/map_log.hpp"
 #include "agent/query_protocol.hpp"
 #include "agent/unix_listener.hpp"
 #include "common/record_file.hpp"
@@ -29,6 +30,10 @@ struct AgentOptions {
   unsigned socket_mode = 0660;
   std::filesystem::path state_dir = "/var/lib/v2p";  // empty = nothing persisted
   unsigned snapshot_interval_ms = 10'000;
+  // The change log between snapshots (map.log): written (survives a kill -9) this often, and
+  // fdatasync'ed (survives a host crash) this often.
+  unsigned log_write_interval_ms = 200;
+  unsigned log_sync_interval_ms = 5'000;
   bool probe = true;                   // false: no eBPF (tests without root; map stays empty)
   std::size_t max_query_clients = 64;  // more are refused (counted)
   std::size_t queries_per_round = 32;  // the rest wait for the next round (counted)
@@ -54,6 +59,9 @@ struct AgentStats {
   std::uint64_t clients_dropped = 0;   // oversized request or unread answers
   std::uint64_t snapshots_saved = 0;
   std::uint64_t restored_extents = 0;
+  std::uint64_t log_records_replayed = 0;  // from map.log on start
+  std::uint64_t log_bad_tails = 0;         // torn or corrupt tails cut off on start
+  std::uint64_t log_write_errors = 0;
 };
 
 class Agent {
@@ -66,7 +74,8 @@ class Agent {
 
   // One round; waits up to wait_ms when there is nothing to do.
   void round(int wait_ms);
-  // Saves the snapshot now (also done every snapshot_interval_ms and by the destructor).
+  // Saves the snapshot now, then starts a new change log (also done every
+  // snapshot_interval_ms and by the destructor).
   void persist();
   [[nodiscard]] AgentStats stats() const;
   [[nodiscard]] const correlator::Correlator& correlator() const noexcept { return corr_; }
@@ -89,6 +98,10 @@ class Agent {
   void remove_vm(const std::string& vm);
   void add_vdisk(const std::string& vm, const std::string& vdisk, const std::string& image);
   void log_event(const std::string& line);
+  void restore();
+  void declare(const VdiskDeclaration& d);
+  void on_map_change(const MapChange& c);
+  void write_log(std::uint64_t now);
   std::string answer(std::string_view line);
 
   AgentOptions o_;
@@ -111,6 +124,9 @@ class Agent {
   AgentStats stats_;
   std::uint64_t lost_from_closed_ = 0;
   std::uint64_t next_snapshot_ns_ = 0;
+  std::unique_ptr<MapLogWriter> map_log_;  // null without a state dir
+  std::uint64_t next_log_write_ns_ = 0;
+  std::uint64_t next_log_sync_ns_ = 0;
 };
 
 }  // namespace v2p::agent

@@ -51,7 +51,10 @@ json agent_json(const AgentStats& s) {
           {"clients_refused", s.clients_refused},
           {"clients_dropped", s.clients_dropped},
           {"snapshots_saved", s.snapshots_saved},
-          {"restored_extents", s.restored_extents}};
+          {"restored_extents", s.restored_extents},
+          {"log_records_replayed", s.log_records_replayed},
+          {"log_bad_tails", s.log_bad_tails},
+          {"log_write_errors", s.log_write_errors}};
 }
 
 }  // namespace

@@ -86,7 +86,7 @@ std::vector<std::byte> encode_snapshot(const Snapshot& s) {
   w.out.insert(w.out.end(), reinterpret_cast<const std::byte*>(kSnapshotMagic),
                reinterpret_cast<const std::byte*>(kSnapshotMagic) + sizeof kSnapshotMagic);
   w.put(kSnapshotVersion);
-  w.put(std::uint32_t{0});
+  w.put(s.log_epoch);
   w.put(s.as_of_ns);
   w.put(static_cast<std::uint64_t>(s.declarations.size()));
   for (const auto& d : s.declarations) w.bytes(encode_vdisk_declaration(d));
@@ -122,8 +122,8 @@ Snapshot decode_snapshot(std::span<const std::byte> bytes) {
                 " is not supported (this build reads " + std::to_string(kSnapshotVersion) + ")");
   }
   if (fnv1a(body) != sum) throw Error("map snapshot checksum mismatch (file corrupt or torn)");
-  r.get<std::uint32_t>();
   Snapshot s;
+  s.log_epoch = r.get<std::uint32_t>();
   s.as_of_ns = r.get<std::uint64_t>();
   for (auto n = r.count(4); n > 0; --n)
     s.declarations.push_back(decode_vdisk_declaration(r.bytes()));
@@ -148,8 +148,11 @@ Snapshot decode_snapshot(std::span<const std::byte> bytes) {
   return s;
 }
 
-void save_snapshot(const Correlator& c, const std::filesystem::path& path) {
-  const auto bytes = encode_snapshot(snapshot_of(c));
+void save_snapshot(const Correlator& c, const std::filesystem::path& path,
+                   std::uint32_t log_epoch) {
+  auto s = snapshot_of(c);
+  s.log_epoch = log_epoch;
+  const auto bytes = encode_snapshot(s);
   const auto tmp = path.string() + ".tmp";
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) throw system_error("cannot create " + tmp);
