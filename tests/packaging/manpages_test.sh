@@ -3,9 +3,9 @@
 # no page is left over from a removed one, and each page documents every option of its --help.
 set -euo pipefail
 v2p=$1 man=$2
-if [[ -z $man ]]; then
-  echo "skip: man pages are not built in this tree (V2P_BUILD_MANPAGES=OFF)"
-  exit 77
+if [[ -z $man || ! -d $man ]]; then
+  echo "usage: $0 V2P MAN_DIR (the folder of the built pages; got '$man')" >&2
+  exit 2
 fi
 fail=0
 expected=()
