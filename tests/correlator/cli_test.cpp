@@ -167,6 +167,11 @@ TEST_P(VerifyCli, ExactMapPassesPerturbedMapFails) {
   const auto dir =
       std::filesystem::path("/var/tmp") / ("v2p-cli-verify." + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
+  // Removed also when an ASSERT below returns early (after the file system is unmounted).
+  struct RemoveAll {
+    std::filesystem::path path;
+    ~RemoveAll() { std::filesystem::remove_all(path); }
+  } remove_dir{dir};
   {
     LoopFilesystem fs({dir / "backing.img", dir / "mnt", 512ULL << 20, GetParam(), true});
     const auto image = fs.mountpoint() / "vm1.raw";
@@ -202,7 +207,6 @@ TEST_P(VerifyCli, ExactMapPassesPerturbedMapFails) {
     EXPECT_NE(r.out.find("confidence 0.5000"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("confidence [0.50, 0.99): observed"), std::string::npos) << r.out;
   }
-  std::filesystem::remove_all(dir);
 }
 
 INSTANTIATE_TEST_SUITE_P(FileSystems, VerifyCli, ::testing::Values("ext4", "xfs", "btrfs"));
