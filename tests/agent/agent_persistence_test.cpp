@@ -14,6 +14,7 @@
 #include "agent/agent.hpp"
 #include "agent/agent_client.hpp"
 #include "agent/map_log.hpp"
+#include "agent/running_agent.hpp"
 #include "common/error.hpp"
 #include "correlator/snapshot.hpp"
 #include "vfilter/agent_sink.hpp"
@@ -26,23 +27,7 @@ using namespace std::chrono_literals;
 
 constexpr std::size_t kHeader = 16;
 
-class RunningAgent {
- public:
-  explicit RunningAgent(AgentOptions o) : agent_(std::make_unique<Agent>(std::move(o))) {
-    thread_ = std::thread([this] {
-      while (!stop_) agent_->round(5);
-    });
-  }
-  ~RunningAgent() {
-    stop_ = true;
-    thread_.join();
-  }
-
- private:
-  std::unique_ptr<Agent> agent_;
-  std::atomic<bool> stop_{false};
-  std::thread thread_;
-};
+using test_support::RunningAgent;
 
 class AgentPersistenceTest : public ::testing::Test {
  protected:

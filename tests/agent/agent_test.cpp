@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "agent/agent_client.hpp"
+#include "agent/running_agent.hpp"
 #include "agent/unix_listener.hpp"
 #include "common/error.hpp"
 #include "correlator/snapshot.hpp"
@@ -28,24 +29,7 @@ std::filesystem::path tmp(const std::string& name) {
          ("v2p-agent-" + std::to_string(::getpid()) + "-" + name);
 }
 
-// An Agent whose rounds run on their own thread; queries go through its socket.
-class RunningAgent {
- public:
-  explicit RunningAgent(AgentOptions o) : agent_(std::make_unique<Agent>(std::move(o))) {
-    thread_ = std::thread([this] {
-      while (!stop_) agent_->round(5);
-    });
-  }
-  ~RunningAgent() {
-    stop_ = true;
-    thread_.join();
-  }
-
- private:
-  std::unique_ptr<Agent> agent_;
-  std::atomic<bool> stop_{false};
-  std::thread thread_;
-};
+using test_support::RunningAgent;
 
 class AgentTest : public ::testing::Test {
  protected:
