@@ -193,7 +193,7 @@ const Register kProbe(
                     "send an event for every bio and its completion (debugging; default: only "
                     "what the map does not know, the rest counted in the kernel)");
        app.add_option("--seen-ranges", a->seen_ranges,
-                      "ranges the kernel remembers as reported (32 bytes each); a larger "
+                      "ranges the kernel remembers as reported (8 bytes each); a larger "
                       "working set is reported again as it is evicted");
        app.add_flag("--no-completions", a->no_completions,
                     "with --every-bio: no completion events (no per-bio latency)");

@@ -41,7 +41,7 @@ struct ProbeOptions {
   // agent's window join for opaque backends needs every untagged backend bio); they opt in.
   // Completions imply it: their join needs every queue event.
   bool every_bio = true;
-  // Entries of each of the two tables that remember what was reported (32 bytes each, rounded to
+  // Entries of each of the two tables that remember what was reported (8 bytes each, rounded to
   // a power of two): a working set larger than this is partly reported again, never missed.
   std::uint32_t seen_ranges = 1u << 18;
 };
