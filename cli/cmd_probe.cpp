@@ -166,6 +166,9 @@ int run_probe(const ProbeArgs& a) {
     completions =
         fmt::format(", {} bios counted in the kernel (already known)", probe->suppressed_bios());
   }
+  if (const auto uncounted = probe->uncounted_ios(); uncounted != 0) {
+    completions += fmt::format(", {} I/Os not counted (the counter tables are full)", uncounted);
+  }
   fmt::print(stderr, "probe: {} events, {} lost{}{}\n", total, lost, completions,
              a.record.empty() ? "" : ", recorded in " + a.record);
   return 0;

@@ -573,23 +573,26 @@ static __always_inline bool already_reported(__u32 dev, __u64 sector, __u32 byte
     if (seen) *(volatile __u64*)e = 0;
     return false;
   }
-  __u32 old = seen ? (__u32)*(volatile __u64*)e : 0;
+  __u32 old = seen ? (__u32) * (volatile __u64*)e : 0;
   __u32 owner = seen_value(owner_hash(tgid, known, c), epoch);
   bool same_owner = seen && (old & ~((1u << V2P_SEEN_OP_BITS) - 1)) == owner;
   bool placed_here = true;
   if (known) {
     __u64 from = virtual_hash(tgid, c, bytes);
     bool from_seen = false;
-    __u64* f = seen_way(&v2p_seen_from,
-                        seen_index(c->voffset, ((__u64)tgid << 32 | c->vm) ^ ((__u64)c->vdisk << 16)),
-                        from, &from_seen);
+    __u64* f =
+        seen_way(&v2p_seen_from,
+                 seen_index(c->voffset, ((__u64)tgid << 32 | c->vm) ^ ((__u64)c->vdisk << 16)),
+                 from, &from_seen);
     __u32 here = seen_value(at, epoch);
-    placed_here = from_seen && (__u32)*(volatile __u64*)f == here;
+    placed_here = from_seen && (__u32) * (volatile __u64*)f == here;
     if (!placed_here && f) seen_write(f, from, here);
   }
   __u32 op_bit = 1u << op;
   if (same_owner && placed_here && (old & op_bit)) return true;
-  seen_write(e, at, owner | (same_owner && placed_here ? (old & ((1u << V2P_SEEN_OP_BITS) - 1)) | op_bit : op_bit));
+  seen_write(e, at,
+             owner | (same_owner && placed_here ? (old & ((1u << V2P_SEEN_OP_BITS) - 1)) | op_bit
+                                                : op_bit));
   return false;
 }
 

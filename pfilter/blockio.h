@@ -173,7 +173,7 @@ struct v2p_seen_set {
 /* The first entries belong to the members of the inline device filter set, by position
  * (V2P_OP_CLASSES each); the upper half is placed by hash. */
 #define V2P_DEVICE_STATS_HASHED (V2P_DEVICE_STATS_ENTRIES / 2)
-#define V2P_VDISK_STATS_ENTRIES 4096  /* vdisks x op classes, per CPU */
+#define V2P_VDISK_STATS_ENTRIES 4096 /* vdisks x op classes, per CPU */
 #define V2P_STATS_PROBES 4
 struct v2p_device_stats { /* per CPU; counted when a request completes */
   __u32 dev;              /* kernel dev_t of the request's disk */

@@ -3,8 +3,8 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
-#include <map>
 #include <cerrno>
+#include <map>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -61,20 +61,20 @@ void for_each_percpu(int map_fd, std::uint32_t entries, const char* what, OnEntr
 // are summed over indexes and CPUs.
 std::vector<DeviceStats> read_device_stats(int map_fd) {
   std::map<std::pair<std::uint32_t, std::uint32_t>, DeviceStats> by_key;
-  for_each_percpu<v2p_device_stats>(
-      map_fd, V2P_DEVICE_STATS_ENTRIES, "device counters", [&](const auto& per_cpu) {
-        for (const auto& v : per_cpu) {
-          if (!v.used) continue;
-          auto& s = by_key[{v.dev, v.op_class}];
-          s.dev = v.dev;
-          s.op = static_cast<OpClass>(v.op_class);
-          s.ios += v.ios;
-          s.bytes += v.bytes;
-          for (std::size_t b = 0; b < kLatencyBuckets; ++b) {
-            s.latency_us_log2[b] += v.latency_us_log2[b];
-          }
-        }
-      });
+  for_each_percpu<v2p_device_stats>(map_fd, V2P_DEVICE_STATS_ENTRIES, "device counters",
+                                    [&](const auto& per_cpu) {
+                                      for (const auto& v : per_cpu) {
+                                        if (!v.used) continue;
+                                        auto& s = by_key[{v.dev, v.op_class}];
+                                        s.dev = v.dev;
+                                        s.op = static_cast<OpClass>(v.op_class);
+                                        s.ios += v.ios;
+                                        s.bytes += v.bytes;
+                                        for (std::size_t b = 0; b < kLatencyBuckets; ++b) {
+                                          s.latency_us_log2[b] += v.latency_us_log2[b];
+                                        }
+                                      }
+                                    });
   std::vector<DeviceStats> out;
   for (auto& [key, s] : by_key) out.push_back(s);
   return out;
@@ -82,18 +82,18 @@ std::vector<DeviceStats> read_device_stats(int map_fd) {
 
 std::vector<VdiskStats> read_vdisk_stats(int map_fd) {
   std::map<std::tuple<std::uint32_t, std::uint32_t, std::uint32_t>, VdiskStats> by_key;
-  for_each_percpu<v2p_vdisk_stats>(
-      map_fd, V2P_VDISK_STATS_ENTRIES, "vdisk counters", [&](const auto& per_cpu) {
-        for (const auto& v : per_cpu) {
-          if (!v.used) continue;
-          auto& s = by_key[{v.vm, v.vdisk, v.op_class}];
-          s.vm = v.vm;
-          s.vdisk = v.vdisk;
-          s.op = static_cast<OpClass>(v.op_class);
-          s.ios += v.ios;
-          s.bytes += v.bytes;
-        }
-      });
+  for_each_percpu<v2p_vdisk_stats>(map_fd, V2P_VDISK_STATS_ENTRIES, "vdisk counters",
+                                   [&](const auto& per_cpu) {
+                                     for (const auto& v : per_cpu) {
+                                       if (!v.used) continue;
+                                       auto& s = by_key[{v.vm, v.vdisk, v.op_class}];
+                                       s.vm = v.vm;
+                                       s.vdisk = v.vdisk;
+                                       s.op = static_cast<OpClass>(v.op_class);
+                                       s.ios += v.ios;
+                                       s.bytes += v.bytes;
+                                     }
+                                   });
   std::vector<VdiskStats> out;
   for (auto& [key, s] : by_key) out.push_back(s);
   return out;

@@ -222,8 +222,7 @@ TEST(Suppression, DeviceCountersThroughTheProbeAndBpftool) {
   for (const auto& entry : nlohmann::json::parse(dump.out)) {
     for (const auto& cpu : entry.at("formatted").at("values")) {
       const auto& v = cpu.at("value");
-      if (v.at("used") == 0 || v.at("dev") != f.host().device().kernel() ||
-          v.at("op_class") != 0) {
+      if (v.at("used") == 0 || v.at("dev") != f.host().device().kernel() || v.at("op_class") != 0) {
         continue;
       }
       bpftool_ios += v.at("ios").get<std::uint64_t>();
