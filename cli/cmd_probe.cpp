@@ -164,7 +164,8 @@ int run_probe(const ProbeArgs& a) {
   }
   if (probe->suppressing()) {
     completions =
-        fmt::format(", {} bios counted in the kernel (already known)", probe->suppressed_bios());
+        fmt::format(", {} bios counted in the kernel (already known; {} of them untagged)",
+                    probe->suppressed_bios(), probe->untagged_bios());
   }
   if (const auto uncounted = probe->uncounted_ios(); uncounted != 0) {
     completions += fmt::format(", {} I/Os not counted (the counter tables are full)", uncounted);

@@ -661,6 +661,15 @@ int BPF_PROG(v2p_bio_queue, struct bio* bio) {
   __u16 ioprio = bio->bi_ioprio;
   __u32 bytes = bio->bi_iter.bi_size;
   __u32 op = op_class(bio->bi_opf);
+  /* An untagged read or write tells the map nothing (the correlator counts it as unattributed
+   * and never maps it; docs/pfilter.md): counted, not sent, and no table is looked at, so the
+   * I/O of the host's other programs costs next to nothing. Its discards are still news. */
+  if (suppress_repeats && ((ioprio >> 3) & (V2P_SLOTS_PER_ROW - 1)) == 0 && bytes != 0 &&
+      (op == V2P_OP_READ || op == V2P_OP_WRITE)) {
+    count(V2P_COUNTER_UNTAGGED, V2P_PROG_QUEUE, 1);
+    count(V2P_COUNTER_SUPPRESSED, V2P_PROG_QUEUE, 1);
+    return 0;
+  }
   struct v2p_slot_context context;
   bool known = slot_context(tgid, ioprio, &context);
   if (known) count_vdisk(&context, op, bytes);

@@ -25,7 +25,8 @@
 #define V2P_COUNTER_EVENTS 1     /* events committed to the ring buffer */
 #define V2P_COUNTER_SUPPRESSED 2 /* bios the map already knew: counted, not sent */
 #define V2P_COUNTER_STATS_FULL 3 /* I/Os whose device or vdisk found no counter entry */
-#define V2P_COUNTERS 4
+#define V2P_COUNTER_UNTAGGED 4   /* untagged data bios counted, not sent (also in SUPPRESSED) */
+#define V2P_COUNTERS 5
 #define V2P_PROG_QUEUE 0
 #define V2P_PROG_REMAP 1
 #define V2P_PROG_RQ_DONE 2

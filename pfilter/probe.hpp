@@ -75,6 +75,8 @@ class Probe {
 
   // Bios counted instead of sent because the map already knew them, since attach.
   std::uint64_t suppressed_bios() const;
+  // Of those, the untagged reads and writes (never sent when suppressing: docs/pfilter.md).
+  std::uint64_t untagged_bios() const;
   // I/Os whose device or vdisk found no room in the counter tables (blockio.h), since attach.
   std::uint64_t uncounted_ios() const;
   // Whether repeats are suppressed (neither every_bio nor completions).
