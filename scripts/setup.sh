@@ -16,7 +16,7 @@ packages=(
   libsystemd-dev systemd
   libvirt-daemon-system libvirt-clients
   e2fsprogs xfsprogs btrfs-progs util-linux kmod
-  busybox-static cpio xz-utils zstd
+  busybox-static cpio xz-utils zstd linux-headers-cloud-amd64 dmsetup
   ccache help2man debhelper dpkg-dev lintian debootstrap
 )
 missing=()

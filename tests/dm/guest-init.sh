@@ -1,0 +1,139 @@
+#!/bin/sh
+# init of the dm-v2p test guest (tests/dm/dm_guest_test.sh builds the initramfs): every step
+# prints "V2P-DM PASS name (detail)" or "V2P-DM FAIL name: detail"; the host checks the lines,
+# then reads what the guest left on /dev/vdb (a tar) with tests/dm/dm_guest_check.
+# Disks: /dev/vda = the data disk (ext4, formatted by the host), /dev/vdb = the output disk.
+export PATH=/bin DM_DISABLE_UDEV=1
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+busybox --install -s /bin
+while read -r m; do insmod /modules/"$m" || echo "V2P-DM FAIL insmod: $m"; done </modules/order
+T=/bin/dm_guest_tool
+mkdir -p /mnt /out /tmp
+
+pass() { echo "V2P-DM PASS $1 ($2)"; }
+fail() { echo "V2P-DM FAIL $1: $2"; }
+ok_if() { # ok_if NAME DETAIL COMMAND...: PASS when COMMAND succeeds
+  n=$1 d=$2
+  shift 2
+  if "$@"; then pass "$n" "$d"; else fail "$n" "$d"; fi
+}
+finish() {
+  dmesg >/out/dmesg.txt
+  (cd /out && tar -cf /dev/vdb .)
+  sync
+  echo "V2P-DM DONE"
+  poweroff -f
+}
+
+i=0
+while { [ ! -b /dev/vda ] || [ ! -b /dev/vdb ]; } && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+[ -b /dev/vda ] || { fail disks "no /dev/vda"; finish; }
+echo none >/sys/block/vda/queue/scheduler 2>/dev/null
+SECT=$(blockdev --getsz /dev/vda)
+TABLE="0 $SECT v2p /dev/vda 0"
+
+# The target is registered; malformed tables are refused with a reason in dmesg.
+ok_if targets "$(dmsetup targets | grep v2p)" sh -c 'dmsetup targets | grep -q "^v2p "'
+dmsetup create bad --table "0 $SECT v2p /dev/vda" 2>/dev/null && fail bad-table "2-argument table accepted"
+dmsetup create bad --table "0 $SECT v2p /dev/vda zero" 2>/dev/null && fail bad-table "bad offset accepted"
+ok_if bad-table "$(dmesg | grep -c 'v2p: expected 2 arguments') + $(dmesg | grep -c 'v2p: invalid offset') dmesg lines" \
+  sh -c "dmesg | grep -q 'v2p: expected 2 arguments' && dmesg | grep -q 'v2p: invalid offset' && ! [ -e /dev/mapper/bad ]"
+
+dmsetup create v2p0 --table "$TABLE" || fail create "dmsetup create"
+ok_if create "$(dmsetup table v2p0)" test -b /dev/mapper/v2p0
+DEVNUM=$(($(cat /sys/block/dm-0/dev | cut -d: -f1) << 20 | $(cat /sys/block/dm-0/dev | cut -d: -f2)))
+
+# Malformed messages: -EINVAL and a line in dmesg, the device keeps working.
+dmsetup message v2p0 0 bogus 2>/dev/null && fail bad-message "bogus accepted"
+dmsetup message v2p0 0 limit nobody 1 2 2>/dev/null && fail bad-message "limit nobody accepted"
+dmsetup message v2p0 0 limit untagged x 2>/dev/null && fail bad-message "limit with 1 value accepted"
+dmsetup message v2p0 0 prio untagged best 9 2>/dev/null && fail bad-message "prio best 9 accepted"
+ok_if bad-message "$(dmesg | grep -c 'v2p: message') dmesg lines" \
+  sh -c "[ \$(dmesg | grep -c 'v2p: message') -ge 4 ]"
+
+# The module cannot go while a device uses it.
+rmmod dm_v2p 2>/dev/null && fail unload-refused "rmmod succeeded with v2p0 present"
+ok_if unload-refused "$(grep dm_v2p /proc/modules | cut -d' ' -f1-3)" grep -q '^dm_v2p ' /proc/modules
+
+# ext4 on the target; tagged io_uring writes at QD1 and QD32; the ring's records go to the host.
+$T drain /tmp/before.bin >/dev/null
+mount -t ext4 /dev/mapper/v2p0 /mnt || fail mount "mount ext4"
+w1=$($T write /mnt/file1 8 4096 1 1 /out) || fail write-qd1 "$w1"
+w2=$($T write /mnt/file2 8 4096 32 2 /out) || fail write-qd32 "$w2"
+pass write "$w1; $w2"
+sync
+umount /mnt
+$T drain /out/ring-ext4.bin >/dev/null
+echo "V2P-DM INFO status $(dmsetup status v2p0)"
+
+# Per-VM limits: two tagged writers, one limited (IOPS, then bytes per second).
+limit_round() { # limit_round NAME BS "IOPS BPS" FIELD MAX
+  rm -f /tmp/go
+  $T rate /dev/mapper/v2p0 64 3 8 "$2" /tmp/go >/tmp/a.out &
+  pa=$!
+  $T rate /dev/mapper/v2p0 128 3 8 "$2" /tmp/go >/tmp/b.out &
+  pb=$!
+  while ! grep -q pid /tmp/a.out || ! grep -q pid /tmp/b.out; do sleep 0.05; done
+  tgid_a=$(sed -n 's/^pid //p' /tmp/a.out)
+  dmsetup message v2p0 0 limit "$tgid_a" $3 || fail "$1" "limit message"
+  touch /tmp/go
+  wait $pa $pb
+  ra=$(sed -n "s/.*$4=//p" /tmp/a.out | cut -d' ' -f1)
+  rb=$(sed -n "s/.*$4=//p" /tmp/b.out | cut -d' ' -f1)
+  d="limited writer $ra, unlimited $rb $4, limit $5; $(dmsetup status v2p0 | cut -d' ' -f4-)"
+  dmsetup message v2p0 0 limit "$tgid_a" 0 0
+  ok_if "$1" "$d" sh -c "[ $ra -le $(($5 * 11 / 10)) ] && [ $ra -ge $(($5 * 7 / 10)) ] && [ $rb -ge $(($5 * 2)) ]"
+}
+limit_round limit-iops 4096 "100 0" iops 100
+limit_round limit-bandwidth 65536 "0 1048576" bytes_per_s 1048576
+
+# Priority and the per-class latency histogram.
+dmsetup message v2p0 0 prio untagged be 2 || fail prio "prio message"
+ok_if prio "$(dmsetup status v2p0 | cut -d' ' -f4-11)" sh -c 'dmsetup status v2p0 | grep -q "untagged .* be:2 "'
+dmsetup message v2p0 0 prio untagged none 0
+st=$(dmsetup message v2p0 0 stats | head -3 | tr '\n' '|')
+ok_if stats "$st" sh -c 'dmsetup message v2p0 0 stats | grep -q "^untagged ios=.*lat_us_log2="'
+
+# Reload the table three times under tagged load: every bio has exactly one record.
+$T drain /tmp/skip.bin >/dev/null
+r0=$(dmsetup status v2p0 | cut -d' ' -f4)
+$T seq /dev/mapper/v2p0 192 4096 4096 4 >/tmp/seq.out &
+ps=$!
+for k in 1 2 3; do
+  sleep 0.3
+  dmsetup reload v2p0 --table "$TABLE" && dmsetup resume v2p0 || fail reload "reload $k"
+done
+wait $ps || fail reload "tagged writer failed: $(cat /tmp/seq.out)"
+$T drain /tmp/ring-reload.bin >/dev/null
+r1=$(dmsetup status v2p0 | cut -d' ' -f4)
+c=$($T count /tmp/ring-reload.bin $DEVNUM 192 4096 4096)
+ok_if reload "$c; status records $r0 -> $r1 across 3 reloads" sh -c "[ $r1 -ge $((r0 + 4096)) ] && echo '$c' | grep -q 'lost 0 doubled 0'"
+
+# A ring nobody reads drops and counts; I/O goes on.
+echo 64 >/sys/module/dm_v2p/parameters/ring_limit
+s0=$($T ring-stats)
+dd if=/dev/zero of=/dev/mapper/v2p0 bs=4k count=1000 oflag=direct 2>/dev/null
+ddrc=$?
+s1=$($T ring-stats)
+echo 0 >/sys/module/dm_v2p/parameters/ring_limit
+d0=$(echo "$s0" | cut -d' ' -f2)
+d1=$(echo "$s1" | cut -d' ' -f2)
+ok_if ring-drops "dd exit $ddrc, dropped $d0 -> $d1, status: $(dmsetup status v2p0 | cut -d' ' -f4-5)" \
+  sh -c "[ $ddrc -eq 0 ] && [ $((d1 - d0)) -ge 900 ]"
+$T drain /tmp/skip.bin >/dev/null
+
+# fio-like comparison: dm-linear vs v2p over the same disk, interleaved rounds, ring drained.
+dmsetup create lin0 --table "0 $SECT linear /dev/vda 0" || fail bench "create linear"
+b=$($T bench /dev/mapper/lin0 /dev/mapper/v2p0 ${V2P_DM_BENCH_ROUNDS:-6} 1 | tr '\n' ' ')
+echo "V2P-DM INFO $b"
+ratio=$(echo "$b" | sed -n 's/.*ratio B\/A \([0-9.]*\).*/\1/p')
+ok_if bench "$b" sh -c "[ -n '$ratio' ] && [ \$(echo '$ratio' | tr -d .) -ge 850 ]"
+dmsetup remove lin0
+
+dmsetup remove v2p0 || fail remove "dmsetup remove"
+ok_if unload "dm_v2p unloaded" rmmod dm_v2p
+ok_if no-oops "$(dmesg | grep -cE 'BUG:|Oops|WARNING:|Call Trace') suspicious dmesg lines" \
+  sh -c "! dmesg | grep -qE 'BUG:|Oops|WARNING:|Call Trace'"
+finish
