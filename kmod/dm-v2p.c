@@ -57,6 +57,11 @@ static unsigned int ring_records = 65536;
 module_param(ring_records, uint, 0444);
 MODULE_PARM_DESC(ring_records, "records the ring can hold (power of two, allocated at load)");
 
+static unsigned int wakeup_records = 64;
+module_param(wakeup_records, uint, 0644);
+MODULE_PARM_DESC(wakeup_records,
+		 "wake a sleeping reader once this many records wait (readers poll with a timeout for sparse records)");
+
 static unsigned int ring_limit;
 module_param(ring_limit, uint, 0644);
 MODULE_PARM_DESC(ring_limit, "records the ring holds before it drops (0: ring_records)");
@@ -84,6 +89,7 @@ struct v2p_class {
 struct v2p_md {
 	struct list_head node;
 	struct mapped_device *md;
+	u32 devt;		/* the dm device, for the records */
 	unsigned int refs;	/* under v2p_mds_lock */
 	spinlock_t lock;
 	int nclasses;		/* written under lock, read with READ_ONCE */
@@ -133,19 +139,20 @@ static u32 ring_capacity(void)
 static void ring_push(const struct v2p_dm_record *rec)
 {
 	unsigned long flags;
-	bool pushed = false;
+	bool wake = false;
 
 	spin_lock_irqsave(&ring.lock, flags);
 	if (ring.head - ring.tail < ring_capacity()) {
 		ring.buf[ring.head & (ring.size - 1)] = *rec;
 		ring.head++;
 		ring.produced++;
-		pushed = true;
+		/* A wakeup per record costs a context switch per I/O: batch them. */
+		wake = ring.head - ring.tail >= max(READ_ONCE(wakeup_records), 1U);
 	} else {
 		ring.dropped++;
 	}
 	spin_unlock_irqrestore(&ring.lock, flags);
-	if (pushed && wq_has_sleeper(&ring.wait))
+	if (wake && wq_has_sleeper(&ring.wait))
 		wake_up_interruptible(&ring.wait);
 }
 
@@ -388,6 +395,7 @@ static struct v2p_md *v2p_md_get(struct mapped_device *md)
 	if (!s)
 		goto out;
 	s->md = md;
+	s->devt = disk_devt(dm_disk(md));
 	s->refs = 1;
 	spin_lock_init(&s->lock);
 	INIT_DELAYED_WORK(&s->work, release_work);
@@ -510,7 +518,7 @@ static void send_record(struct v2p_md *s, struct bio *bio, u64 now)
 	rec.sector = bio->bi_iter.bi_sector;
 	rec.old_sector = 0;
 	rec.latency_ns = 0;
-	rec.dev = disk_devt(dm_disk(s->md));
+	rec.dev = s->devt;
 	rec.old_dev = 0;
 	rec.bytes = bio->bi_iter.bi_size;
 	rec.tgid = current->tgid;
@@ -776,7 +784,7 @@ static int v2p_message(struct dm_target *ti, unsigned int argc, char **argv, cha
 		return msg_prio(vt->shared, argc, argv);
 	if (argc == 1 && !strcmp(argv[0], "stats")) {
 		msg_stats(vt->shared, result, maxlen);
-		return 0;
+		return 1;	/* the result goes back to dmsetup */
 	}
 	if (argc == 1 && !strcmp(argv[0], "reset")) {
 		msg_reset(vt->shared);

@@ -25,7 +25,7 @@ work=$(mktemp -d /tmp/v2p-dm-test.XXXXXX)
 qemu_pid=
 cleanup() {
   [[ -n $qemu_pid ]] && kill "$qemu_pid" 2>/dev/null && wait "$qemu_pid" 2>/dev/null
-  rm -rf "$work"
+  if [[ -n ${V2P_DM_KEEP:-} ]]; then echo "kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 
@@ -67,7 +67,7 @@ truncate -s 64M "$work/out.raw"
 start=$SECONDS
 timeout 600 qemu-system-x86_64 -accel tcg -m 512 -nographic -no-reboot -kernel "$guest/vmlinuz" \
   -initrd "$work/initrd.img" -append "console=ttyS0 panic=-1 quiet" \
-  -drive file="$work/data.raw",format=raw,if=virtio,cache=none,aio=threads \
+  -drive file="$work/data.raw",format=raw,if=virtio,cache=unsafe \
   -drive file="$work/out.raw",format=raw,if=virtio </dev/null >"$work/console.log" 2>&1 &
 qemu_pid=$!
 wait "$qemu_pid" || true
