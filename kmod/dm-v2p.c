@@ -805,7 +805,7 @@ static int v2p_iterate_devices(struct dm_target *ti, iterate_devices_callout_fn 
 static struct target_type v2p_target_type = {
 	.name = "v2p",
 	.version = { 1, 0, 0 },
-	.features = DM_TARGET_PASSES_INTEGRITY,
+	.features = DM_TARGET_PASSES_INTEGRITY | DM_TARGET_NOWAIT,
 	.module = THIS_MODULE,
 	.ctr = v2p_ctr,
 	.dtr = v2p_dtr,
