@@ -22,8 +22,8 @@ namespace {
 int failures = 0;
 
 void report(bool ok, const std::string& name, const std::string& detail) {
-  std::cout << (ok ? "PASS " : "FAIL ") << name << (ok ? " (" : ": ") << detail
-            << (ok ? ")" : "") << "\n";
+  std::cout << (ok ? "PASS " : "FAIL ") << name << (ok ? " (" : ": ") << detail << (ok ? ")" : "")
+            << "\n";
   failures += ok ? 0 : 1;
 }
 
@@ -48,7 +48,9 @@ std::vector<Extent> load_extents(const std::string& path) {
   return v;
 }
 
-std::uint16_t slot(const v2p::PhysEvent& e) { return (e.ioprio >> 3) & 0x3ff; }
+std::uint16_t slot(const v2p::PhysEvent& e) {
+  return (e.ioprio >> 3) & 0x3ff;
+}
 
 }  // namespace
 
@@ -137,8 +139,8 @@ int main(int argc, char** argv) {
       checked += x.length;
     }
     report(!extents.empty() && bad == 0, "map-vs-fiemap-vdisk" + std::to_string(vd),
-           std::to_string(extents.size()) + " extents, " + std::to_string(checked) +
-               " bytes" + (first_bad.empty() ? "" : ", first mismatch: " + first_bad));
+           std::to_string(extents.size()) + " extents, " + std::to_string(checked) + " bytes" +
+               (first_bad.empty() ? "" : ", first mismatch: " + first_bad));
   }
   return failures ? 1 : 0;
 }

@@ -14,9 +14,9 @@
 //                                       rounds, while a thread drains the ring; prints IOPS
 // Exit status 0 on success; every failure prints one line saying why.
 #include <fcntl.h>
+#include <liburing.h>
 #include <linux/fiemap.h>
 #include <linux/fs.h>
-#include <liburing.h>
 #include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -37,6 +37,7 @@
 #include <thread>
 #include <vector>
 
+#include "pfilter/dm_ring_source.hpp"
 #include "v2p/records.hpp"
 
 extern "C" {
@@ -193,13 +194,14 @@ int cmd_rate(char** a) {
   if (fd < 0) die("open " + dev);
   std::printf("pid %d\n", getpid());
   std::fflush(stdout);
-  struct stat st{};
+  struct stat st {};
   while (stat(go.c_str(), &st) != 0) usleep(10'000);
   const std::uint64_t start = now_ns();
   const auto end = start + static_cast<std::uint64_t>(seconds * 1e9);
   std::uint64_t done = 0;
   run_uring(
-      fd, bs, qd, ~0ull, false, [&](std::uint64_t i) { return base + (i % ((32u << 20) / bs)) * bs; },
+      fd, bs, qd, ~0ull, false,
+      [&](std::uint64_t i) { return base + (i % ((32u << 20) / bs)) * bs; },
       [&](const Io&, std::uint64_t) { ++done; }, [&] { return now_ns() < end; });
   const double s = static_cast<double>(now_ns() - start) / 1e9;
   std::printf("rate iops=%.0f bytes_per_s=%.0f\n", static_cast<double>(done) / s,
@@ -219,46 +221,28 @@ int cmd_seq(char** a) {
       fd, bs, qd, count, false, [&](std::uint64_t i) { return base + i * bs; },
       [](const Io&, std::uint64_t) {});
   close(fd);
-  std::printf("seq wrote %llu blocks, tgid %d\n", static_cast<unsigned long long>(count),
-              getpid());
+  std::printf("seq wrote %llu blocks, tgid %d\n", static_cast<unsigned long long>(count), getpid());
   return 0;
 }
 
-int open_ring(int flags) {
-  const int fd = open("/dev/" V2P_DM_MISC_NAME, O_RDONLY | flags);
-  if (fd < 0) die("open /dev/" V2P_DM_MISC_NAME);
-  return fd;
-}
-
 int cmd_drain(char** a) {
-  const int fd = open_ring(O_NONBLOCK);
+  v2p::pfilter::DmRingSource ring;
   FILE* out = std::fopen(a[0], "ab");
   if (!out) die(std::string("open ") + a[0]);
-  std::vector<v2p_dm_record> buf(1024);
-  std::uint64_t n = 0;
-  for (;;) {
-    const ssize_t r = read(fd, buf.data(), buf.size() * sizeof(buf[0]));
-    if (r < 0 && errno == EAGAIN) break;
-    if (r <= 0) die("read ring");
-    const auto k = static_cast<std::size_t>(r) / sizeof(buf[0]);
-    if (std::fwrite(buf.data(), sizeof(buf[0]), k, out) != k) die("write records");
-    n += k;
-  }
+  const auto n = ring.poll(0, [&](const v2p::PhysEvent& e) {
+    if (std::fwrite(&e, sizeof(e), 1, out) != 1) die("write records");
+  });
   std::fclose(out);
-  close(fd);
-  std::printf("drained %llu records\n", static_cast<unsigned long long>(n));
+  std::printf("drained %zu records\n", n);
   return 0;
 }
 
 int cmd_ring_stats() {
-  const int fd = open_ring(O_NONBLOCK);
-  v2p_dm_ring_stats st{};
-  if (ioctl(fd, V2P_DM_IOC_RING_STATS, &st) != 0) die("V2P_DM_IOC_RING_STATS");
+  const auto st = v2p::pfilter::DmRingSource().stats();
   std::printf("%llu %llu %llu %llu\n", static_cast<unsigned long long>(st.produced),
               static_cast<unsigned long long>(st.dropped),
               static_cast<unsigned long long>(st.delivered),
               static_cast<unsigned long long>(st.capacity));
-  close(fd);
   return 0;
 }
 
@@ -306,15 +290,8 @@ int cmd_bench(char** a) {
   std::atomic<bool> stop{false};
   std::atomic<std::uint64_t> drained{0};
   std::thread drainer([&] {
-    const int fd = open_ring(0);
-    std::vector<v2p_dm_record> buf(4096);
-    while (!stop.load()) {
-      pollfd p{fd, POLLIN, 0};
-      if (poll(&p, 1, 50) <= 0) continue;
-      const ssize_t r = read(fd, buf.data(), buf.size() * sizeof(buf[0]));
-      if (r > 0) drained += static_cast<std::uint64_t>(r) / sizeof(buf[0]);
-    }
-    close(fd);
+    v2p::pfilter::DmRingSource ring;
+    while (!stop.load()) drained += ring.poll(50, [](const v2p::PhysEvent&) {});
   });
   std::vector<double> iops[2];
   for (int round = 0; round < rounds; ++round) {
@@ -352,14 +329,14 @@ int cmd_bench(char** a) {
   std::vector<double> pair;
   for (std::size_t i = 0; i < iops[0].size(); ++i) pair.push_back(iops[1][i] / iops[0][i]);
   std::printf("\nbench median A %.0f B %.0f ratio B/A %.3f pair-median %.3f records drained %llu\n",
-              median(iops[0]), median(iops[1]), median(iops[1]) / median(iops[0]),
-              median(pair), static_cast<unsigned long long>(drained.load()));
+              median(iops[0]), median(iops[1]), median(iops[1]) / median(iops[0]), median(pair),
+              static_cast<unsigned long long>(drained.load()));
   return 0;
 }
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int main(int argc, char** argv) try {
   const std::string cmd = argc > 1 ? argv[1] : "";
   const int n = argc - 2;
   if (cmd == "write" && n == 6) return cmd_write(argv + 2);
@@ -371,4 +348,7 @@ int main(int argc, char** argv) {
   if (cmd == "bench" && n == 4) return cmd_bench(argv + 2);
   std::fprintf(stderr, "usage: see the comment at the top of tests/dm/dm_guest_tool.cpp\n");
   return 2;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "dm_guest_tool: %s\n", e.what());
+  return 1;
 }
