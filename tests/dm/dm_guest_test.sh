@@ -3,9 +3,9 @@
 # guest once with an initramfs carrying dm-mod, dm-v2p, dmsetup and the test tool, and checks
 # every step's PASS line (tests/dm/guest-init.sh), then the records and the map against FIEMAP
 # on the host (dm_guest_check). Cleans up everything it made, also on failure.
-#   dm_guest_test.sh SOURCE_DIR GUEST_TOOL GUEST_CHECK
+#   dm_guest_test.sh SOURCE_DIR GUEST_TOOL GUEST_CHECK V2P
 set -euo pipefail
-src=$1 tool=$2 check=$3
+src=$1 tool=$2 check=$3 v2p=$4
 # shellcheck source=../common/test_skip.sh
 source "$src/tests/common/test_skip.sh"
 require_tools qemu-system-x86_64 dmsetup cpio mkfs.ext4 make gcc tar
@@ -56,6 +56,10 @@ copy_bin() {
   done
 }
 copy_bin "$(command -v dmsetup)"
+# `v2p dm` as an operator runs it: the real CLI with its libraries, without debug sections.
+copy_bin "$v2p"
+find "$root" -name '*.so*' -path '*libv2p*' -exec strip --strip-debug {} +
+strip --strip-debug "$root/bin/v2p"
 cp "$tool" "$root/bin/dm_guest_tool"
 install -m 0755 "$src/tests/dm/guest-init.sh" "$root/init"
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$work/initrd.img"
@@ -79,7 +83,7 @@ failed=0
 grep -aq 'V2P-DM FAIL' "$work/console.log" && failed=1
 grep -aq 'V2P-DM DONE' "$work/console.log" || { echo "FAIL: the guest did not finish"; tail -40 "$work/console.log"; failed=1; }
 for step in targets bad-table create bad-message unload-refused write limit-iops limit-bandwidth \
-  prio stats reload ring-drops bench unload no-oops; do
+  prio stats cli reload ring-drops bench unload no-oops; do
   grep -aq "V2P-DM PASS $step " "$work/console.log" || { echo "FAIL: step $step did not pass"; failed=1; }
 done
 

@@ -4,6 +4,9 @@
 // the guest (tests/dm/dm_guest_test.sh: dm_guest_tool drain, ring-stats, bench).
 #include "pfilter/dm_ring_source.hpp"
 
+#include "pfilter/dm_table.hpp"
+#include "pfilter/dm_target.hpp"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -134,3 +137,40 @@ TEST(DmRingSource, RecordsJoinInTheCorrelatorLikeProbeEvents) {
 
 }  // namespace
 }  // namespace v2p
+
+namespace v2p::pfilter {
+namespace {
+
+// Recorded in the test guest: `dmsetup status v2p0` after two tagged writers, one limited.
+constexpr const char* kStatus =
+    "8402 0 5 untagged 71 60416 0 0 none:0 0 other 0 0 0 0 none:0 0 143 2048 8388608 0 0 "
+    "none:0 0 155 308 1261568 100 0 be:2 305 156 3927 16084992 0 1048576 none:0 0";
+
+TEST(DmV2pStatus, ParsesTheStatusLine) {
+  const auto st = parse_dm_v2p_status(kStatus);
+  EXPECT_EQ(st.records, 8402u);
+  EXPECT_EQ(st.dropped, 0u);
+  ASSERT_EQ(st.classes.size(), 5u);
+  EXPECT_EQ(st.classes[0], (DmV2pClass{"untagged", 71, 60416, 0, 0, "none:0", 0}));
+  EXPECT_EQ(st.classes[3], (DmV2pClass{"155", 308, 1261568, 100, 0, "be:2", 305}));
+  EXPECT_EQ(st.classes[4].bps_limit, 1048576u);
+}
+
+TEST(DmV2pStatus, RejectsMalformedLinesWithTheField) {
+  for (const char* bad :
+       {"", "1 2", "1 2 1 untagged 1 2 3 4 none:0", "1 2 1 untagged x 2 3 4 none:0 0",
+        "1 2 1 untagged 1 2 3 4 none 0", "1 2 0 trailing"}) {
+    EXPECT_THROW((void)parse_dm_v2p_status(bad), Error) << bad;
+  }
+}
+
+TEST(DmV2pStatus, TheTableIsLinearsSoTopologyMapsThroughIt) {
+  const auto t = parse_dm_table(std::string("0 524288 v2p 254:0 ") + "2048\n");
+  ASSERT_EQ(t.targets.size(), 1u);
+  EXPECT_EQ(t.targets[0].type, "v2p");
+  EXPECT_EQ(t.map(10), (DeviceRange{DeviceId::from_major_minor(254, 0), 2058, 524278}));
+  EXPECT_EQ(dm_v2p_params("/dev/vdb", 0), "/dev/vdb 0");
+}
+
+}  // namespace
+}  // namespace v2p::pfilter

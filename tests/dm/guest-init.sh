@@ -116,6 +116,23 @@ dmsetup message v2p0 0 prio untagged none 0
 st=$(dmsetup message v2p0 0 stats | head -3 | tr '\n' '|')
 ok_if stats "$st" sh -c 'dmsetup message v2p0 0 stats | grep -q "^untagged ios=.*lat_us_log2="'
 
+# The same through `v2p dm` (libdevmapper), on a second device over the same disk.
+cli_step() {
+  v2p dm create cli0 /dev/vda || return 1
+  [ -b /dev/mapper/cli0 ] || return 1
+  v2p dm limit cli0 untagged --iops 50 --bps 4096000 --prio be:3 || return 1
+  v2p dm status cli0 --json >/tmp/cli.json || return 1
+  grep -q '"iops_limit": 50' /tmp/cli.json && grep -q '"prio": "be:3"' /tmp/cli.json || return 1
+  v2p dm stats cli0 | grep -q '^untagged ios=' || return 1
+  v2p dm limit cli0 nobody --iops 1 2>/tmp/cli.err && return 1
+  grep -q 'v2p dm: message' /tmp/cli.err || return 1
+  v2p dm status cli0 | head -3
+  v2p dm remove cli0 && [ ! -e /dev/mapper/cli0 ]
+}
+cli_step >/tmp/cli.out 2>&1
+clirc=$?
+ok_if cli "exit $clirc: $(tr '\n' '|' </tmp/cli.out)" sh -c "[ $clirc -eq 0 ] && grep -q '\"bytes_per_second_limit\": 4096000' /tmp/cli.json"
+
 # Reload the table three times under tagged load: every bio has exactly one record.
 $T drain /tmp/skip.bin >/dev/null
 r0=$(dmsetup status v2p0 | cut -d' ' -f4)
