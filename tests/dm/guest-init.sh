@@ -2,6 +2,9 @@
 # init of the dm-v2p test guest (tests/dm/dm_guest_test.sh builds the initramfs): every step
 # prints "V2P-DM PASS name (detail)" or "V2P-DM FAIL name: detail"; the host checks the lines,
 # then reads what the guest left on /dev/vdb (a tar) with tests/dm/dm_guest_check.
+# The kernel runs with tsc=reliable: under a busy TCG host its clocksource watchdog falls back
+# to the emulated HPET, which makes every clock read (two per bio here, none in dm-linear) an
+# emulated MMIO access; hosts use the TSC.
 # Disks: /dev/vda = the data disk (ext4, formatted by the host), /dev/vdb = the output disk.
 export PATH=/bin DM_DISABLE_UDEV=1
 /bin/busybox --install -s /bin
