@@ -265,7 +265,7 @@ static int class_of(struct v2p_md *s, struct bio *bio)
 	/* A kernel thread maps bios it did not submit (dm's deferred bios after a resume). */
 	if (current->flags & PF_KTHREAD)
 		return V2P_CLASS_OTHER;
-	n = READ_ONCE(s->nclasses);
+	n = smp_load_acquire(&s->nclasses);
 	for (i = V2P_CLASS_OTHER + 1; i < n; i++)
 		if (READ_ONCE(s->classes[i].tgid) == tgid)
 			return i;
@@ -641,7 +641,8 @@ static void v2p_status(struct dm_target *ti, status_type_t type, unsigned int st
 			       (long long)atomic64_read(&c->ios),
 			       (long long)atomic64_read(&c->bytes), READ_ONCE(c->iops_limit),
 			       READ_ONCE(c->bps_limit), prio_names[IOPRIO_PRIO_CLASS(p) & 3],
-			       (unsigned int)(IOPRIO_PRIO_DATA(p) & 7), (long long)atomic64_read(&c->delayed));
+			       (unsigned int)(IOPRIO_PRIO_DATA(p) & 7),
+			       (long long)atomic64_read(&c->delayed));
 		}
 		break;
 	case STATUSTYPE_TABLE:
