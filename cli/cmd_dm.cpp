@@ -8,8 +8,14 @@
 #include <string>
 
 #include "cli/subcommand.hpp"
+#include "common/clock.hpp"
 #include "common/error.hpp"
+#include "common/record_file.hpp"
+#include "common/stop_signal.hpp"
+#include "pfilter/dm_ring_source.hpp"
 #include "pfilter/dm_target.hpp"
+#include "pfilter/events.hpp"
+#include "pfilter/recorder.hpp"
 
 namespace v2p::cli {
 namespace {
@@ -23,7 +29,48 @@ struct DmOptions {
   std::uint64_t bps = 0;
   std::string prio;  // CLASS:LEVEL, e.g. be:4; "none" restores the bios' own
   bool json = false;
+  std::string record;  // watch: stream file
+  bool print = false;
+  double duration = 0;
 };
+
+// Reads the target's ring like `v2p probe` reads the eBPF probe: the same stream file, which
+// `v2p replay` and the agent join.
+int run_watch(const DmOptions& o) {
+  StopSignal stop;
+  pfilter::DmRingSource ring;
+  const auto dropped_at_start = ring.stats().dropped;
+  std::optional<StreamWriter> writer;
+  std::optional<pfilter::EventRecorder> recorder;
+  if (!o.record.empty()) {
+    writer.emplace(o.record);
+    recorder.emplace(*writer);
+  }
+  std::optional<pfilter::ReqFlagBits> bits;
+  if (o.print) bits = pfilter::ReqFlagBits::from_kernel();
+  auto on_event = [&](const PhysEvent& e) {
+    if (bits) fmt::print("{}\n", pfilter::format_event(e, *bits));
+    if (recorder) recorder->record(e);
+  };
+  fmt::print(stderr, "dm watch: reading {}; Ctrl-C to stop\n", pfilter::kDmRingPath);
+  const std::uint64_t start = monotonic_ns();
+  std::uint64_t total = 0;
+  auto lost = [&] { return ring.stats().dropped - dropped_at_start; };
+  while (!stop.requested()) {
+    if (o.duration > 0 && monotonic_ns() - start >= static_cast<std::uint64_t>(o.duration * 1e9))
+      break;
+    total += ring.poll(100, on_event);
+    if (recorder) recorder->record_lost(monotonic_ns(), lost());
+  }
+  total += ring.poll(0, on_event);
+  if (recorder) {
+    recorder->record_lost(monotonic_ns(), lost());
+    writer->flush(true);
+  }
+  fmt::print(stderr, "dm watch: {} records, {} dropped by the ring{}\n", total, lost(),
+             o.record.empty() ? "" : ", recorded in " + o.record);
+  return 0;
+}
 
 int run_status(const DmOptions& o) {
   const auto st = pfilter::parse_dm_v2p_status(pfilter::dm_v2p_status_text(o.name));
@@ -115,6 +162,13 @@ const Register kRegister{
          fmt::print("{}\n", pfilter::dm_v2p_message(o->name, "stats"));
          return 0;
        });
+       // `watch` reads the module's one ring: it takes no device name.
+       auto* watch = app.add_subcommand("watch", "Print or record the target's ring (all devices)");
+       watch->add_option("--record", o->record, "Write a v2p stream file (v2p replay reads it)");
+       watch->add_flag("--print", o->print, "Print each record");
+       watch->add_option("--duration", o->duration, "Stop after this many seconds");
+       watch->callback(
+           [selected, o] { *selected = [o] { return guarded([o] { return run_watch(*o); }); }; });
        sub("reset", "Zero NAME's counters", [o] {
          pfilter::dm_v2p_message(o->name, "reset");
          return 0;

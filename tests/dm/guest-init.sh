@@ -130,7 +130,19 @@ cli_step() {
   v2p dm limit cli0 nobody --iops 1 2>/tmp/cli.err && return 1
   grep -q 'v2p dm: message' /tmp/cli.err || return 1
   v2p dm status cli0 | head -3
-  v2p dm remove cli0 && [ ! -e /dev/mapper/cli0 ]
+  v2p dm remove cli0 && [ ! -e /dev/mapper/cli0 ] || return 1
+  # The ring as a recorded stream: 256 tagged writes while `v2p dm watch` records.
+  $T drain /tmp/skip.bin >/dev/null
+  v2p dm watch --record /out/watch.v2ps --duration 4 2>/tmp/watch.err &
+  pw=$!
+  sleep 1
+  $T seq /dev/mapper/v2p0 240 256 4096 4 || return 1
+  wait $pw || return 1
+  cat /tmp/watch.err
+  v2p replay /out/watch.v2ps | tail -1 | tee /tmp/replay.txt
+  ev=$(sed -n 's/^# \([0-9]*\) events, \([0-9]*\) devices.*/\1/p' /tmp/replay.txt)
+  devs=$(sed -n 's/^# \([0-9]*\) events, \([0-9]*\) devices.*/\2/p' /tmp/replay.txt)
+  [ "${ev:-0}" -ge 256 ] && [ "${devs:-0}" -ge 2 ]
 }
 cli_step >/tmp/cli.out 2>&1
 clirc=$?
