@@ -28,6 +28,7 @@ cleanup() {
   if [[ -n ${V2P_DM_KEEP:-} ]]; then echo "kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
+trap "exit 1" INT TERM
 
 # The module, built out of tree against the guest kernel's headers.
 cp "$src"/kmod/{dm-v2p.c,dm-v2p-uapi.h,Kbuild} "$work/"
