@@ -151,17 +151,20 @@ ok_if cli "exit $clirc: $(tr '\n' '|' </tmp/cli.out)" sh -c "[ $clirc -eq 0 ] &&
 # Reload the table three times under tagged load: every bio has exactly one record.
 $T drain /tmp/skip.bin >/dev/null
 r0=$(dmsetup status v2p0 | cut -d' ' -f4)
-$T seq /dev/mapper/v2p0 192 4096 4096 4 >/tmp/seq.out &
+$T seq /dev/mapper/v2p0 192 8192 4096 4 >/tmp/seq.out &
 ps=$!
+during=0
 for k in 1 2 3; do
   sleep 0.3
   dmsetup reload v2p0 --table "$TABLE" && dmsetup resume v2p0 || fail reload "reload $k"
+  kill -0 $ps 2>/dev/null && during=$((during + 1))
 done
 wait $ps || fail reload "tagged writer failed: $(cat /tmp/seq.out)"
 $T drain /tmp/ring-reload.bin >/dev/null
 r1=$(dmsetup status v2p0 | cut -d' ' -f4)
-c=$($T count /tmp/ring-reload.bin $DEVNUM 192 4096 4096)
-ok_if reload "$c; status records $r0 -> $r1 across 3 reloads" sh -c "[ $r1 -ge $((r0 + 4096)) ] && echo '$c' | grep -q 'lost 0 doubled 0'"
+c=$($T count /tmp/ring-reload.bin $DEVNUM 192 8192 4096)
+ok_if reload "$c; status records $r0 -> $r1; $during of 3 reloads while the writer ran" \
+  sh -c "[ $r1 -ge $((r0 + 8192)) ] && [ $during -ge 2 ] && echo '$c' | grep -q 'lost 0 doubled 0'"
 
 # A ring nobody reads drops and counts; I/O goes on.
 echo 64 >/sys/module/dm_v2p/parameters/ring_limit
