@@ -10,6 +10,9 @@
 //   ring-stats                          produced dropped delivered capacity
 //   count RING DEVNUM OFFSET_MIB COUNT BS  checks that each block of a `seq` run has exactly one
 //                                       tagged write record (none lost, none doubled)
+//   prio-check RING DEVNUM TGID CLASS LEVEL  of the writes on DEVNUM by TGID (tagged) or, for
+//                                       TGID 0, of every untagged write: how many arrived with
+//                                       ioprio class CLASS and LEVEL, tag bits intact
 //   bench DEV_A DEV_B ROUNDS SECONDS    4 KiB random reads at QD 32, alternating A and B in
 //                                       rounds, while a thread drains the ring; prints IOPS
 // Exit status 0 on success; every failure prints one line saying why.
@@ -283,6 +286,26 @@ int cmd_count(char** a) {
   return lost || doubled ? 1 : 0;
 }
 
+int cmd_prio_check(char** a) {
+  const auto recs = load_records(a[0]);
+  const auto dev = static_cast<std::uint32_t>(std::stoul(a[1]));
+  const auto tgid = static_cast<std::uint32_t>(std::stoul(a[2]));
+  const auto cls = static_cast<unsigned>(std::stoul(a[3]));
+  const auto level = static_cast<unsigned>(std::stoul(a[4]));
+  std::uint64_t total = 0, matching = 0;
+  for (const auto& r : recs) {
+    const unsigned hint = (r.ioprio >> 3) & 0x3ff;
+    if (r.dev != dev || r.op != V2P_DM_OP_WRITE || r.bytes == 0) continue;
+    if (tgid ? (r.tgid != tgid || hint == 0) : hint != 0) continue;
+    ++total;
+    matching += (r.ioprio >> 13) == cls && (r.ioprio & 7) == level;
+  }
+  std::printf("%llu of %llu writes with class %u level %u\n",
+              static_cast<unsigned long long>(matching), static_cast<unsigned long long>(total),
+              cls, level);
+  return total > 0 && matching == total ? 0 : 1;
+}
+
 int cmd_bench(char** a) {
   const std::string devs[2] = {a[0], a[1]};
   const int rounds = std::stoi(a[2]);
@@ -345,6 +368,7 @@ int main(int argc, char** argv) try {
   if (cmd == "drain" && n == 1) return cmd_drain(argv + 2);
   if (cmd == "ring-stats" && n == 0) return cmd_ring_stats();
   if (cmd == "count" && n == 5) return cmd_count(argv + 2);
+  if (cmd == "prio-check" && n == 5) return cmd_prio_check(argv + 2);
   if (cmd == "bench" && n == 4) return cmd_bench(argv + 2);
   std::fprintf(stderr, "usage: see the comment at the top of tests/dm/dm_guest_tool.cpp\n");
   return 2;

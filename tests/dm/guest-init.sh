@@ -112,10 +112,33 @@ limit_round() { # limit_round NAME BS "IOPS BPS" FIELD MAX
 limit_round limit-iops 4096 "100 0" iops 100
 limit_round limit-bandwidth 65536 "0 1048576" bytes_per_s 1048576
 
-# Priority and the per-class latency histogram.
-dmsetup message v2p0 0 prio untagged be 2 || fail prio "prio message"
-ok_if prio "$(dmsetup status v2p0 | cut -d' ' -f4-11)" sh -c 'dmsetup status v2p0 | grep -q "untagged .* be:2 "'
-dmsetup message v2p0 0 prio untagged none 0
+# Priority: a second v2p device stacked on v2p0 rewrites its classes' ioprio; v2p0's records
+# show the bios as they left the upper device (tag bits kept).
+prio_step() {
+  dmsetup create top0 --table "0 $SECT v2p /dev/mapper/v2p0 0" && [ -b /dev/mapper/top0 ] || return 1
+  dmsetup message top0 0 prio untagged be 2 || return 1
+  dmsetup status top0 | grep -q "untagged .* be:2 " || return 1
+  $T drain /tmp/skip.bin >/dev/null
+  rm -f /tmp/go
+  $T rate /dev/mapper/top0 64 1 4 4096 /tmp/go >/tmp/p.out &
+  pp=$!
+  while ! grep -q pid /tmp/p.out; do sleep 0.05; done
+  tp=$(sed -n 's/^pid //p' /tmp/p.out)
+  dmsetup message top0 0 prio "$tp" rt 1 || return 1
+  touch /tmp/go
+  dd if=/dev/zero of=/dev/mapper/top0 bs=4k count=64 seek=40000 oflag=direct 2>/dev/null || return 1
+  wait $pp || return 1
+  $T drain /tmp/ring-prio.bin >/dev/null
+  echo "tagged: $($T prio-check /tmp/ring-prio.bin $DEVNUM "$tp" 1 1)" || return 1
+  $T prio-check /tmp/ring-prio.bin $DEVNUM "$tp" 1 1 >/dev/null || return 1
+  echo "untagged: $($T prio-check /tmp/ring-prio.bin $DEVNUM 0 2 2)"
+  $T prio-check /tmp/ring-prio.bin $DEVNUM 0 2 2 >/dev/null || return 1
+  dmsetup remove top0
+}
+prio_step >/tmp/prio.out 2>&1
+priorc=$?
+dmsetup remove top0 2>/dev/null
+ok_if prio "exit $priorc: $(tr '\n' '|' </tmp/prio.out)" [ $priorc -eq 0 ]
 st=$(dmsetup message v2p0 0 stats | head -3 | tr '\n' '|')
 ok_if stats "$st" sh -c 'dmsetup message v2p0 0 stats | grep -q "^untagged ios=.*lat_us_log2="'
 
@@ -181,8 +204,11 @@ $T drain /tmp/skip.bin >/dev/null
 
 bench_step
 
+exec 3</dev/v2p-dm
 dmsetup remove v2p0 || fail remove "dmsetup remove"
-ok_if unload "dm_v2p unloaded" rmmod dm_v2p
+rmmod dm_v2p 2>/dev/null && fail unload "rmmod succeeded while /dev/v2p-dm was open"
+exec 3<&-
+ok_if unload "refused while the ring was open, then unloaded" rmmod dm_v2p
 ok_if no-oops "$(dmesg | grep -cE 'BUG:|Oops|WARNING:|Call Trace') suspicious dmesg lines" \
   sh -c "! dmesg | grep -qE 'BUG:|Oops|WARNING:|Call Trace'"
 finish
