@@ -96,6 +96,7 @@ struct v2p_md {
 	struct v2p_class classes[V2P_MAX_CLASSES];
 	bool may_delay;
 	struct delayed_work work;
+	unsigned long release_at;	/* jiffies the work is due, while it is pending */
 	atomic64_t records;
 };
 
@@ -327,10 +328,14 @@ static u64 wait_ns(struct v2p_class *c)
 	return w;
 }
 
+/* Arms the release work to run in ns, unless it is already due sooner. Under s->lock. */
 static void schedule_release(struct v2p_md *s, u64 ns)
 {
 	unsigned long j = max_t(unsigned long, nsecs_to_jiffies(ns), 1);
 
+	if (delayed_work_pending(&s->work) && time_before_eq(s->release_at, jiffies + j))
+		return;
+	s->release_at = jiffies + j;
 	mod_delayed_work(system_wq, &s->work, j);
 }
 
@@ -345,6 +350,7 @@ static void release_work(struct work_struct *work)
 	int i;
 
 	spin_lock_irqsave(&s->lock, flags);
+	s->release_at = jiffies;
 	for (i = 0; i < s->nclasses; i++) {
 		struct v2p_class *c = &s->classes[i];
 
@@ -566,8 +572,7 @@ static int v2p_map(struct dm_target *ti, struct bio *bio)
 	}
 	bio_list_add(&c->queue, bio);
 	atomic64_inc(&c->delayed);
-	if (!delayed_work_pending(&s->work))
-		schedule_release(s, wait_ns(c));
+	schedule_release(s, wait_ns(c));
 	spin_unlock_irqrestore(&s->lock, flags);
 	return DM_MAPIO_SUBMITTED;
 }
@@ -711,9 +716,10 @@ static int msg_limit(struct v2p_md *s, unsigned int argc, char **argv)
 	s->classes[i].byte_tokens = 0;
 	s->classes[i].refill_ns = ktime_get_ns();
 	WRITE_ONCE(s->classes[i].limited, iops || bps);
-	spin_unlock_irqrestore(&s->lock, flags);
 	/* Bios held under the old limit go out under the new one. */
+	s->release_at = jiffies;
 	mod_delayed_work(system_wq, &s->work, 0);
+	spin_unlock_irqrestore(&s->lock, flags);
 	return 0;
 }
 
