@@ -266,6 +266,7 @@ static int class_of(struct v2p_md *s, struct bio *bio)
 	/* A kernel thread maps bios it did not submit (dm's deferred bios after a resume). */
 	if (current->flags & PF_KTHREAD)
 		return V2P_CLASS_OTHER;
+	/* Pairs with smp_store_release() below: a class counted is fully written. */
 	n = smp_load_acquire(&s->nclasses);
 	for (i = V2P_CLASS_OTHER + 1; i < n; i++)
 		if (READ_ONCE(s->classes[i].tgid) == tgid)
@@ -281,6 +282,7 @@ static int class_of(struct v2p_md *s, struct bio *bio)
 	i = s->nclasses;
 	s->classes[i].tgid = tgid;
 	s->classes[i].used = true;
+	/* Publish the class after its tgid, for the lockless scan above. */
 	smp_store_release(&s->nclasses, i + 1);
 found:
 	spin_unlock_irqrestore(&s->lock, flags);
@@ -685,6 +687,7 @@ static int message_class(struct v2p_md *s, const char *arg)
 	i = s->nclasses;
 	s->classes[i].tgid = tgid;
 	s->classes[i].used = true;
+	/* Publish the class after its tgid, for the lockless scan in class_of(). */
 	smp_store_release(&s->nclasses, i + 1);
 out:
 	spin_unlock_irqrestore(&s->lock, flags);
