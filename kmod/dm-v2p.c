@@ -68,7 +68,6 @@ MODULE_PARM_DESC(ring_limit, "records the ring holds before it drops (0: ring_re
 
 struct v2p_class {
 	u32 tgid;		/* the process of a per-process class; 0 otherwise */
-	bool used;
 	atomic64_t ios;
 	atomic64_t bytes;
 	atomic64_t lat_ns;	/* sum of completion latencies */
@@ -281,7 +280,6 @@ static int class_of(struct v2p_md *s, struct bio *bio)
 	}
 	i = s->nclasses;
 	s->classes[i].tgid = tgid;
-	s->classes[i].used = true;
 	/* Publish the class after its tgid, for the lockless scan above. */
 	smp_store_release(&s->nclasses, i + 1);
 found:
@@ -419,8 +417,6 @@ static struct v2p_md *v2p_md_get(struct mapped_device *md)
 			atomic64_set(&c->lat[j], 0);
 		bio_list_init(&c->queue);
 	}
-	s->classes[V2P_CLASS_UNTAGGED].used = true;
-	s->classes[V2P_CLASS_OTHER].used = true;
 	list_add(&s->node, &v2p_mds);
 out:
 	mutex_unlock(&v2p_mds_lock);
@@ -686,7 +682,6 @@ static int message_class(struct v2p_md *s, const char *arg)
 	}
 	i = s->nclasses;
 	s->classes[i].tgid = tgid;
-	s->classes[i].used = true;
 	/* Publish the class after its tgid, for the lockless scan in class_of(). */
 	smp_store_release(&s->nclasses, i + 1);
 out:
