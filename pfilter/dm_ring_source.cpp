@@ -49,8 +49,8 @@ DmRingSource::DmRingSource(const std::filesystem::path& path) : buffer_(kBatch) 
     const int err = errno;
     if (err == ENOENT && path == kDmRingPath) {
       throw Error(path.string() +
-                  " does not exist: load the dm-v2p module (modprobe dm-v2p, see "
-                  "docs/dm-target.md)");
+                  " does not exist: load the dm-v2p module (insmod dm-v2p.ko, built from "
+                  "kmod/, see docs/dm-target.md)");
     }
     throw system_error("cannot open " + path.string(), err);
   }

@@ -45,7 +45,11 @@ void prepare_libdevmapper() {
 Task task(int type, const std::string& name) {
   prepare_libdevmapper();
   Task t(dm_task_create(type));
-  if (!t) throw Error("libdevmapper: cannot create a task");
+  if (!t) {
+    throw Error(
+        "libdevmapper cannot reach the kernel's device-mapper (/dev/mapper/control): needs root "
+        "and dm-mod (modprobe dm-mod)");
+  }
   if (!dm_task_set_name(t.get(), name.c_str())) throw Error("libdevmapper: bad name " + name);
   return t;
 }
