@@ -116,6 +116,32 @@ limit_round() { # limit_round NAME BS "IOPS BPS" FIELD MAX
 limit_round limit-iops 4096 "100 0" iops 100
 limit_round limit-bandwidth 65536 "0 1048576" bytes_per_s 1048576
 
+# Suspend while a limit holds bios back: presuspend sends them at once, so the suspend does not
+# wait for the limit (11+ bios held at 5 IOPS would take seconds); the limit holds again after.
+held_step() {
+  rm -f /tmp/go
+  $T rate /dev/mapper/v2p0 64 3 16 4096 /tmp/go >/tmp/h.out &
+  ph=$!
+  while ! grep -q pid /tmp/h.out; do sleep 0.05; done
+  th=$(sed -n 's/^pid //p' /tmp/h.out)
+  dmsetup message v2p0 0 limit "$th" 5 0 || return 1
+  touch /tmp/go
+  sleep 1
+  held=$(dmsetup status v2p0 | awk -v t="$th" '{for (i = 7; i + 7 <= NF + 1; i += 7) if ($i == t) print $(i + 6)}')
+  u0=$(cut -d' ' -f1 /proc/uptime)
+  dmsetup suspend v2p0 || return 1
+  u1=$(cut -d' ' -f1 /proc/uptime)
+  dmsetup resume v2p0 || return 1
+  wait $ph || return 1
+  dmsetup message v2p0 0 limit "$th" 0 0
+  echo "held $held; suspend took $(echo "$u0 $u1" | awk '{printf "%.2f", $2 - $1}') s; $(cat /tmp/h.out | tail -1)"
+  [ "${held:-0}" -ge 5 ] && echo "$u0 $u1" | awk '{exit !($2 - $1 < 1.0)}' &&
+    grep -q 'rate iops=[0-9]' /tmp/h.out && [ "$(sed -n 's/.*iops=\([0-9]*\).*/\1/p' /tmp/h.out)" -le 15 ]
+}
+held_step >/tmp/held.out 2>&1
+heldrc=$?
+ok_if suspend-held "exit $heldrc: $(tr '\n' '|' </tmp/held.out)" [ $heldrc -eq 0 ]
+
 # Priority: a second v2p device stacked on v2p0 rewrites its classes' ioprio; v2p0's records
 # show the bios as they left the upper device (tag bits kept).
 prio_step() {
