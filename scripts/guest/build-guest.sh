@@ -50,7 +50,12 @@ done
 # modules above, device-mapper, and the version that module builds must match.
 rm -rf "$out/modules"
 cp -r "$root/modules" "$out/modules"
-cp "$work/kernel/lib/modules/$kver/kernel/drivers/md/dm-mod.ko" "$out/modules/"
+dm=$(ls "$moddir"/md/dm-mod.ko* | head -1)
+case $dm in
+  *.xz) xz -dc "$dm" >"$out/modules/dm-mod.ko" ;;
+  *.zst) zstd -qdc "$dm" >"$out/modules/dm-mod.ko" ;;
+  *) cp "$dm" "$out/modules/dm-mod.ko" ;;
+esac
 echo "$kver" >"$out/kernel-version"
 install -m 0755 "$here/guest-init.sh" "$root/init"
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$out/initrd.img"
