@@ -70,7 +70,7 @@ mkfs.ext4 -F -q "$work/data.raw"
 truncate -s 64M "$work/out.raw"
 
 start=$SECONDS
-timeout 600 qemu-system-x86_64 -accel tcg -m 512 -nographic -no-reboot -kernel "$guest/vmlinuz" \
+timeout 420 qemu-system-x86_64 -accel tcg -m 512 -nographic -no-reboot -kernel "$guest/vmlinuz" \
   -initrd "$work/initrd.img" -append "console=ttyS0 panic=-1 quiet tsc=reliable ${V2P_DM_APPEND:-}" \
   -drive file="$work/data.raw",format=raw,if=virtio,cache=unsafe \
   -drive file="$work/out.raw",format=raw,if=virtio </dev/null >"$work/console.log" 2>&1 &

@@ -42,7 +42,8 @@ for a in $(cat /proc/cmdline); do case $a in v2p.rounds=*) rounds=${a#v2p.rounds
 bench_step() {
   # fio-like comparison: dm-linear vs v2p over the same disk, interleaved rounds, ring drained.
   dmsetup create lin0 --table "0 $SECT linear /dev/vda 0" || fail bench "create linear"
-  b=$($T bench /dev/mapper/lin0 /dev/mapper/v2p0 "${rounds:-10}" 1 | tr '\n' ' ')
+  # Bounded: a bench that stops completing I/O fails this step instead of the whole boot.
+  b=$(timeout 120 $T bench /dev/mapper/lin0 /dev/mapper/v2p0 "${rounds:-10}" 1 | tr '\n' ' ')
   echo "V2P-DM INFO $b"
   # The 0.97 goal is measured and reported (docs/dm-target.md); the step fails only on a gross
   # regression (without DM_TARGET_NOWAIT both estimates were 0.28-0.68), because the rounds
@@ -118,6 +119,9 @@ limit_round limit-bandwidth 65536 "0 1048576" bytes_per_s 1048576
 
 # Suspend while a limit holds bios back: presuspend sends them at once, so the suspend does not
 # wait for the limit (11+ bios held at 5 IOPS would take seconds); the limit holds again after.
+# The writer's overall rate includes the held bios released at once by the suspend, and under a
+# loaded host the release lands early or late: the bound (40) only tells "limited" (5 IOPS plus
+# the release) from "unlimited" (thousands), measured 13-19.
 held_step() {
   rm -f /tmp/go
   $T rate /dev/mapper/v2p0 64 3 16 4096 /tmp/go >/tmp/h.out &
@@ -136,7 +140,7 @@ held_step() {
   dmsetup message v2p0 0 limit "$th" 0 0
   echo "held $held; suspend took $(echo "$u0 $u1" | awk '{printf "%.2f", $2 - $1}') s; $(cat /tmp/h.out | tail -1)"
   [ "${held:-0}" -ge 5 ] && echo "$u0 $u1" | awk '{exit !($2 - $1 < 1.0)}' &&
-    grep -q 'rate iops=[0-9]' /tmp/h.out && [ "$(sed -n 's/.*iops=\([0-9]*\).*/\1/p' /tmp/h.out)" -le 15 ]
+    grep -q 'rate iops=[0-9]' /tmp/h.out && [ "$(sed -n 's/.*iops=\([0-9]*\).*/\1/p' /tmp/h.out)" -le 40 ]
 }
 held_step >/tmp/held.out 2>&1
 heldrc=$?
