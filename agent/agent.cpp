@@ -4,10 +4,12 @@
 #include <fmt/core.h>
 #include <malloc.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <limits>
@@ -139,7 +141,7 @@ class ExportVisitor final : public ingest::MessageVisitor {
 }  // namespace
 
 Agent::Agent(AgentOptions options)
-    : o_(std::move(options)), devices_(o_.probe), rx_(ingest::kMaxMessageBytes + 1) {
+    : o_(std::move(options)), devices_(o_.probe, o_.every_bio), rx_(ingest::kMaxMessageBytes + 1) {
   restore();
   // The decoded snapshot file is gone: give its pages back (a 1 M-extent restore otherwise
   // leaves the agent about 30 bytes per extent fatter for good).
@@ -150,6 +152,13 @@ Agent::Agent(AgentOptions options)
   next_snapshot_ns_ = now + std::uint64_t{o_.snapshot_interval_ms} * 1'000'000;
   next_log_write_ns_ = now + std::uint64_t{o_.log_write_interval_ms} * 1'000'000;
   next_log_sync_ns_ = now + std::uint64_t{o_.log_sync_interval_ms} * 1'000'000;
+}
+
+// A backend named by the saved state: the correlator keeps it; the probe sends its every bio
+// only if it still runs (a dead one would hold an entry of the kernel's small set).
+void Agent::restore_backend(std::uint32_t tgid) {
+  corr_.add_backend_process(tgid);
+  if (::kill(static_cast<pid_t>(tgid), 0) == 0 || errno == EPERM) devices_.add_backend(tgid);
 }
 
 // The snapshot, then the change log written after it (map_log.hpp has why the epochs make a
@@ -167,7 +176,7 @@ void Agent::restore() {
       // restore_snapshot without its deep copy: the map moves in (half the peak memory).
       corr_.mutable_map() = std::move(s.map);
       for (const auto& d : s.declarations) declare(d);
-      for (const auto t : s.backends) corr_.add_backend_process(t);
+      for (const auto t : s.backends) restore_backend(t);
       corr_.set_watermark_ns(s.as_of_ns);
       epoch = s.log_epoch;
       stats_.restored_extents = corr_.map().extent_count();
@@ -189,7 +198,7 @@ void Agent::restore() {
     const auto r =
         replay_map_log(log_path(o_), epoch,
                        {corr_.mutable_map(), [this](const VdiskDeclaration& d) { declare(d); },
-                        [this](std::uint32_t tgid) { corr_.add_backend_process(tgid); }});
+                        [this](std::uint32_t tgid) { restore_backend(tgid); }});
     append = r.matched;
     stats_.log_records_replayed = r.records;
     if (r.records > 0) {
@@ -560,6 +569,7 @@ void Agent::round(int wait_ms) {
   pending_declarations_.clear();
   for (const auto& b : pending_backends_) {
     corr_.add_backend_process(b.tgid);
+    if (const auto line = devices_.add_backend(b.tgid); !line.empty()) log_event(line);
     if (map_log_) map_log_->backend(b.tgid);
   }
   pending_backends_.clear();

@@ -34,9 +34,12 @@ struct AgentOptions {
   // fdatasync'ed (survives a host crash) this often.
   unsigned log_write_interval_ms = 200;
   unsigned log_sync_interval_ms = 5'000;
-  bool probe = true;                   // false: no eBPF (tests without root; map stays empty)
-  std::size_t max_query_clients = 64;  // more are refused (counted)
-  std::size_t queries_per_round = 32;  // the rest wait for the next round (counted)
+  bool probe = true;  // false: no eBPF (tests without root; map stays empty)
+  // Send every bio (debugging). Default: the probe sends only what the map does not know
+  // (docs/pfilter.md), and every bio of opaque exports' backends.
+  bool every_bio = false;
+  std::size_t max_query_clients = 64;          // more are refused (counted)
+  std::size_t queries_per_round = 32;          // the rest wait for the next round (counted)
   std::size_t query_output_limit = 16u << 20;  // a client that does not read is dropped
   std::function<void(std::string_view)> log = [](std::string_view) {};
 };
@@ -99,6 +102,7 @@ class Agent {
   void add_vdisk(const std::string& vm, const std::string& vdisk, const std::string& image);
   void log_event(const std::string& line);
   void restore();
+  void restore_backend(std::uint32_t tgid);
   void declare(const VdiskDeclaration& d);
   void on_map_change(const MapChange& c);
   void write_log(std::uint64_t now);
