@@ -17,6 +17,7 @@
 
 #include "common/clock.hpp"
 #include "common/error.hpp"
+#include "common/fd_passing.hpp"
 #include "common/ingest_wire.hpp"
 #include "correlator/snapshot.hpp"
 
@@ -33,6 +34,7 @@ struct Agent::Export {
   std::uint64_t last_local = std::numeric_limits<std::uint64_t>::max();
   VdiskKey last_key{};
   std::vector<std::vector<DeviceId>> watched;  // devices of the images it announced
+  std::uint64_t granted_attach = 0;  // DeviceWatch::attaches() when its slot table was sent
 };
 
 // One query client.
@@ -354,6 +356,7 @@ void Agent::close_export(std::size_t i, std::string_view why) {
       drop_vdisk(key, fmt::format("its export (pid {}) is gone", e.pid));
     }
   }
+  if (e.granted_attach != 0 && devices_.probe() != nullptr) devices_.probe()->remove_export(e.pid);
   for (const auto& devs : e.watched) devices_.release(devs);
   exports_.erase(exports_.begin() + static_cast<std::ptrdiff_t>(i));
 }
@@ -435,6 +438,7 @@ void Agent::read_exports() {
         break;
       }
     }
+    if (failure.empty()) failure = grant_slot_table(e);
     if (!failure.empty()) {
       close_export(i, failure);
       continue;
@@ -442,6 +446,33 @@ void Agent::read_exports() {
     ++i;
   }
   stats_.records_lost += lost;
+}
+
+// An export with images gets the probe's slot table once the probe watches them (again after a
+// re-attach: a new probe has a new table), so its tagged repeats are counted, not sent. Without
+// it nothing is wrong: its tagged bios are all sent. Returns a failure to close the export for.
+std::string Agent::grant_slot_table(Export& e) {
+  pfilter::Probe* probe = devices_.probe();
+  if (probe == nullptr || !probe->suppressing() || !e.hello || e.pid == 0) return {};
+  if (e.watched.empty() && e.vdisks.empty()) return {};
+  if (e.granted_attach == devices_.attaches()) return {};
+  std::uint32_t row = 0;
+  try {
+    row = probe->add_export(e.pid);
+  } catch (const Error& err) {
+    e.granted_attach = devices_.attaches();  // not again for this probe
+    log_event(fmt::format("export pid {}: its repeats are sent ({})", e.pid, err.what()));
+    return {};
+  }
+  ingest::MessageBuilder m;
+  m.append(ingest::SlotTableGrant{row, 0});
+  if (!send_with_fd(e.fd.get(), m.bytes(), probe->slot_table_fd())) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return {};  // its buffer is full: next round
+    return "sending the slot table failed";
+  }
+  e.granted_attach = devices_.attaches();
+  ++stats_.slot_tables_granted;
+  return {};
 }
 
 void Agent::accept_clients() {

@@ -46,9 +46,10 @@ struct AgentOptions {
 
 struct AgentStats {
   std::uint64_t rounds = 0;
-  std::uint64_t exports_connected = 0;   // now
-  std::uint64_t export_connections = 0;  // ever
-  std::uint64_t ingest_errors = 0;       // malformed messages (connection closed)
+  std::uint64_t exports_connected = 0;    // now
+  std::uint64_t export_connections = 0;   // ever
+  std::uint64_t slot_tables_granted = 0;  // probe slot tables sent to exports (SCM_RIGHTS)
+  std::uint64_t ingest_errors = 0;        // malformed messages (connection closed)
   std::uint64_t records_ingested = 0;
   std::uint64_t records_lost = 0;    // reported lost by exports (queue full, agent away)
   std::uint64_t events_ignored = 0;  // of a device no vdisk uses any more
@@ -96,6 +97,7 @@ class Agent {
   void answer_queries();
   void write_clients();
   void close_export(std::size_t i, std::string_view why);
+  std::string grant_slot_table(Export& e);
   VdiskKey register_vdisk(const VdiskDeclaration& d);
   void drop_vdisk(VdiskKey key, std::string_view why);
   void remove_vm(const std::string& vm);
