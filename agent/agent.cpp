@@ -4,10 +4,12 @@
 #include <fmt/core.h>
 #include <malloc.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <limits>
@@ -15,6 +17,7 @@
 
 #include "common/clock.hpp"
 #include "common/error.hpp"
+#include "common/fd_passing.hpp"
 #include "common/ingest_wire.hpp"
 #include "correlator/snapshot.hpp"
 
@@ -31,6 +34,7 @@ struct Agent::Export {
   std::uint64_t last_local = std::numeric_limits<std::uint64_t>::max();
   VdiskKey last_key{};
   std::vector<std::vector<DeviceId>> watched;  // devices of the images it announced
+  std::uint64_t granted_attach = 0;  // DeviceWatch::attaches() when its slot table was sent
 };
 
 // One query client.
@@ -139,7 +143,7 @@ class ExportVisitor final : public ingest::MessageVisitor {
 }  // namespace
 
 Agent::Agent(AgentOptions options)
-    : o_(std::move(options)), devices_(o_.probe), rx_(ingest::kMaxMessageBytes + 1) {
+    : o_(std::move(options)), devices_(o_.probe, o_.every_bio), rx_(ingest::kMaxMessageBytes + 1) {
   restore();
   // The decoded snapshot file is gone: give its pages back (a 1 M-extent restore otherwise
   // leaves the agent about 30 bytes per extent fatter for good).
@@ -150,6 +154,13 @@ Agent::Agent(AgentOptions options)
   next_snapshot_ns_ = now + std::uint64_t{o_.snapshot_interval_ms} * 1'000'000;
   next_log_write_ns_ = now + std::uint64_t{o_.log_write_interval_ms} * 1'000'000;
   next_log_sync_ns_ = now + std::uint64_t{o_.log_sync_interval_ms} * 1'000'000;
+}
+
+// A backend named by the saved state: the correlator keeps it; the probe sends its every bio
+// only if it still runs (a dead one would hold an entry of the kernel's small set).
+void Agent::restore_backend(std::uint32_t tgid) {
+  corr_.add_backend_process(tgid);
+  if (::kill(static_cast<pid_t>(tgid), 0) == 0 || errno == EPERM) devices_.add_backend(tgid);
 }
 
 // The snapshot, then the change log written after it (map_log.hpp has why the epochs make a
@@ -167,7 +178,7 @@ void Agent::restore() {
       // restore_snapshot without its deep copy: the map moves in (half the peak memory).
       corr_.mutable_map() = std::move(s.map);
       for (const auto& d : s.declarations) declare(d);
-      for (const auto t : s.backends) corr_.add_backend_process(t);
+      for (const auto t : s.backends) restore_backend(t);
       corr_.set_watermark_ns(s.as_of_ns);
       epoch = s.log_epoch;
       stats_.restored_extents = corr_.map().extent_count();
@@ -189,7 +200,7 @@ void Agent::restore() {
     const auto r =
         replay_map_log(log_path(o_), epoch,
                        {corr_.mutable_map(), [this](const VdiskDeclaration& d) { declare(d); },
-                        [this](std::uint32_t tgid) { corr_.add_backend_process(tgid); }});
+                        [this](std::uint32_t tgid) { restore_backend(tgid); }});
     append = r.matched;
     stats_.log_records_replayed = r.records;
     if (r.records > 0) {
@@ -345,6 +356,7 @@ void Agent::close_export(std::size_t i, std::string_view why) {
       drop_vdisk(key, fmt::format("its export (pid {}) is gone", e.pid));
     }
   }
+  if (e.granted_attach != 0 && devices_.probe() != nullptr) devices_.probe()->remove_export(e.pid);
   for (const auto& devs : e.watched) devices_.release(devs);
   exports_.erase(exports_.begin() + static_cast<std::ptrdiff_t>(i));
 }
@@ -426,6 +438,7 @@ void Agent::read_exports() {
         break;
       }
     }
+    if (failure.empty()) failure = grant_slot_table(e);
     if (!failure.empty()) {
       close_export(i, failure);
       continue;
@@ -433,6 +446,33 @@ void Agent::read_exports() {
     ++i;
   }
   stats_.records_lost += lost;
+}
+
+// An export with images gets the probe's slot table once the probe watches them (again after a
+// re-attach: a new probe has a new table), so its tagged repeats are counted, not sent. Without
+// it nothing is wrong: its tagged bios are all sent. Returns a failure to close the export for.
+std::string Agent::grant_slot_table(Export& e) {
+  pfilter::Probe* probe = devices_.probe();
+  if (probe == nullptr || !probe->suppressing() || !e.hello || e.pid == 0) return {};
+  if (e.watched.empty() && e.vdisks.empty()) return {};
+  if (e.granted_attach == devices_.attaches()) return {};
+  std::uint32_t row = 0;
+  try {
+    row = probe->add_export(e.pid);
+  } catch (const Error& err) {
+    e.granted_attach = devices_.attaches();  // not again for this probe
+    log_event(fmt::format("export pid {}: its repeats are sent ({})", e.pid, err.what()));
+    return {};
+  }
+  ingest::MessageBuilder m;
+  m.append(ingest::SlotTableGrant{row, 0});
+  if (!send_with_fd(e.fd.get(), m.bytes(), probe->slot_table_fd())) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return {};  // its buffer is full: next round
+    return "sending the slot table failed";
+  }
+  e.granted_attach = devices_.attaches();
+  ++stats_.slot_tables_granted;
+  return {};
 }
 
 void Agent::accept_clients() {
@@ -560,6 +600,7 @@ void Agent::round(int wait_ms) {
   pending_declarations_.clear();
   for (const auto& b : pending_backends_) {
     corr_.add_backend_process(b.tgid);
+    if (const auto line = devices_.add_backend(b.tgid); !line.empty()) log_event(line);
     if (map_log_) map_log_->backend(b.tgid);
   }
   pending_backends_.clear();

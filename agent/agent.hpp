@@ -34,18 +34,22 @@ struct AgentOptions {
   // fdatasync'ed (survives a host crash) this often.
   unsigned log_write_interval_ms = 200;
   unsigned log_sync_interval_ms = 5'000;
-  bool probe = true;                   // false: no eBPF (tests without root; map stays empty)
-  std::size_t max_query_clients = 64;  // more are refused (counted)
-  std::size_t queries_per_round = 32;  // the rest wait for the next round (counted)
+  bool probe = true;  // false: no eBPF (tests without root; map stays empty)
+  // Send every bio (debugging). Default: the probe sends only what the map does not know
+  // (docs/pfilter.md), and every bio of opaque exports' backends.
+  bool every_bio = false;
+  std::size_t max_query_clients = 64;          // more are refused (counted)
+  std::size_t queries_per_round = 32;          // the rest wait for the next round (counted)
   std::size_t query_output_limit = 16u << 20;  // a client that does not read is dropped
   std::function<void(std::string_view)> log = [](std::string_view) {};
 };
 
 struct AgentStats {
   std::uint64_t rounds = 0;
-  std::uint64_t exports_connected = 0;   // now
-  std::uint64_t export_connections = 0;  // ever
-  std::uint64_t ingest_errors = 0;       // malformed messages (connection closed)
+  std::uint64_t exports_connected = 0;    // now
+  std::uint64_t export_connections = 0;   // ever
+  std::uint64_t slot_tables_granted = 0;  // probe slot tables sent to exports (SCM_RIGHTS)
+  std::uint64_t ingest_errors = 0;        // malformed messages (connection closed)
   std::uint64_t records_ingested = 0;
   std::uint64_t records_lost = 0;    // reported lost by exports (queue full, agent away)
   std::uint64_t events_ignored = 0;  // of a device no vdisk uses any more
@@ -93,12 +97,14 @@ class Agent {
   void answer_queries();
   void write_clients();
   void close_export(std::size_t i, std::string_view why);
+  std::string grant_slot_table(Export& e);
   VdiskKey register_vdisk(const VdiskDeclaration& d);
   void drop_vdisk(VdiskKey key, std::string_view why);
   void remove_vm(const std::string& vm);
   void add_vdisk(const std::string& vm, const std::string& vdisk, const std::string& image);
   void log_event(const std::string& line);
   void restore();
+  void restore_backend(std::uint32_t tgid);
   void declare(const VdiskDeclaration& d);
   void on_map_change(const MapChange& c);
   void write_log(std::uint64_t now);

@@ -38,6 +38,7 @@ json agent_json(const AgentStats& s) {
   return {{"rounds", s.rounds},
           {"exports_connected", s.exports_connected},
           {"export_connections", s.export_connections},
+          {"slot_tables_granted", s.slot_tables_granted},
           {"ingest_errors", s.ingest_errors},
           {"records_ingested", s.records_ingested},
           {"records_lost", s.records_lost},
@@ -185,6 +186,15 @@ std::string Agent::answer(std::string_view line) {
         out["extents"] = map.extent_count();
         out["map_memory_bytes"] = map.memory_bytes();
         out["devices_probed"] = devices_.device_count();
+        if (const pfilter::Probe* p = devices_.probe()) {
+          // What the kernel counted instead of sending (docs/pfilter.md): tagged repeats are
+          // suppressed - untagged.
+          out["probe"] = {{"every_bio", !p->suppressing()},
+                          {"events", p->committed_events()},
+                          {"lost_events", p->lost_events()},
+                          {"suppressed_bios", p->suppressed_bios()},
+                          {"untagged_bios", p->untagged_bios()}};
+        }
         out["status"] = status_line();
         break;
       case QueryOp::kVmAdd:

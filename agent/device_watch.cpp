@@ -2,6 +2,7 @@
 
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include "common/error.hpp"
@@ -18,12 +19,7 @@ void DeviceWatch::acquire(const std::vector<DeviceId>& devices) {
   if (fresh.empty()) return;
   try {
     if (!probe_) {
-      pfilter::ProbeOptions options;
-      options.devices = fresh;
-      // Unpinned: the pins belong to an operator's `v2p probe`, which may run beside the agent.
-      options.pin = false;
-      probe_ = pfilter::Probe::attach(options);
-      ++attaches_;
+      probe_ = attach(fresh);
     } else {
       for (const auto d : fresh) probe_->add_device(d);
     }
@@ -34,6 +30,36 @@ void DeviceWatch::acquire(const std::vector<DeviceId>& devices) {
     throw;
   }
   for (const auto d : fresh) active_.insert(d.kernel());
+}
+
+std::unique_ptr<pfilter::Probe> DeviceWatch::attach(const std::vector<DeviceId>& devices) {
+  pfilter::ProbeOptions options;
+  options.devices = devices;
+  // Unpinned: the pins belong to an operator's `v2p probe`, which may run beside the agent.
+  options.pin = false;
+  options.every_bio = every_bio_;
+  auto probe = pfilter::Probe::attach(options);
+  for (const auto t : backends_) probe->add_full_stream_process(t);
+  ++attaches_;
+  return probe;
+}
+
+std::string DeviceWatch::add_backend(std::uint32_t tgid) {
+  if (std::find(backends_.begin(), backends_.end(), tgid) != backends_.end()) return {};
+  backends_.push_back(tgid);
+  if (!probe_ || every_bio_) return {};
+  try {
+    probe_->add_full_stream_process(tgid);
+    return {};
+  } catch (const Error&) {
+    // More backends than the kernel's set holds: every bio for everyone, from a new probe.
+    every_bio_ = true;
+    std::vector<DeviceId> devices;
+    for (const auto& [dev, users] : users_) devices.push_back(DeviceId::from_kernel(dev));
+    probe_.reset();
+    probe_ = attach(devices);
+    return fmt::format("{} backend processes: the probe now sends every bio", backends_.size());
+  }
 }
 
 void DeviceWatch::release(const std::vector<DeviceId>& devices) {

@@ -4,6 +4,7 @@
 // any more are dropped here, in user space, until the probe is next re-attached.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
@@ -18,7 +19,9 @@ namespace v2p::agent {
 class DeviceWatch {
  public:
   // enabled = false: never attaches (an agent without privileges serves queries only).
-  explicit DeviceWatch(bool enabled) : enabled_(enabled) {}
+  // every_bio: the probe sends every bio instead of only what the map does not know.
+  explicit DeviceWatch(bool enabled, bool every_bio = false)
+      : enabled_(enabled), every_bio_(every_bio) {}
   // Adds a user of `devices`. Throws v2p::Error when the probe cannot attach.
   void acquire(const std::vector<DeviceId>& devices);
   void release(const std::vector<DeviceId>& devices);
@@ -26,9 +29,19 @@ class DeviceWatch {
   [[nodiscard]] pfilter::Probe* probe() const noexcept { return probe_.get(); }
   [[nodiscard]] std::size_t device_count() const noexcept { return users_.size(); }
   [[nodiscard]] std::uint64_t attaches() const noexcept { return attaches_; }
+  // An opaque export's backend: the window join needs every one of its (untagged) bios, so the
+  // probe sends them even while it suppresses repeats. Returns a line for the log when the
+  // probe had to be re-attached with the full stream (more backends than its set holds).
+  std::string add_backend(std::uint32_t tgid);
+  // Whether the probe sends only news (docs/pfilter.md) or every bio.
+  [[nodiscard]] bool every_bio() const noexcept { return every_bio_; }
 
  private:
+  std::unique_ptr<pfilter::Probe> attach(const std::vector<DeviceId>& devices);
+
   bool enabled_;
+  bool every_bio_;
+  std::vector<std::uint32_t> backends_;
   std::map<std::uint32_t, unsigned> users_;  // kernel device number -> vdisks on it
   std::unordered_set<std::uint32_t> active_;
   std::unique_ptr<pfilter::Probe> probe_;

@@ -20,6 +20,7 @@ struct AgentFlags {
   std::string socket, ingest_socket, group, socket_mode, state_dir;
   unsigned snapshot_interval_ms = 0;
   bool no_probe = false;
+  bool every_bio = false;
   bool no_state = false;
 };
 
@@ -48,6 +49,7 @@ int run_agent(const AgentFlags& f) {
   if (f.no_state) o.state_dir.clear();
   if (f.snapshot_interval_ms != 0) o.snapshot_interval_ms = f.snapshot_interval_ms;
   if (f.no_probe) o.probe = false;
+  if (f.every_bio) o.every_bio = true;
   o.log = [](std::string_view line) { fmt::print("v2p agent: {}\n", line); };
 
   StopSignal stop;
@@ -93,6 +95,9 @@ const Register kAgent{
                       "How often the map is saved (default 10000)")
            ->check(CLI::Range(100, 86'400'000));
        app.add_flag("--no-probe", f->no_probe, "Do not attach the eBPF probe (queries only)");
+       app.add_flag("--every-bio", f->every_bio,
+                    "Have the probe send every bio (debugging; default: only what the map does "
+                    "not know, and every bio of opaque exports' backends)");
        return [f] { return run_agent(*f); };
      }}};
 

@@ -250,6 +250,12 @@ int run_serve(const ServeOptions& o) {
 #endif
 #endif
   auto server = vfilter::Server::start(config.server, server_sink);
+  // The agent's probe slot table, once it watches our images: our tagged repeats are then
+  // counted in the kernel instead of sent (docs/pfilter.md, "The slot table").
+  if (agent_sink && config.server.tagging) {
+    agent_sink->on_slot_table(
+        [s = server.get()](int map_fd, std::uint32_t row) { s->attach_slot_table(map_fd, row); });
+  }
   for (const auto& v : config.server.vdisks) {
     fmt::print("v2p serve: export '{}' = {}/{} -> {}{}\n",
                v.export_name.empty() ? v.vdisk : v.export_name,
@@ -275,6 +281,7 @@ int run_serve(const ServeOptions& o) {
   const auto s = server->stats();
   // The stacks go with the server: filters close (and may flush) before the cache records its
   // index.
+  if (agent_sink) agent_sink->on_slot_table({});  // the server goes first
   server.reset();
   config.server.vdisks.clear();
 #ifdef V2P_HAVE_CACHE

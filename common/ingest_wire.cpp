@@ -45,6 +45,26 @@ bool MessageBuilder::append_image(const std::string& path) {
   return append(kImageFrame, {reinterpret_cast<const std::byte*>(path.data()), path.size()});
 }
 
+bool MessageBuilder::append(const SlotTableGrant& g) {
+  return append(kSlotTableFrame, bytes_of(g));
+}
+
+SlotTableGrant parse_grant(std::span<const std::byte> message) {
+  FrameHeader h{};
+  if (message.size() != sizeof h + sizeof(SlotTableGrant)) {
+    throw Error("agent message of " + std::to_string(message.size()) +
+                " bytes (a slot table "
+                "grant has " +
+                std::to_string(sizeof h + sizeof(SlotTableGrant)) + ")");
+  }
+  std::memcpy(&h, message.data(), sizeof h);
+  if (h.type != kSlotTableFrame || h.length != sizeof(SlotTableGrant)) {
+    throw Error("agent message of frame type " + std::to_string(h.type) + " (" +
+                std::to_string(h.length) + " bytes): a slot table grant expected");
+  }
+  return decode_fixed<SlotTableGrant>(message.subspan(sizeof h), "slot table grant");
+}
+
 void parse_message(std::span<const std::byte> message, MessageVisitor& visitor) {
   std::size_t pos = 0;
   while (pos < message.size()) {

@@ -26,6 +26,17 @@ inline constexpr std::uint16_t kLostRecordsFrame = 101;  // records the export c
 inline constexpr std::uint16_t kImageFrame = 102;
 inline constexpr std::size_t kMaxPathBytes = 4096;
 
+// The only agent -> export message: the probe's slot table (its map fd rides along as
+// SCM_RIGHTS) and the row the export publishes its slot contexts in (pfilter/slot_table.hpp), so
+// the kernel can tell the export's tagged repeats from news. Sent after the agent attached the
+// probe for the export's images, and again after a re-attach.
+inline constexpr std::uint16_t kSlotTableFrame = 104;
+struct SlotTableGrant {
+  std::uint32_t row = 0;
+  std::uint32_t reserved = 0;
+};
+static_assert(sizeof(SlotTableGrant) == 8);
+
 struct Hello {
   std::uint32_t version = kProtocolVersion;
   std::uint32_t pid = 0;
@@ -48,6 +59,7 @@ class MessageBuilder {
   bool append(const Hello& h);
   bool append(const LostRecords& l);
   bool append_image(const std::string& path);
+  bool append(const SlotTableGrant& g);
   [[nodiscard]] std::span<const std::byte> bytes() const noexcept { return buf_; }
   [[nodiscard]] bool empty() const noexcept { return buf_.empty(); }
   void clear() noexcept { buf_.clear(); }
@@ -72,5 +84,8 @@ class MessageVisitor {
 // on a truncated frame, a wrong fixed size or an unknown frame type (frames before the bad one
 // have been delivered).
 void parse_message(std::span<const std::byte> message, MessageVisitor& visitor);
+
+// The grant of an agent -> export message; throws v2p::Error when the message is anything else.
+[[nodiscard]] SlotTableGrant parse_grant(std::span<const std::byte> message);
 
 }  // namespace v2p::ingest

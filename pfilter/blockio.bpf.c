@@ -44,6 +44,11 @@ __u32 v2p_tgid_set[V2P_SET_INLINE];
 __u32 v2p_dev_overflow;
 __u32 v2p_tgid_overflow;
 
+/* Processes whose every bio is sent even while repeats are suppressed (0: free entry): the
+ * backends of opaque exports, whose untagged bios the correlator's window join needs. Written by
+ * the loader (Probe::add_full_stream_process). */
+__u32 v2p_full_stream_tgid[V2P_SET_INLINE];
+
 /* The export process owning each row of v2p_slot_table (0: free), written by the loader. A few
  * compares instead of a hash lookup per tagged bio. */
 __u32 v2p_slot_row_tgid[V2P_SLOT_ROWS];
@@ -664,8 +669,13 @@ int BPF_PROG(v2p_bio_queue, struct bio* bio) {
   /* An untagged read or write tells the map nothing (the correlator counts it as unattributed
    * and never maps it; docs/pfilter.md): counted, not sent, and no table is looked at, so the
    * I/O of the host's other programs costs next to nothing. Its discards are still news. */
-  if (suppress_repeats && ((ioprio >> 3) & (V2P_SLOTS_PER_ROW - 1)) == 0 && bytes != 0 &&
-      (op == V2P_OP_READ || op == V2P_OP_WRITE)) {
+  bool full_stream = false;
+  if (suppress_repeats) {
+#pragma unroll
+    for (int i = 0; i < V2P_SET_INLINE; i++) full_stream |= v2p_full_stream_tgid[i] == tgid;
+  }
+  if (suppress_repeats && !full_stream && ((ioprio >> 3) & (V2P_SLOTS_PER_ROW - 1)) == 0 &&
+      bytes != 0 && (op == V2P_OP_READ || op == V2P_OP_WRITE)) {
     count(V2P_COUNTER_UNTAGGED, V2P_PROG_QUEUE, 1);
     count(V2P_COUNTER_SUPPRESSED, V2P_PROG_QUEUE, 1);
     return 0;
@@ -673,7 +683,7 @@ int BPF_PROG(v2p_bio_queue, struct bio* bio) {
   struct v2p_slot_context context;
   bool known = slot_context(tgid, ioprio, &context);
   if (known) count_vdisk(&context, op, bytes);
-  if (suppress_repeats &&
+  if (suppress_repeats && !full_stream &&
       already_reported(dev, bio->bi_iter.bi_sector, bytes, tgid, ioprio, op, known, &context)) {
     count(V2P_COUNTER_SUPPRESSED, V2P_PROG_QUEUE, 1);
     return 0;

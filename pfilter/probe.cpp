@@ -558,6 +558,32 @@ std::uint32_t Probe::add_export(std::uint32_t tgid) {
   return *free_row;
 }
 
+void Probe::add_full_stream_process(std::uint32_t tgid) {
+  if (!impl_->suppressing || tgid == 0) return;
+  std::uint32_t* set = impl_->skel->bss->v2p_full_stream_tgid;
+  std::uint32_t* free_entry = nullptr;
+  for (std::uint32_t i = 0; i < V2P_SET_INLINE; ++i) {
+    const std::uint32_t t = __atomic_load_n(&set[i], __ATOMIC_RELAXED);
+    if (t == tgid) return;
+    if (t == 0 && free_entry == nullptr) free_entry = &set[i];
+  }
+  if (free_entry == nullptr) {
+    throw Error("at most " + std::to_string(V2P_SET_INLINE) +
+                " backend processes get the full stream while repeats are suppressed");
+  }
+  __atomic_store_n(free_entry, tgid, __ATOMIC_RELEASE);
+}
+
+void Probe::remove_full_stream_process(std::uint32_t tgid) {
+  if (tgid == 0) return;
+  std::uint32_t* set = impl_->skel->bss->v2p_full_stream_tgid;
+  for (std::uint32_t i = 0; i < V2P_SET_INLINE; ++i) {
+    if (__atomic_load_n(&set[i], __ATOMIC_RELAXED) == tgid) {
+      __atomic_store_n(&set[i], 0u, __ATOMIC_RELEASE);
+    }
+  }
+}
+
 void Probe::remove_export(std::uint32_t tgid) {
   if (tgid == 0) return;
   std::uint32_t* rows = impl_->skel->bss->v2p_slot_row_tgid;

@@ -96,6 +96,12 @@ class Probe {
   [[nodiscard]] std::vector<DeviceStats> device_stats() const;
   [[nodiscard]] std::vector<VdiskStats> vdisk_stats() const;
 
+  // While suppressing: every bio of this process is sent all the same (an opaque export's
+  // backend, whose untagged bios the window join needs). At most V2P_SET_INLINE processes (8);
+  // throws v2p::Error beyond. A no-op when not suppressing or already added.
+  void add_full_stream_process(std::uint32_t tgid);
+  void remove_full_stream_process(std::uint32_t tgid);
+
   // Filters can grow at run time. On a probe that filters nothing (empty list at attach) they
   // change nothing: everything already passes.
   void add_device(DeviceId d);

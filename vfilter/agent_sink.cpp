@@ -4,8 +4,13 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <array>
+#include <cerrno>
 #include <cstring>
+#include <exception>
 
+#include "common/error.hpp"
+#include "common/fd_passing.hpp"
 #include "common/ingest_wire.hpp"
 
 namespace v2p::vfilter {
@@ -39,6 +44,7 @@ AgentSink::~AgentSink() {
   }
   wake_.notify_all();
   sender_.join();
+  if (pending_grant_fd_ >= 0) ::close(pending_grant_fd_);
 }
 
 void AgentSink::declare(const VdiskDeclaration& d) {
@@ -130,6 +136,56 @@ bool AgentSink::send_batch(int fd, std::size_t& declared, std::size_t& backends_
   return true;
 }
 
+void AgentSink::on_slot_table(std::function<void(int, std::uint32_t)> handler) {
+  std::lock_guard lock(grant_mu_);
+  grant_handler_ = std::move(handler);
+  if (pending_grant_fd_ >= 0 && grant_handler_) {
+    try {
+      grant_handler_(pending_grant_fd_, pending_grant_row_);
+    } catch (const std::exception&) {
+      // A table that cannot be mapped: this export's repeats are sent, nothing else changes.
+    }
+    ::close(pending_grant_fd_);
+    pending_grant_fd_ = -1;
+  }
+}
+
+void AgentSink::deliver_grant(int map_fd, std::uint32_t row) {
+  std::lock_guard lock(grant_mu_);
+  if (!grant_handler_) {
+    if (pending_grant_fd_ >= 0) ::close(pending_grant_fd_);
+    pending_grant_fd_ = map_fd;
+    pending_grant_row_ = row;
+    return;
+  }
+  try {
+    grant_handler_(map_fd, row);
+  } catch (const std::exception&) {
+    // As above: without the table, nothing is suppressed and nothing is wrong.
+  }
+  ::close(map_fd);
+}
+
+// Takes the agent's grants waiting on the socket. False when the agent closed the connection or
+// broke the protocol (the caller reconnects).
+bool AgentSink::receive_grants(int fd) {
+  std::array<std::byte, 64> buf{};
+  for (;;) {
+    int map_fd = -1;
+    const ssize_t n = recv_with_fd(fd, buf, &map_fd, MSG_DONTWAIT);
+    if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK;
+    if (n == 0) return false;
+    try {
+      const auto grant = ingest::parse_grant({buf.data(), static_cast<std::size_t>(n)});
+      if (map_fd < 0) return false;  // a grant without its table
+      deliver_grant(map_fd, grant.row);
+    } catch (const Error&) {
+      if (map_fd >= 0) ::close(map_fd);
+      return false;
+    }
+  }
+}
+
 void AgentSink::run() {
   auto backoff = options_.min_backoff;
   for (;;) {
@@ -171,7 +227,7 @@ void AgentSink::run() {
         });
         if (stopping_ && count_ == 0) break;
       }
-      ok = send_batch(fd, declared, backends_sent);
+      ok = send_batch(fd, declared, backends_sent) && receive_grants(fd);
       const std::uint64_t lost_now = lost_.load();
       if (ok && lost_now != lost_reported) {
         ingest::MessageBuilder m;

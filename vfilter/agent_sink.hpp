@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -52,11 +53,17 @@ class AgentSink final : public RecordSink {
   // agent watches its devices before a client connects (declarations come at connection time).
   void announce_image(const std::string& path);
   [[nodiscard]] AgentSinkStats stats() const;
+  // Called (on the sender thread) with the probe's slot table and this export's row when the
+  // agent grants them (common/ingest_wire.hpp), again after each re-grant; the fd is closed
+  // after the call. A grant that came before the handler was set is delivered when it is set.
+  void on_slot_table(std::function<void(int map_fd, std::uint32_t row)> handler);
 
  private:
   void run();
   int connect_once();
   bool send_batch(int fd, std::size_t& declared, std::size_t& backends_sent);
+  bool receive_grants(int fd);
+  void deliver_grant(int map_fd, std::uint32_t row);
 
   AgentSinkOptions options_;
   mutable std::mutex mu_;
@@ -69,6 +76,10 @@ class AgentSink final : public RecordSink {
   bool stopping_ = false;
   std::atomic<std::uint64_t> sent_{0}, lost_{0}, connections_{0};
   std::atomic<bool> connected_{false};
+  std::mutex grant_mu_;
+  std::function<void(int, std::uint32_t)> grant_handler_;
+  int pending_grant_fd_ = -1;  // a grant received before the handler was set
+  std::uint32_t pending_grant_row_ = 0;
   std::thread sender_;
 };
 

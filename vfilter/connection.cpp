@@ -405,8 +405,8 @@ void Connection::submit(Pending* p) {
     const bool data_io = p->stage == Pending::Stage::kData || p->stage == Pending::Stage::kZeroFill;
     p->tagged = ctx_.tagging && data_io;
     // The kernel reads the slot's context when the bio is queued, after this submission.
-    if (p->tagged && ctx_.slot_table) {
-      ctx_.slot_table->publish(p->slot.slot(), vm_id_, vdisk_id_, p->cur_off);
+    if (auto* table = ctx_.slot_table.load(std::memory_order_acquire); p->tagged && table) {
+      table->publish(p->slot.slot(), vm_id_, vdisk_id_, p->cur_off);
     }
     sqe->ioprio = p->tagged ? v2p::tag::ioprio_for_slot(p->slot.slot()) : 0;
     io_uring_sqe_set_data(sqe, p);
@@ -448,7 +448,9 @@ void Connection::submit_thread_tagged_write(Pending* p) {
   p->cur_len = static_cast<std::uint32_t>(p->req.length - p->done);
   p->op = IoOp::kWrite;
   p->tagged = true;
-  if (ctx_.slot_table) ctx_.slot_table->publish(p->slot.slot(), vm_id_, vdisk_id_, p->cur_off);
+  if (auto* table = ctx_.slot_table.load(std::memory_order_acquire)) {
+    table->publish(p->slot.slot(), vm_id_, vdisk_id_, p->cur_off);
+  }
   const int fd = image.fd_for(p->cur_off, p->cur_len);
   run_on_worker(p, v2p::tag::ioprio_for_slot(p->slot.slot()),
                 [fd, p] { return pwrite_all(fd, p->buf.get() + p->done, p->cur_len, p->cur_off); });

@@ -193,6 +193,10 @@ class ServerImpl final : public Server {
   }
 
   [[nodiscard]] std::uint16_t tcp_port() const override { return tcp_port_; }
+  void attach_slot_table(int map_fd, std::uint32_t row) override {
+    if (!ctx_.tagging) return;
+    ctx_.install_slot_table(std::make_unique<pfilter::SlotTable>(map_fd, row));
+  }
 
  private:
   void open_exports() {
@@ -200,8 +204,8 @@ class ServerImpl final : public Server {
     std::set<std::string> names;
     ctx_.tagging = config_.tagging;
     if (config_.tagging && config_.slot_table_fd >= 0) {
-      ctx_.slot_table =
-          std::make_unique<pfilter::SlotTable>(config_.slot_table_fd, config_.slot_table_row);
+      ctx_.install_slot_table(
+          std::make_unique<pfilter::SlotTable>(config_.slot_table_fd, config_.slot_table_row));
     }
     for (const auto& v : config_.vdisks) {
       ExportRuntime rt;

@@ -79,6 +79,10 @@ class Server {
   [[nodiscard]] virtual std::size_t open_connections() const = 0;
   // The TCP port the server listens on, or 0 without a TCP listener.
   [[nodiscard]] virtual std::uint16_t tcp_port() const = 0;
+  // From now on, tagged image I/O publishes its slot contexts in row `row` of the slot table
+  // behind map_fd (the agent's grant; the fd is not kept). Any thread. Throws v2p::Error when
+  // the table cannot be mapped.
+  virtual void attach_slot_table(int map_fd, std::uint32_t row) = 0;
 };
 
 }  // namespace v2p::vfilter

@@ -58,8 +58,17 @@ struct ServerContext {
   std::vector<ExportRuntime> exports;
   RecordSink* sink;
   bool tagging = true;
-  // Where tagged image I/O publishes its slot's context (ServerConfig::slot_table_fd); null: none.
-  std::unique_ptr<pfilter::SlotTable> slot_table;
+  // Where tagged image I/O publishes its slot's context (ServerConfig::slot_table_fd, or one the
+  // agent sent later: Server::attach_slot_table); null: none. A table replaced by a newer one
+  // stays mapped until the server goes, as a connection may still be publishing into it.
+  std::atomic<pfilter::SlotTable*> slot_table{nullptr};
+  void install_slot_table(std::unique_ptr<pfilter::SlotTable> t) {
+    std::lock_guard lock(slot_tables_mu);
+    slot_table.store(t.get(), std::memory_order_release);
+    slot_tables.push_back(std::move(t));
+  }
+  std::mutex slot_tables_mu;
+  std::vector<std::unique_ptr<pfilter::SlotTable>> slot_tables;
   VdiskRegistry registry;
   std::atomic<std::uint64_t> connections{0}, requests{0}, bytes_read{0}, bytes_written{0},
       errors{0};

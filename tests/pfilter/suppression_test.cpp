@@ -121,6 +121,24 @@ TEST(Suppression, UntaggedBiosAreCountedNeverSent) {
   EXPECT_EQ(f.probe().lost_events(), 0U);
 }
 
+// An opaque export's backend gets the full stream while everything else is suppressed: the
+// window join needs each of its untagged bios.
+TEST(Suppression, BackendProcessesGetEveryBio) {
+  V2P_REQUIRE_ROOT_AND_BTF();
+  Fixture f(/*every_bio=*/false);
+  const auto blocks = blocks_with_slots(0);
+  test::write_tagged(f.file(), blocks);
+  f.drain();
+  f.probe().add_full_stream_process(static_cast<std::uint32_t>(::getpid()));
+  for (int round = 0; round < 3; ++round) test::write_tagged(f.file(), blocks, 4096, true);
+  EXPECT_EQ(f.drain().reads, 3 * kBlocks);
+  f.probe().remove_full_stream_process(static_cast<std::uint32_t>(::getpid()));
+  const auto untagged_before = f.probe().untagged_bios();
+  test::write_tagged(f.file(), blocks, 4096, true);
+  EXPECT_EQ(f.drain().reads, 0U);
+  EXPECT_GE(f.probe().untagged_bios() - untagged_before, kBlocks);
+}
+
 TEST(Suppression, EveryBioSendsEachRead) {
   V2P_REQUIRE_ROOT_AND_BTF();
   Fixture f(/*every_bio=*/true);
