@@ -134,8 +134,8 @@ TEST(FilterStack, WrongAbiIsRefusedWithOneLine) {
     FAIL() << "a filter built for another ABI was loaded";
   } catch (const Error& e) {
     const std::string what = e.what();
-    EXPECT_NE(what.find("filter libtest_wrong_abi_filter.so was built for SDK ABI 2, this v2p "
-                        "has ABI 1; rebuild it against v2p 0.1"),
+    EXPECT_NE(what.find("filter libtest_wrong_abi_filter.so was built for SDK ABI 3, this v2p "
+                        "has ABI 2; rebuild it against v2p 0.1"),
               std::string::npos)
         << what;
     EXPECT_EQ(what.find('\n'), std::string::npos) << what;
