@@ -245,7 +245,9 @@ void FilterStage::submit(StageIo& io) noexcept {
   io.who.host = &io;
   const RequestContext ctx = request_context(io.who);
   VdiskState* state = state_.get();
-  const int rc = guarded("submit", [&] {
+  static constexpr const char* kHook[] = {"read_async", "write_async", "zero_async", "trim_async",
+                                          "flush_async"};
+  const int rc = guarded(kHook[static_cast<int>(io.op)], [&] {
     switch (io.op) {
       case StageOp::kRead:
         filter_->read_async(*next_, state, ctx, std::span(io.buf, io.length), io.offset, *io.done);

@@ -5,8 +5,8 @@
 // fail with EILSEQ unless the calling thread runs under the request's tag (ctx.tag, nonzero), so
 // a passing test proves host I/O issued from a hook carries the guest request's tag.
 // async=yes makes it an asynchronous filter (DataModel::kAsync): "NAME.hook<" is then written
-// when the stage below completes, and every hook fails with EILSEQ when it runs on a tagged
-// worker thread ("v2p-tagged"), so a passing test proves an asynchronous stack has no handoff.
+// when the stage below completes; with no_workers=yes its hooks fail with EILSEQ when they run on
+// a tagged worker thread ("v2p-tagged"), so a passing test proves the stack has no handoff.
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/syscall.h>
@@ -43,6 +43,8 @@ class LayerFilter final : public v2p::Filter {
         class_ = c->second;
       } else if (k == "trim") {
         trim_ = v != "no";
+      } else if (k == "no_workers") {
+        no_workers_ = v == "yes";
       } else if (k == "async") {
         async_ = v == "yes";
       } else if (k == "tagged") {
@@ -94,8 +96,7 @@ class LayerFilter final : public v2p::Filter {
   void read_async(v2p::Next& next, v2p::VdiskState*, const v2p::RequestContext& ctx,
                   std::span<std::byte> out, std::uint64_t offset, v2p::Completion& done) override {
     note("read>");
-    if (on_worker() || (tagged_ && (ctx.tag == 0 || ctx.host == nullptr)))
-      return done.done(-EILSEQ);
+    if (!async_ok(ctx)) return done.done(-EILSEQ);
     // A completion of its own (a test may allocate per request) to note the way back up.
     next.read_async(ctx, out, offset, *new Noted(*this, "read<", done));
   }
@@ -103,14 +104,13 @@ class LayerFilter final : public v2p::Filter {
                    std::span<const std::byte> data, std::uint64_t offset, v2p::Fua fua,
                    v2p::Completion& done) override {
     note("write>");
-    if (on_worker() || (tagged_ && (ctx.tag == 0 || ctx.host == nullptr)))
-      return done.done(-EILSEQ);
+    if (!async_ok(ctx)) return done.done(-EILSEQ);
     next.write_async(ctx, data, offset, fua, *new Noted(*this, "write<", done));
   }
   void flush_async(v2p::Next& next, v2p::VdiskState*, const v2p::RequestContext& ctx,
                    v2p::Completion& done) override {
     note("flush>");
-    if (on_worker()) return done.done(-EILSEQ);
+    if (no_workers_ && on_worker()) return done.done(-EILSEQ);
     next.flush_async(ctx, *new Noted(*this, "flush<", done));
   }
   bool can_trim(v2p::Next& next, v2p::VdiskState*) override {
@@ -131,6 +131,11 @@ class LayerFilter final : public v2p::Filter {
     const char* what;
     v2p::Completion& up;
   };
+  // In an asynchronous hook the tag travels with the request (ctx.host) to the SQEs below.
+  bool async_ok(const v2p::RequestContext& ctx) const {
+    if (no_workers_ && on_worker()) return false;
+    return !tagged_ || (ctx.tag != 0 && ctx.host != nullptr);
+  }
   static bool on_worker() {
     char name[16] = {};
     ::pthread_getname_np(::pthread_self(), name, sizeof name);
@@ -151,6 +156,7 @@ class LayerFilter final : public v2p::Filter {
   bool trim_ = true;
   bool tagged_ = false;
   bool async_ = false;
+  bool no_workers_ = false;
   int fd_ = -1;
 };
 
