@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "common/error.hpp"
+#include "common/host_layout/mountinfo.hpp"
 #include "pfilter/btrfs_chunks.hpp"
 
 namespace v2p::pfilter {
@@ -46,31 +47,6 @@ DeviceId parse_dev(const std::string& majmin) {
   unsigned mi = 0;
   if (std::sscanf(majmin.c_str(), "%u:%u", &ma, &mi) != 2) return {};
   return DeviceId::from_major_minor(ma, mi);
-}
-
-// The mountinfo entry for a file system: its major:minor (field 3), mount point (5), source.
-struct Mount {
-  DeviceId dev;
-  std::string mountpoint;
-  std::string source;
-};
-
-std::vector<Mount> read_mountinfo() {
-  std::vector<Mount> mounts;
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream f(line);
-    std::string id, parent, majmin, root, mp;
-    f >> id >> parent >> majmin >> root >> mp;
-    std::string tok;
-    while (f >> tok && tok != "-") {
-    }
-    std::string fstype, source;
-    f >> fstype >> source;
-    mounts.push_back({parse_dev(majmin), mp, source});
-  }
-  return mounts;
 }
 
 std::optional<DeviceId> block_device_of_source(const std::string& source) {
@@ -119,24 +95,18 @@ DeviceId device_of_path(const std::filesystem::path& path) {
   if (::stat(path.c_str(), &st) != 0) throw system_error("cannot stat " + path.string());
   if (S_ISBLK(st.st_mode)) return from_dev_t(st.st_rdev);
   const DeviceId sdev = from_dev_t(st.st_dev);
-  const auto mounts = read_mountinfo();
+  const auto mounts = host_layout::read_mountinfo();
   // A real device number is the answer; an anonymous one (major 0: btrfs, overlay, tmpfs) must
   // be resolved through the mount that holds the file.
   if (sdev.major() != 0) return sdev;
   for (const auto& m : mounts) {
-    if (m.dev == sdev) {
+    if (DeviceId::from_major_minor(m.major, m.minor) == sdev) {
       if (auto d = block_device_of_source(m.source)) return *d;
     }
   }
   // btrfs subvolumes get their own anonymous st_dev: take the longest mount point prefix.
   const auto canon = std::filesystem::weakly_canonical(path).string();
-  const Mount* best = nullptr;
-  for (const auto& m : mounts) {
-    const bool prefix =
-        canon == m.mountpoint || (canon.starts_with(m.mountpoint) &&
-                                  (m.mountpoint == "/" || canon[m.mountpoint.size()] == '/'));
-    if (prefix && (best == nullptr || m.mountpoint.size() >= best->mountpoint.size())) best = &m;
-  }
+  const auto* best = host_layout::mount_holding(mounts, canon);
   if (best != nullptr) {
     if (auto d = block_device_of_source(best->source)) return *d;
   }

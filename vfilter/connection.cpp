@@ -21,13 +21,6 @@ constexpr std::size_t kReadChunk = 64 * 1024;
 constexpr std::size_t kBufferAlign = 4096;
 constexpr unsigned kRingEntries = 2 * Connection::kMaxInflight;
 
-AlignedBuffer aligned_buffer(std::size_t len, std::size_t align) noexcept {
-  void* p = nullptr;
-  const std::size_t rounded = (std::max<std::size_t>(len, 1) + align - 1) / align * align;
-  if (::posix_memalign(&p, align, rounded) != 0) return nullptr;
-  return AlignedBuffer(static_cast<std::byte*>(p));
-}
-
 StageOp stage_op(Action a) noexcept {
   switch (a) {
     case Action::kRead:
@@ -44,10 +37,6 @@ StageOp stage_op(Action a) noexcept {
 }
 
 }  // namespace
-
-void FreeDeleter::operator()(std::byte* p) const noexcept {
-  std::free(p);
-}
 
 void Pending::done(int result) noexcept {
   // A stage that answers with a positive number broke the 0-or-errno rule: the guest gets EIO.
@@ -240,8 +229,7 @@ void Connection::serve() {
     const std::uint64_t bytes = has_data ? req->length : 0;
     wait_for_room(bytes);
     auto* p = new (std::nothrow) Pending;
-    if (p != nullptr && has_data) p->buf = aligned_buffer(req->length, align);
-    if (p == nullptr || (has_data && !p->buf)) {
+    if (p == nullptr || (has_data && !p->buf.try_resize(req->length, align))) {
       // Out of memory: refuse this request, keep the connection.
       delete p;
       {
@@ -263,7 +251,7 @@ void Connection::serve() {
       std::lock_guard lock(flight_mu_);
       inflight_.push_back(*p);
     }
-    if (v.action == Action::kWrite && !read_exact(p->buf.get(), req->length)) {
+    if (v.action == Action::kWrite && !read_exact(p->buf.data(), req->length)) {
       finish(p, nbd::kEio);  // the client vanished mid-payload; nobody reads this reply
       break;
     }
@@ -295,7 +283,7 @@ void Connection::begin(Pending* p) {
   io.op = stage_op(p->action);
   io.offset = p->req.offset;
   io.length = io.op == StageOp::kFlush ? 0 : p->req.length;
-  io.buf = p->buf.get();
+  io.buf = p->buf.data();
   io.fua = (p->req.flags & nbd::kCmdFlagFua) != 0 ? Fua::kYes : Fua::kNo;
   io.may_punch = (p->req.flags & nbd::kCmdFlagNoHole) != 0 ? MayPunch::kNo : MayPunch::kYes;
   io.who = IoTarget{vm_name_, export_->config.vdisk, vm_id_, vdisk_id_, 0, p->req.offset, &io};
@@ -313,7 +301,7 @@ void Connection::finish(Pending* p, std::uint32_t error) {
   // The host I/O is over: free the slot before the client can see the reply.
   p->slot.reset();
   if (error == 0 && p->action == Action::kRead) {
-    send_reply(p->req.cookie, 0, p->buf.get(), p->req.length);
+    send_reply(p->req.cookie, 0, p->buf.data(), p->req.length);
     ctx_.bytes_read.fetch_add(p->req.length, std::memory_order_relaxed);
   } else {
     send_reply(p->req.cookie, error, nullptr, 0);

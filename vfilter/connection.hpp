@@ -15,6 +15,7 @@
 #include <string>
 #include <thread>
 
+#include "common/host_layout/aligned_buffer.hpp"
 #include "vfilter/io_channel.hpp"
 #include "vfilter/request.hpp"
 #include "vfilter/server_context.hpp"
@@ -24,11 +25,6 @@ namespace v2p::vfilter {
 
 class Connection;
 
-struct FreeDeleter {
-  void operator()(std::byte* p) const noexcept;
-};
-using AlignedBuffer = std::unique_ptr<std::byte, FreeDeleter>;
-
 // One NBD request in the stack: its buffer, its tag slot for its whole life, and the StageIo the
 // stack works on; its done() is where the stack's answer becomes the reply.
 struct Pending final : v2p::Completion,
@@ -36,7 +32,7 @@ struct Pending final : v2p::Completion,
   Connection* conn = nullptr;
   RequestHeader req;
   Action action{};
-  AlignedBuffer buf;
+  host_layout::AlignedBuffer buf;
   std::uint64_t room = 0;  // bytes counted against the connection's in-flight budget
   SlotLease slot;
   StageIo io;

@@ -10,14 +10,11 @@
 #include <cstring>
 #include <memory>
 
+#include "common/host_layout/aligned_buffer.hpp"
 #include "vfilter/tagged_workers.hpp"
 
 namespace v2p::vfilter {
 namespace {
-
-struct FreeDeleter {
-  void operator()(std::byte* p) const noexcept { std::free(p); }
-};
 
 bool aligned_memory(const void* p, std::uint32_t align) {
   return reinterpret_cast<std::uintptr_t>(p) % align == 0;
@@ -26,14 +23,12 @@ bool aligned_memory(const void* p, std::uint32_t align) {
 }  // namespace
 
 const std::byte* zero_chunk() noexcept {
-  static const std::unique_ptr<std::byte, FreeDeleter> chunk = [] {
-    void* p = nullptr;
-    if (::posix_memalign(&p, 4096, kZeroChunk) != 0)
-      return std::unique_ptr<std::byte, FreeDeleter>();
-    std::memset(p, 0, kZeroChunk);
-    return std::unique_ptr<std::byte, FreeDeleter>(static_cast<std::byte*>(p));
+  static const host_layout::AlignedBuffer chunk = [] {
+    host_layout::AlignedBuffer b;
+    if (b.try_resize(kZeroChunk)) std::memset(b.data(), 0, kZeroChunk);
+    return b;
   }();
-  return chunk.get();
+  return chunk.data();
 }
 
 std::uint32_t FileBackend::buffer_align() const {
