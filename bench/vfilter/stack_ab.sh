@@ -37,7 +37,7 @@ cleanup() {
   [[ -n $pid ]] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
   rm -f "$img" "$sock" "$dir"/cache.bin "$dir"/fast.tier* "$dir"/serve.log "$dir"/fio.json
   if [[ -n $loop ]]; then
-    umount "$dir" 2>/dev/null || true
+    umount "$dir" 2>/dev/null || { sleep 2; umount "$dir" 2>/dev/null; } || true
     losetup -d "$loop" 2>/dev/null || true
     rmdir "$dir" 2>/dev/null || true
   fi
@@ -80,7 +80,12 @@ run() {  # configuration rw qd -> IOPS
   "$bin" serve --image "$img" --vm bench --vdisk d --socket "$sock" $(flags "$1") \
     >"$dir/serve.log" 2>&1 &
   pid=$!
-  for _ in $(seq 200); do grep -qs "v2p serve: ready" "$dir/serve.log" && break; sleep 0.05; done
+  # Up to 60 s: creating the cache and tier files is slow on a busy disk.
+  for _ in $(seq 1200); do grep -qs "v2p serve: ready" "$dir/serve.log" && break; sleep 0.05; done
+  if ! grep -qs "v2p serve: ready" "$dir/serve.log"; then
+    echo "$1: v2p serve did not get ready:" >&2
+    cat "$dir/serve.log" >&2
+  fi
   fio --name=s --ioengine=nbd --uri="nbd+unix:///d?socket=$sock" --rw="$2" --bs=4k \
     --iodepth="$3" --size=512M --runtime="$secs" --time_based --ramp_time=1 --randrepeat=0 \
     --norandommap --output-format=json --output="$dir/fio.json" >/dev/null
