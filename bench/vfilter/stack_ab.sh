@@ -73,7 +73,7 @@ flags() {  # configuration -> extra serve flags
   esac
 }
 run() {  # configuration rw qd -> IOPS
-  rm -f "$dir"/cache.bin "$dir"/fast.tier*
+  rm -f "$dir"/cache.bin "$dir"/fast.tier* "$sock"
   # shellcheck disable=SC2046
   local bin=$v2p
   [[ $1 != base ]] || bin=$base_v2p
