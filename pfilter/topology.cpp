@@ -15,7 +15,9 @@
 #include <sstream>
 
 #include "common/error.hpp"
+#include "common/host_layout/fiemap.hpp"
 #include "common/host_layout/mountinfo.hpp"
+#include "common/host_layout/unique_fd.hpp"
 #include "pfilter/btrfs_chunks.hpp"
 
 namespace v2p::pfilter {
@@ -115,35 +117,13 @@ DeviceId device_of_path(const std::filesystem::path& path) {
 
 std::vector<FileExtent> fiemap(const std::filesystem::path& file, std::uint64_t offset,
                                std::uint64_t length) {
-  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw system_error("cannot open " + file.string());
-  constexpr std::uint32_t kBatch = 256;
-  std::vector<std::byte> buf(sizeof(struct fiemap) + kBatch * sizeof(fiemap_extent));
-  auto* fm = reinterpret_cast<struct fiemap*>(buf.data());
+  const host_layout::UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) throw system_error("cannot open " + file.string());
   std::vector<FileExtent> out;
-  std::uint64_t pos = offset;
-  const std::uint64_t end = offset + length;
-  bool last = false;
-  while (pos < end && !last) {
-    std::memset(buf.data(), 0, buf.size());
-    fm->fm_start = pos;
-    fm->fm_length = end - pos;
-    fm->fm_flags = FIEMAP_FLAG_SYNC;
-    fm->fm_extent_count = kBatch;
-    if (::ioctl(fd, FS_IOC_FIEMAP, fm) != 0) {
-      const int err = errno;
-      ::close(fd);
-      throw system_error("FIEMAP on " + file.string(), err);
-    }
-    if (fm->fm_mapped_extents == 0) break;
-    for (std::uint32_t i = 0; i < fm->fm_mapped_extents; ++i) {
-      const auto& e = fm->fm_extents[i];
-      out.push_back({e.fe_logical, e.fe_physical, e.fe_length, e.fe_flags});
-      pos = e.fe_logical + e.fe_length;
-      if (e.fe_flags & FIEMAP_EXTENT_LAST) last = true;
-    }
+  if (!host_layout::walk_fiemap(fd.get(), offset, offset + length, true,
+                                [&](const FileExtent& e) { out.push_back(e); })) {
+    throw system_error("FIEMAP on " + file.string(), errno);
   }
-  ::close(fd);
   return out;
 }
 
