@@ -5,45 +5,12 @@
 #include <cctype>
 
 #include "common/error.hpp"
+#include "common/host_layout/size_parse.hpp"
 #include "policy/tier/tier_control.hpp"
 #include "policy/tier/tier_policy.hpp"
 #include "policy/tier/tier_stage.hpp"
 
 namespace v2p::cli {
-
-std::uint64_t parse_bytes(const std::string& flag, const std::string& text) {
-  std::size_t used = 0;
-  std::uint64_t n = 0;
-  try {
-    n = std::stoull(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  std::uint64_t mult = 1;
-  if (used != 0 && used + 1 == text.size()) {
-    switch (std::toupper(static_cast<unsigned char>(text[used]))) {
-      case 'K':
-        mult = 1ULL << 10;
-        break;
-      case 'M':
-        mult = 1ULL << 20;
-        break;
-      case 'G':
-        mult = 1ULL << 30;
-        break;
-      case 'T':
-        mult = 1ULL << 40;
-        break;
-      default:
-        used = 0;
-    }
-    if (used != 0) ++used;
-  }
-  if (used == 0 || used != text.size()) {
-    throw Error(fmt::format("{} {}: give a byte count such as 65536, 64k, 1M or 2G", flag, text));
-  }
-  return n * mult;
-}
 
 void add_tier_flags(CLI::App& app, TierFlags& f) {
   app.add_option("--tier-fast", f.fast,
@@ -69,9 +36,9 @@ std::optional<tier::TierOptions> tier_stage_options(const TierFlags& f, bool dir
   if (f.fast.empty()) return std::nullopt;
   tier::TierOptions o;
   o.fast_file = f.fast;
-  o.fast_bytes = parse_bytes("--tier-fast-size", f.fast_size);
-  o.extent_bytes = parse_bytes("--tier-extent", f.extent);
-  o.rate_bytes_per_s = parse_bytes("--tier-rate", f.rate);
+  o.fast_bytes = host_layout::parse_size(f.fast_size, "--tier-fast-size");
+  o.extent_bytes = host_layout::parse_size(f.extent, "--tier-extent");
+  o.rate_bytes_per_s = host_layout::parse_size(f.rate, "--tier-rate");
   o.want_direct = direct;
   o.hot_threshold = f.promote_heat;
   if (!(f.half_life_s > 0)) throw Error("--tier-half-life must be positive");

@@ -30,9 +30,6 @@ struct TierFlags {
 
 void add_tier_flags(CLI::App& app, TierFlags& flags);
 
-// "4096", "64k", "1M", "2G" (powers of 1024) -> bytes; throws v2p::Error naming the flag.
-std::uint64_t parse_bytes(const std::string& flag, const std::string& text);
-
 // The TierStage options the flags ask for (the stack builder puts the stage over the image), or
 // nullopt when --tier-fast is not given.
 std::optional<tier::TierOptions> tier_stage_options(const TierFlags& flags, bool direct);

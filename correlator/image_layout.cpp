@@ -16,62 +16,23 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.hpp"
+#include "common/host_layout/unique_fd.hpp"
 #include "common/subprocess.hpp"
 
 namespace v2p::correlator {
 namespace {
 
-class Fd {
- public:
-  explicit Fd(const std::filesystem::path& p) : fd_(::open(p.c_str(), O_RDONLY | O_CLOEXEC)) {
-    if (fd_ < 0) throw system_error("cannot open " + p.string());
-  }
-  ~Fd() { ::close(fd_); }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
-constexpr std::uint32_t kUnplaceable = FIEMAP_EXTENT_UNKNOWN | FIEMAP_EXTENT_DELALLOC |
-                                       FIEMAP_EXTENT_ENCODED | FIEMAP_EXTENT_DATA_ENCRYPTED |
-                                       FIEMAP_EXTENT_NOT_ALIGNED | FIEMAP_EXTENT_DATA_INLINE |
-                                       FIEMAP_EXTENT_DATA_TAIL;
+// The file opened read-only, owned; throws with the path on failure.
+host_layout::UniqueFd open_read(const std::filesystem::path& p) {
+  host_layout::UniqueFd fd(::open(p.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) throw system_error("cannot open " + p.string());
+  return fd;
+}
 
 }  // namespace
 
-bool walk_fiemap(int fd, std::uint64_t start, std::uint64_t end, bool sync,
-                 const std::function<void(const FiemapExtent&)>& visit) {
-  constexpr std::size_t kBatch = 256;
-  std::vector<std::byte> buf(sizeof(struct fiemap) + kBatch * sizeof(struct fiemap_extent));
-  std::uint32_t flags = sync ? FIEMAP_FLAG_SYNC : 0;
-  while (start < end) {
-    std::fill(buf.begin(), buf.end(), std::byte{0});
-    auto* fm = reinterpret_cast<struct fiemap*>(buf.data());
-    fm->fm_start = start;
-    fm->fm_length = end - start;
-    fm->fm_flags = flags;
-    fm->fm_extent_count = kBatch;
-    if (::ioctl(fd, FS_IOC_FIEMAP, fm) != 0) return false;
-    flags = 0;  // one sync is enough
-    if (fm->fm_mapped_extents == 0) break;
-    bool last = false;
-    for (std::uint32_t i = 0; i < fm->fm_mapped_extents; ++i) {
-      const auto& x = fm->fm_extents[i];
-      last = last || (x.fe_flags & FIEMAP_EXTENT_LAST);
-      start = x.fe_logical + x.fe_length;
-      visit({x.fe_logical, x.fe_physical, x.fe_length, (x.fe_flags & kUnplaceable) == 0,
-             (x.fe_flags & FIEMAP_EXTENT_UNWRITTEN) != 0});
-    }
-    if (last) break;
-  }
-  return true;
-}
-
 std::vector<LayoutExtent> fiemap(const std::filesystem::path& file) {
-  Fd fd(file);
+  const auto fd = open_read(file);
   std::vector<LayoutExtent> out;
   const bool ok = walk_fiemap(fd.get(), 0, FIEMAP_MAX_OFFSET, true, [&](const FiemapExtent& x) {
     if (x.placeable) out.push_back({x.logical, x.length, x.physical, x.unwritten});
@@ -87,7 +48,7 @@ bool on_btrfs(const std::filesystem::path& path) {
 }
 
 std::vector<BtrfsChunk> btrfs_chunks(const std::filesystem::path& path) {
-  Fd fd(path);
+  const auto fd = open_read(path);
   std::vector<BtrfsChunk> out;
   btrfs_ioctl_search_args args{};
   auto& k = args.key;

@@ -8,6 +8,8 @@
 #include <functional>
 #include <vector>
 
+#include "common/host_layout/fiemap.hpp"
+
 namespace v2p::correlator {
 
 // A piece of a file (or of a vdisk) and the device byte offset holding it.
@@ -33,19 +35,10 @@ struct BtrfsChunk {
 // Throws v2p::Error.
 std::vector<LayoutExtent> fiemap(const std::filesystem::path& file);
 
-// One extent as FIEMAP reports it, for callers that keep their own view of a file's layout.
-struct FiemapExtent {
-  std::uint64_t logical = 0;
-  std::uint64_t physical = 0;  // byte offset on the file system's (btrfs: logical) address space
-  std::uint64_t length = 0;
-  bool placeable = false;  // a real, aligned, unencoded location a bio could read
-  bool unwritten = false;
-};
-// Walks the FIEMAP of [start, end) of an open file in batches, calling `visit` per extent in
-// file order (extents may start before `start`). `sync` flushes delayed allocation first.
-// Returns false when the ioctl fails (the file system has no FIEMAP).
-bool walk_fiemap(int fd, std::uint64_t start, std::uint64_t end, bool sync,
-                 const std::function<void(const FiemapExtent&)>& visit);
+// One extent as FIEMAP reports it, and the walker, for callers that keep their own view of a
+// file's layout: the host-layout module's (common/host_layout/fiemap.hpp).
+using host_layout::FiemapExtent;
+using host_layout::walk_fiemap;
 
 // True when `path` lives on btrfs (statfs f_type).
 bool on_btrfs(const std::filesystem::path& path);

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "common/error.hpp"
+#include "common/host_layout/mountinfo.hpp"
 #include "correlator/replay.hpp"
 #include "correlator/snapshot.hpp"
 
@@ -45,29 +46,12 @@ DeviceId parse_device(const std::string& text) {
 
 DeviceId filesystem_device(const std::filesystem::path& path) {
   const auto target = std::filesystem::weakly_canonical(path).string();
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line, best_mount, best_source;
-  // Fields: id parent major:minor root mountpoint options [optional…] - fstype source superopts
-  while (std::getline(in, line)) {
-    std::istringstream f(line);
-    std::string id, parent, mm, root, mountpoint, word;
-    f >> id >> parent >> mm >> root >> mountpoint;
-    while (f >> word && word != "-") {
-    }
-    std::string fstype, source;
-    f >> fstype >> source;
-    const bool prefix =
-        target == mountpoint || (target.rfind(mountpoint, 0) == 0 &&
-                                 (mountpoint == "/" || target[mountpoint.size()] == '/'));
-    if (prefix && mountpoint.size() >= best_mount.size()) {
-      best_mount = mountpoint;
-      best_source = source;
-    }
-  }
-  if (best_source.empty() || best_source[0] != '/') {
+  const auto mounts = host_layout::read_mountinfo();
+  const auto* m = host_layout::mount_holding(mounts, target);
+  if (m == nullptr || m->source.empty() || m->source[0] != '/') {
     throw Error("cannot tell which block device holds " + path.string() + " (give --device)");
   }
-  return parse_device(best_source);
+  return parse_device(m->source);
 }
 
 std::vector<VdiskKey> select_vdisks(const Correlator& c, const std::string& vm,

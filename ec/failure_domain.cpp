@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/error.hpp"
+#include "common/host_layout/mountinfo.hpp"
 
 namespace v2p::ec {
 namespace {
@@ -33,19 +34,8 @@ bool parse_dev(const std::string& s, unsigned& ma, unsigned& mi) {
 
 // Mount source and type of the mount whose device is ma:mi ("" when none).
 std::pair<std::string, std::string> mount_of(unsigned ma, unsigned mi, const fs::path& mountinfo) {
-  std::ifstream in(mountinfo);
-  std::string line;
-  const std::string want = dev_string(ma, mi);
-  while (std::getline(in, line)) {
-    std::istringstream ls(line);
-    std::string id, parent, dev, field;
-    ls >> id >> parent >> dev;
-    if (dev != want) continue;
-    while (ls >> field && field != "-") {
-    }
-    std::string type, source;
-    ls >> type >> source;
-    return {source, type};
+  for (const auto& m : host_layout::read_mountinfo(mountinfo)) {
+    if (m.major == ma && m.minor == mi) return {m.source, m.fs_type};
   }
   return {};
 }

@@ -15,6 +15,9 @@
 #include <sstream>
 
 #include "common/error.hpp"
+#include "common/host_layout/fiemap.hpp"
+#include "common/host_layout/mountinfo.hpp"
+#include "common/host_layout/unique_fd.hpp"
 #include "pfilter/btrfs_chunks.hpp"
 
 namespace v2p::pfilter {
@@ -46,31 +49,6 @@ DeviceId parse_dev(const std::string& majmin) {
   unsigned mi = 0;
   if (std::sscanf(majmin.c_str(), "%u:%u", &ma, &mi) != 2) return {};
   return DeviceId::from_major_minor(ma, mi);
-}
-
-// The mountinfo entry for a file system: its major:minor (field 3), mount point (5), source.
-struct Mount {
-  DeviceId dev;
-  std::string mountpoint;
-  std::string source;
-};
-
-std::vector<Mount> read_mountinfo() {
-  std::vector<Mount> mounts;
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream f(line);
-    std::string id, parent, majmin, root, mp;
-    f >> id >> parent >> majmin >> root >> mp;
-    std::string tok;
-    while (f >> tok && tok != "-") {
-    }
-    std::string fstype, source;
-    f >> fstype >> source;
-    mounts.push_back({parse_dev(majmin), mp, source});
-  }
-  return mounts;
 }
 
 std::optional<DeviceId> block_device_of_source(const std::string& source) {
@@ -119,24 +97,18 @@ DeviceId device_of_path(const std::filesystem::path& path) {
   if (::stat(path.c_str(), &st) != 0) throw system_error("cannot stat " + path.string());
   if (S_ISBLK(st.st_mode)) return from_dev_t(st.st_rdev);
   const DeviceId sdev = from_dev_t(st.st_dev);
-  const auto mounts = read_mountinfo();
+  const auto mounts = host_layout::read_mountinfo();
   // A real device number is the answer; an anonymous one (major 0: btrfs, overlay, tmpfs) must
   // be resolved through the mount that holds the file.
   if (sdev.major() != 0) return sdev;
   for (const auto& m : mounts) {
-    if (m.dev == sdev) {
+    if (DeviceId::from_major_minor(m.major, m.minor) == sdev) {
       if (auto d = block_device_of_source(m.source)) return *d;
     }
   }
   // btrfs subvolumes get their own anonymous st_dev: take the longest mount point prefix.
   const auto canon = std::filesystem::weakly_canonical(path).string();
-  const Mount* best = nullptr;
-  for (const auto& m : mounts) {
-    const bool prefix =
-        canon == m.mountpoint || (canon.starts_with(m.mountpoint) &&
-                                  (m.mountpoint == "/" || canon[m.mountpoint.size()] == '/'));
-    if (prefix && (best == nullptr || m.mountpoint.size() >= best->mountpoint.size())) best = &m;
-  }
+  const auto* best = host_layout::mount_holding(mounts, canon);
   if (best != nullptr) {
     if (auto d = block_device_of_source(best->source)) return *d;
   }
@@ -145,35 +117,13 @@ DeviceId device_of_path(const std::filesystem::path& path) {
 
 std::vector<FileExtent> fiemap(const std::filesystem::path& file, std::uint64_t offset,
                                std::uint64_t length) {
-  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw system_error("cannot open " + file.string());
-  constexpr std::uint32_t kBatch = 256;
-  std::vector<std::byte> buf(sizeof(struct fiemap) + kBatch * sizeof(fiemap_extent));
-  auto* fm = reinterpret_cast<struct fiemap*>(buf.data());
+  const host_layout::UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) throw system_error("cannot open " + file.string());
   std::vector<FileExtent> out;
-  std::uint64_t pos = offset;
-  const std::uint64_t end = offset + length;
-  bool last = false;
-  while (pos < end && !last) {
-    std::memset(buf.data(), 0, buf.size());
-    fm->fm_start = pos;
-    fm->fm_length = end - pos;
-    fm->fm_flags = FIEMAP_FLAG_SYNC;
-    fm->fm_extent_count = kBatch;
-    if (::ioctl(fd, FS_IOC_FIEMAP, fm) != 0) {
-      const int err = errno;
-      ::close(fd);
-      throw system_error("FIEMAP on " + file.string(), err);
-    }
-    if (fm->fm_mapped_extents == 0) break;
-    for (std::uint32_t i = 0; i < fm->fm_mapped_extents; ++i) {
-      const auto& e = fm->fm_extents[i];
-      out.push_back({e.fe_logical, e.fe_physical, e.fe_length, e.fe_flags});
-      pos = e.fe_logical + e.fe_length;
-      if (e.fe_flags & FIEMAP_EXTENT_LAST) last = true;
-    }
+  if (!host_layout::walk_fiemap(fd.get(), offset, offset + length, true,
+                                [&](const FileExtent& e) { out.push_back(e); })) {
+    throw system_error("FIEMAP on " + file.string(), errno);
   }
-  ::close(fd);
   return out;
 }
 

@@ -8,6 +8,7 @@
 #include <optional>
 #include <vector>
 
+#include "common/host_layout/fiemap.hpp"
 #include "pfilter/device.hpp"
 #include "v2p/types.hpp"
 
@@ -25,14 +26,9 @@ DeviceId device_of_node(const std::filesystem::path& node);
 // the mount table (/proc/self/mountinfo), never from st_dev alone. Throws v2p::Error.
 DeviceId device_of_path(const std::filesystem::path& path);
 
-// A byte range of a file as FIEMAP reports it: `physical` is in the file system's address space
-// (bytes on its device, except btrfs: logical addresses).
-struct FileExtent {
-  std::uint64_t logical = 0;
-  std::uint64_t physical = 0;
-  std::uint64_t length = 0;
-  std::uint32_t flags = 0;  // FIEMAP_EXTENT_*
-};
+// A byte range of a file as FIEMAP reports it (common/host_layout/fiemap.hpp): `physical` is in
+// the file system's address space (bytes on its device, except btrfs: logical addresses).
+using FileExtent = host_layout::FiemapExtent;
 // Flushes dirty data first (FIEMAP_FLAG_SYNC) so delayed allocation has happened.
 std::vector<FileExtent> fiemap(const std::filesystem::path& file, std::uint64_t offset,
                                std::uint64_t length);

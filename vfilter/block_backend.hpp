@@ -3,10 +3,13 @@
 // flash cache in front of an image, a tier remap. Stages stack: each holds the next one and
 // forwards explicitly (docs/vfilter.md, "Block backends").
 //
-// Threading: every call may block and runs on one of the connection's TaggedWorkers threads with
-// the request's tag as the thread's I/O priority, so file I/O a stage does on that thread is
-// attributed to the request. Calls for one export arrive concurrently from several threads and
-// several connections; a backend synchronises itself.
+// Two entries. The export calls submit() (asynchronous, on the connection's reader thread); a
+// stage that overrides it (the image's io_uring path, an asynchronous filter) ends the I/O on
+// the connection's completion thread with no thread handoff. The default runs the synchronous
+// call below on one of the connection's TaggedWorkers threads with the request's tag as the
+// thread's I/O priority, so file I/O a stage does on that thread is attributed to the request.
+// Synchronous calls may block; they arrive concurrently from several threads and connections;
+// a backend synchronises itself.
 #pragma once
 
 #include <sys/types.h>
@@ -25,9 +28,12 @@ struct IoTarget {
   std::string_view vdisk;
   std::uint32_t vm_id = 0;
   std::uint32_t vdisk_id = 0;
-  std::uint16_t ioprio = 0;   // the tag the worker thread runs under (0 = untagged)
-  std::uint64_t voffset = 0;  // the guest offset of the whole NBD request
+  std::uint16_t ioprio = 0;    // the tag the worker thread runs under (0 = untagged)
+  std::uint64_t voffset = 0;   // the guest offset of the whole NBD request
+  const void* host = nullptr;  // the request's StageIo (null outside a request)
 };
+
+struct StageIo;
 
 enum class Fua : bool { kNo = false, kYes = true };
 enum class MayPunch : bool { kNo = false, kYes = true };
@@ -54,6 +60,16 @@ class BlockBackend {
   [[nodiscard]] virtual bool can_zero() const { return true; }
   [[nodiscard]] virtual bool can_multi_conn() const { return true; }
   [[nodiscard]] virtual std::uint32_t min_block() const { return 1; }
+  // Alignment of the request buffers the export hands down (O_DIRECT needs the device's).
+  [[nodiscard]] virtual std::uint32_t buffer_align() const { return 4096; }
+  // True when submit() never hands the request to a worker thread (the whole stack below is
+  // asynchronous); the connection then keeps only a few workers.
+  [[nodiscard]] virtual bool asynchronous() const { return false; }
+
+  // Starts `io` and returns; io.complete(0 or -errno) is called exactly once, on the connection's
+  // completion thread (or here, when it fails before any host I/O). Must not block. The
+  // default runs the synchronous call on a tagged worker (see the top of this file).
+  virtual void submit(StageIo& io) noexcept;
 
   // Each returns 0 when the whole range is done, or -errno. The range is inside size() (the
   // export validated it). A backend never returns partial success.

@@ -1,9 +1,11 @@
-// One NBD client connection. Two threads: the reader negotiates, then reads requests and submits
-// host I/O to the connection's own io_uring; the completer reaps completions, publishes the
-// records and sends the replies, in completion order (replies go out of order by design).
+// One NBD client connection: the protocol only. The reader thread negotiates, then reads requests
+// and hands each to the top of the export's stage stack (BlockBackend::submit) with the
+// connection's IoChannel; the channel's completion thread ends them and sends the replies, in
+// completion order (replies go out of order by design). What happens to the data below, and
+// which host I/O it takes, is the stages' business (vfilter/image_ring.cpp at the bottom).
 #pragma once
 
-#include <liburing.h>
+#include <boost/intrusive/list.hpp>
 
 #include <atomic>
 #include <condition_variable>
@@ -13,12 +15,29 @@
 #include <string>
 #include <thread>
 
+#include "common/host_layout/aligned_buffer.hpp"
+#include "vfilter/io_channel.hpp"
+#include "vfilter/request.hpp"
 #include "vfilter/server_context.hpp"
-#include "vfilter/tagged_workers.hpp"
+#include "vfilter/slot_allocator.hpp"
 
 namespace v2p::vfilter {
 
-struct Pending;
+class Connection;
+
+// One NBD request in the stack: its buffer, its tag slot for its whole life, and the StageIo the
+// stack works on; its done() is where the stack's answer becomes the reply.
+struct Pending final : v2p::Completion,
+                       boost::intrusive::list_base_hook<boost::intrusive::tag<Pending>> {
+  Connection* conn = nullptr;
+  RequestHeader req;
+  Action action{};
+  host_layout::AlignedBuffer buf;
+  std::uint64_t room = 0;  // bytes counted against the connection's in-flight budget
+  SlotLease slot;
+  StageIo io;
+  void done(int result) noexcept override;
+};
 
 class Connection {
  public:
@@ -49,21 +68,8 @@ class Connection {
 
   void wait_for_room(std::uint64_t bytes);
   void begin(Pending* p);
-  void submit(Pending* p);
-  // Host I/O done by a tagged worker thread instead of the ring: writes to images whose direct
-  // writes the file system buffers, and every request of an export served by a BlockBackend. The
-  // completion comes back through the ring as a NOP, so the completer stays the only reaper.
-  void submit_thread_tagged_write(Pending* p);
-  void submit_to_backend(Pending* p);
-  void run_on_worker(Pending* p, std::uint16_t ioprio, TaggedWorkers::Job job);
-  [[nodiscard]] TaggedWorkers& workers();
-  // Takes an SQE under sq_mu_, lets `prepare` fill it and submits: 0 or -errno. A template, not
-  // a std::function: the ring path calls it per host I/O and must not allocate.
-  template <class Prepare>
-  int submit_sqe(Prepare&& prepare);
-  void on_host_complete(Pending* p, int res);
+  friend struct Pending;
   void finish(Pending* p, std::uint32_t error);
-  void publish(const Pending* p, int res, std::uint64_t complete_ns) noexcept;
 
   ServerContext& ctx_;
   int fd_;
@@ -78,22 +84,20 @@ class Connection {
   std::vector<std::byte> rbuf_;
   std::size_t rpos_ = 0;
 
-  io_uring ring_{};
-  bool ring_ready_ = false;
-  std::mutex sq_mu_;  // the reader and the completer both submit
+  std::unique_ptr<IoChannel> channel_;
   std::mutex send_mu_;
   std::atomic<bool> broken_{false};
 
   std::mutex flight_mu_;
   std::condition_variable flight_cv_;
-  unsigned inflight_ = 0;
+  unsigned reserved_ = 0;  // requests counted by wait_for_room, allocated or not yet
   std::uint64_t inflight_bytes_ = 0;
-  bool reader_done_ = false;
-
-  std::unique_ptr<TaggedWorkers> workers_;  // created on first use (under sq_mu_)
+  boost::intrusive::list<
+      Pending,
+      boost::intrusive::base_hook<boost::intrusive::list_base_hook<boost::intrusive::tag<Pending>>>>
+      inflight_;  // the requests handed to the stack
 
   std::thread reader_;
-  std::thread completer_;
   std::mutex fd_mu_;  // close() vs shutdown() from the server thread
   std::atomic<bool> finished_{false};
 };

@@ -10,34 +10,30 @@
 #include <cstring>
 #include <memory>
 
+#include "common/host_layout/aligned_buffer.hpp"
 #include "vfilter/tagged_workers.hpp"
 
 namespace v2p::vfilter {
 namespace {
-
-constexpr std::uint32_t kZeroChunk = 1U << 20;
-
-struct FreeDeleter {
-  void operator()(std::byte* p) const noexcept { std::free(p); }
-};
-
-// Zeros aligned for O_DIRECT, shared and never written.
-const std::byte* zeros() {
-  static const std::unique_ptr<std::byte, FreeDeleter> chunk = [] {
-    void* p = nullptr;
-    if (::posix_memalign(&p, 4096, kZeroChunk) != 0)
-      return std::unique_ptr<std::byte, FreeDeleter>();
-    std::memset(p, 0, kZeroChunk);
-    return std::unique_ptr<std::byte, FreeDeleter>(static_cast<std::byte*>(p));
-  }();
-  return chunk.get();
-}
 
 bool aligned_memory(const void* p, std::uint32_t align) {
   return reinterpret_cast<std::uintptr_t>(p) % align == 0;
 }
 
 }  // namespace
+
+const std::byte* zero_chunk() noexcept {
+  static const host_layout::AlignedBuffer chunk = [] {
+    host_layout::AlignedBuffer b;
+    if (b.try_resize(kZeroChunk)) std::memset(b.data(), 0, kZeroChunk);
+    return b;
+  }();
+  return chunk.data();
+}
+
+std::uint32_t FileBackend::buffer_align() const {
+  return std::max<std::uint32_t>(4096, image_.direct_align());
+}
 
 FileBackend::FileBackend(const std::filesystem::path& image, bool read_only, bool want_direct)
     : image_(image, read_only, want_direct), read_only_(read_only) {}
@@ -76,7 +72,7 @@ int FileBackend::write_zeroes(const IoTarget& who, std::uint64_t offset, std::ui
     // No fallocate here: write the zeros.
     for (std::uint64_t done = 0; done < length;) {
       const auto n = static_cast<std::uint32_t>(std::min<std::uint64_t>(length - done, kZeroChunk));
-      const int w = pwrite_all(image_.fd_for(offset + done, n), zeros(), n, offset + done);
+      const int w = pwrite_all(image_.fd_for(offset + done, n), zero_chunk(), n, offset + done);
       if (w < 0) return w;
       if (static_cast<std::uint32_t>(w) < n) return -ENOSPC;
       done += n;

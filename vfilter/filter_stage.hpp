@@ -2,6 +2,13 @@
 // stage above (or the export) calls, running the filter's hooks with `next` = the stage below.
 // It owns the filter's per-vdisk state (open() in the constructor, close() in the destructor)
 // and turns a hook that throws or returns nonsense into -EIO for that request, logged once.
+//
+// An asynchronous filter (DataModel::kAsync) runs on the connection's threads through submit():
+// its *_async hooks, with `next` handing the same StageIo down when the range and the
+// completion are unchanged (a forwarding filter costs one virtual call) or a child StageIo from
+// the connection's pool otherwise. Called synchronously (from a blocking stage above, or open and
+// close), it waits for its own completion. A blocking filter runs on the tagged workers, as
+// every blocking stage does (BlockBackend::submit).
 #pragma once
 
 #include <atomic>
@@ -35,6 +42,10 @@ class FilterStage final : public BlockBackend {
   [[nodiscard]] bool can_zero() const override { return can_zero_; }
   [[nodiscard]] bool can_multi_conn() const override { return can_multi_conn_; }
   [[nodiscard]] std::uint32_t min_block() const override { return min_block_; }
+  [[nodiscard]] std::uint32_t buffer_align() const override { return below_->buffer_align(); }
+  [[nodiscard]] bool asynchronous() const override { return async_ && below_->asynchronous(); }
+
+  void submit(StageIo& io) noexcept override;
 
   int read(const IoTarget& who, std::span<std::byte> out, std::uint64_t offset) override;
   int write(const IoTarget& who, std::span<const std::byte> data, std::uint64_t offset,
@@ -52,6 +63,10 @@ class FilterStage final : public BlockBackend {
   class Below;
   template <class Hook>
   int guarded(const char* hook, Hook&& call) noexcept;
+  // Runs an asynchronous hook and waits for it (the synchronous entry of an async filter).
+  template <class Hook>
+  int wait_for(const char* hook, Hook&& call) noexcept;
+  void failed(std::string why) noexcept;
 
   // Declared first so it goes last: the state's destructor is code in the filter's library.
   std::shared_ptr<Filter> filter_;
@@ -62,6 +77,7 @@ class FilterStage final : public BlockBackend {
   std::string name_;
   bool can_fua_ = true, can_trim_ = true, can_zero_ = true, can_multi_conn_ = true;
   std::uint32_t min_block_ = 1;
+  bool async_ = false;
   std::atomic<std::uint64_t> failures_{0};
   std::atomic<bool> failure_logged_{false};
 };

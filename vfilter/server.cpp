@@ -19,6 +19,7 @@
 
 #include "common/error.hpp"
 #include "vfilter/connection.hpp"
+#include "vfilter/file_backend.hpp"
 #include "vfilter/nbd_upstream_backend.hpp"
 #include "vfilter/peer_identity.hpp"
 
@@ -216,29 +217,27 @@ class ServerImpl final : public Server {
         throw Error(fmt::format("export name '{}' is used twice; export names must be unique",
                                 rt.config.export_name));
       }
+      // The stack's top; a vdisk nothing was stacked on gets the image's io_uring stage alone.
       if (v.backend) {
         rt.backend = v.backend;
       } else if (!v.upstream.empty()) {
         rt.backend =
             std::make_shared<NbdUpstreamBackend>(v.upstream, v.upstream_connections, v.read_only);
       } else {
-        rt.image = std::make_unique<ImageFile>(v.image, v.read_only, config_.direct_io);
+        rt.backend = std::make_shared<FileBackend>(v.image, v.read_only, config_.direct_io);
       }
-      if (rt.backend) rt.opaque_pids = rt.backend->opaque_processes();
+      rt.opaque_pids = rt.backend->opaque_processes();
       rt.info.name = rt.config.export_name;
       rt.info.description =
           fmt::format("v2p vdisk {}/{}", v.vm.empty() ? "<peer>" : v.vm, rt.config.vdisk);
-      rt.info.size = rt.image ? rt.image->size() : rt.backend->size();
-      rt.info.read_only = v.read_only || (rt.backend && rt.backend->read_only());
-      rt.info.min_block = rt.image && rt.image->direct() ? rt.image->direct_align() : 1;
+      rt.info.size = rt.backend->size();
+      rt.info.read_only = v.read_only || rt.backend->read_only();
       // The handshake advertises what the stack offers, not a fixed set.
-      if (rt.backend) {
-        rt.info.min_block = rt.backend->min_block();
-        rt.info.can_fua = rt.backend->can_fua();
-        rt.info.can_trim = rt.backend->can_trim();
-        rt.info.can_zero = rt.backend->can_zero();
-        rt.info.can_multi_conn = rt.backend->can_multi_conn();
-      }
+      rt.info.min_block = rt.backend->min_block();
+      rt.info.can_fua = rt.backend->can_fua();
+      rt.info.can_trim = rt.backend->can_trim();
+      rt.info.can_zero = rt.backend->can_zero();
+      rt.info.can_multi_conn = rt.backend->can_multi_conn();
       ctx_.exports.push_back(std::move(rt));
     }
     // Vdisks of configured VMs are declared now, so consumers learn the names before any I/O.

@@ -13,15 +13,14 @@
 #include "pfilter/slot_table.hpp"
 #include "vfilter/block_backend.hpp"
 #include "vfilter/handshake.hpp"
-#include "vfilter/image_file.hpp"
 #include "vfilter/server.hpp"
 
 namespace v2p::vfilter {
 
 struct ExportRuntime {
   VdiskConfig config;
-  std::unique_ptr<ImageFile> image;       // the io_uring path; null when a backend serves the vdisk
-  std::shared_ptr<BlockBackend> backend;  // synchronous stages on tagged workers
+  // The top of the vdisk's stage stack (an image alone is vfilter/image_ring.cpp's io_uring path).
+  std::shared_ptr<BlockBackend> backend;
   // The processes doing this vdisk's host I/O untagged (backend->opaque_processes()); empty on
   // the tagged paths. Records then name the process (or 0 for several) and carry slot 0.
   std::vector<pid_t> opaque_pids;

@@ -11,6 +11,7 @@
 #include "vfilter/file_backend.hpp"
 #include "vfilter/filter_stage.hpp"
 #include "vfilter/nbd_upstream_backend.hpp"
+#include "vfilter/worker_stage.hpp"
 
 namespace v2p::vfilter {
 namespace {
@@ -91,6 +92,10 @@ BuiltStacks build_stacks(ServerConfig& server, const StackRequest& r) {
       }
       stack = std::make_shared<FileBackend>(v.image, v.read_only, server.direct_io);
       layers.push_back("image " + v.image.string());
+      if (r.file_backend) {
+        stack = std::make_shared<WorkerStage>(std::move(stack));
+        layers.push_back("workers");
+      }
     } else {
       layers.push_back(stack->describe());
     }

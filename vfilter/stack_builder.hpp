@@ -2,9 +2,11 @@
 //
 //   export -> filters (by FilterClass, then given order) -> flash cache -> tier -> image
 //
-// With nothing asked for, a vdisk keeps the io_uring image path (no stage, nothing to pay);
-// any stage puts the stack on the tagged workers with a FileBackend (or the upstream NBD
-// server) at the bottom. Built-in stages stack like filters: the cache sits over the tier.
+// The image (FileBackend) is the bottom stage and its asynchronous path is the io_uring image
+// path: with nothing asked for it is the whole stack, and asynchronous filters over it add no
+// thread handoff. Blocking stages (blocking filters, the cache, the tier, the upstream NBD
+// server) run on the connection's tagged workers. Built-in stages stack like filters: the cache
+// sits over the tier.
 #pragma once
 
 #include <functional>
@@ -24,7 +26,7 @@ struct StackRequest {
   std::vector<FilterConfig> filters;
   std::optional<cache::FlashCacheOptions> cache;  // one cache shared by every image vdisk
   std::optional<tier::TierOptions> tier;          // its fast file serves one vdisk only
-  // A FileBackend at the bottom even when nothing sits over it (comparisons with io_uring).
+  // Every request through a tagged worker even with no stage (WorkerStage; comparisons).
   bool file_backend = false;
   // Lines for the serve log: what was loaded and how each vdisk is stacked.
   std::function<void(std::string_view line)> log;

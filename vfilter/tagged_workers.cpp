@@ -1,5 +1,6 @@
 #include "vfilter/tagged_workers.hpp"
 
+#include <pthread.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -64,6 +65,8 @@ void TaggedWorkers::run(std::uint16_t ioprio, Job job, Done done) {
 }
 
 void TaggedWorkers::work() noexcept {
+  // Named so a test (and `top -H`) can tell a handoff to a worker from work on the ring's threads.
+  ::pthread_setname_np(::pthread_self(), "v2p-tagged");
   for (;;) {
     Entry e;
     {

@@ -11,14 +11,20 @@
 // cache always sits below an encryption or replication filter whatever the command line says.
 // Below every loaded filter come the built-in stages (flash cache, tier) and the image.
 //
+// Two data models (data_model()): a blocking filter (the default) overrides the blocking data
+// hooks, which run on the export's tagged worker threads and may block; an asynchronous filter
+// overrides the *_async hooks, which run on the connection's own threads, must not block, and
+// finish through a Completion, so a stack of asynchronous filters over the image costs no thread
+// handoff per request (completions come back on the connection's io_uring).
+//
 // Threads (per hook below): open/close run on the thread that builds the stack, before the
-// export listens and after it stopped. Data hooks run on the export's tagged worker threads,
-// concurrently for different requests of one vdisk and of several vdisks; they may block, and
-// every host I/O a hook issues on its own thread carries the request's tag (the worker runs under
-// the request's I/O priority), so the correlator attributes it to the guest request. A data hook
-// returns 0 or -errno; a hook that throws gives the client EIO for that request, is counted and
-// logged once, and nothing else stops. docs/sdk.md has one section per hook; samples/*-filter
-// are complete filters.
+// export listens and after it stopped. Blocking data hooks run concurrently for different
+// requests of one vdisk and of several vdisks, and every host I/O a hook issues on its own thread
+// carries the request's tag (the worker runs under the request's I/O priority); host I/O issued
+// through `next` carries it in every model, so the correlator attributes it to the guest request.
+// A data hook returns (or completes with) 0 or -errno; a hook that throws gives the client EIO
+// for that request, is counted and logged once, and nothing else stops. docs/sdk.md has one
+// section per hook; samples/*-filter are complete filters.
 #pragma once
 
 #include <cstdint>
@@ -45,7 +51,26 @@ struct RequestContext {
   std::uint16_t tag = 0;
   std::uint32_t vm_id = 0;
   std::uint32_t vdisk_id = 0;
+  // The host's handle of the request (its tag slot, its connection's ring). Pass the context, or
+  // a copy with other fields changed, down to `next` unchanged; null outside a request (open,
+  // close), where `next` runs the I/O on the calling thread.
+  const void* host = nullptr;
 };
+
+// The end of an asynchronous data hook or `next` call: done() is called exactly once with 0 or
+// -errno, on the connection's completion thread (or on the calling thread when the I/O ends
+// before it started, e.g. an invalid request). done() must not block: it runs where completions
+// of other requests are reaped.
+class Completion {
+ public:
+  virtual void done(int result) noexcept = 0;
+
+ protected:
+  ~Completion() = default;
+};
+
+// Which data hooks the host calls (see the top of this header).
+enum class DataModel : std::uint8_t { kBlocking = 0, kAsync = 1 };
 
 // With kYes the data must be durable when the hook returns.
 enum class Fua : bool { kNo = false, kYes = true };
@@ -64,7 +89,9 @@ enum class FilterClass : std::uint8_t {
   kCache = 5,
 };
 
-// The stage below a filter. Calls return 0 or -errno (never partial success) and may block.
+// The stage below a filter. The blocking calls return 0 or -errno (never partial success) and may
+// block: call them from blocking hooks (or open/close). The *_async calls return at once and end
+// in `done`: call them from asynchronous hooks (blocking hooks may too).
 class Next {
  public:
   virtual ~Next() = default;
@@ -82,6 +109,16 @@ class Next {
   [[nodiscard]] virtual bool can_multi_conn() const = 0;
   // Smallest I/O size the stage below serves without a read-modify-write (1 = any).
   [[nodiscard]] virtual std::uint32_t min_block() const = 0;
+
+  virtual void read_async(const RequestContext& ctx, std::span<std::byte> out, std::uint64_t offset,
+                          Completion& done) = 0;
+  virtual void write_async(const RequestContext& ctx, std::span<const std::byte> data,
+                           std::uint64_t offset, Fua fua, Completion& done) = 0;
+  virtual void zero_async(const RequestContext& ctx, std::uint64_t offset, std::uint64_t length,
+                          MayPunch may_punch, Fua fua, Completion& done) = 0;
+  virtual void trim_async(const RequestContext& ctx, std::uint64_t offset, std::uint64_t length,
+                          Completion& done) = 0;
+  virtual void flush_async(const RequestContext& ctx, Completion& done) = 0;
 };
 
 // Which vdisk open() is called for.
@@ -122,6 +159,9 @@ class Filter {
   [[nodiscard]] virtual std::string_view name() const = 0;
   // Where the filter sits (see FilterClass). Called once, when the stack is built.
   [[nodiscard]] virtual FilterClass filter_class() const { return FilterClass::kInspection; }
+  // Which data hooks the host calls: the blocking ones (default) or the *_async ones. Called
+  // once, when the stack is built.
+  [[nodiscard]] virtual DataModel data_model() const { return DataModel::kBlocking; }
 
   // Per vdisk, on the stack-building thread, may block. Returns the vdisk's state (null = none);
   // throwing refuses the vdisk and `v2p serve` stops with the message. `next` stays valid until
@@ -138,8 +178,9 @@ class Filter {
     (void)next;
   }
 
-  // Data hooks: tagged worker thread, concurrent, may block; 0 or -errno. The range is inside
-  // the vdisk (the export validated it). Defaults forward unchanged.
+  // Blocking data hooks (data_model() == kBlocking): tagged worker thread, concurrent, may block;
+  // 0 or -errno. The range is inside the vdisk (the export validated it). Defaults forward
+  // unchanged.
   virtual int read(Next& next, VdiskState* state, const RequestContext& ctx,
                    std::span<std::byte> out, std::uint64_t offset) {
     (void)state;
@@ -163,6 +204,39 @@ class Filter {
   virtual int flush(Next& next, VdiskState* state, const RequestContext& ctx) {
     (void)state;
     return next.flush(ctx);
+  }
+
+  // Asynchronous data hooks (data_model() == kAsync): called on the connection's reader or
+  // completion thread, concurrently, must not block; they return at once and call done.done()
+  // exactly once, with 0 or -errno, usually by handing `done` (or a Completion of their own) to
+  // a next.*_async call. A hook that throws must not have called next or done: the request then
+  // completes with EIO. Defaults forward unchanged (at no cost: the same completion goes down).
+  virtual void read_async(Next& next, VdiskState* state, const RequestContext& ctx,
+                          std::span<std::byte> out, std::uint64_t offset, Completion& done) {
+    (void)state;
+    next.read_async(ctx, out, offset, done);
+  }
+  virtual void write_async(Next& next, VdiskState* state, const RequestContext& ctx,
+                           std::span<const std::byte> data, std::uint64_t offset, Fua fua,
+                           Completion& done) {
+    (void)state;
+    next.write_async(ctx, data, offset, fua, done);
+  }
+  virtual void zero_async(Next& next, VdiskState* state, const RequestContext& ctx,
+                          std::uint64_t offset, std::uint64_t length, MayPunch may_punch, Fua fua,
+                          Completion& done) {
+    (void)state;
+    next.zero_async(ctx, offset, length, may_punch, fua, done);
+  }
+  virtual void trim_async(Next& next, VdiskState* state, const RequestContext& ctx,
+                          std::uint64_t offset, std::uint64_t length, Completion& done) {
+    (void)state;
+    next.trim_async(ctx, offset, length, done);
+  }
+  virtual void flush_async(Next& next, VdiskState* state, const RequestContext& ctx,
+                           Completion& done) {
+    (void)state;
+    next.flush_async(ctx, done);
   }
 
   // Capability hooks: once per vdisk, on the stack-building thread after open(), must not block.

@@ -8,7 +8,7 @@
 namespace v2p {
 
 // Bumped whenever a public struct's layout or a virtual interface changes.
-inline constexpr std::uint32_t kSdkAbiVersion = 1;
+inline constexpr std::uint32_t kSdkAbiVersion = 2;
 inline constexpr const char* kSdkVersionString = "0.1.0";
 
 struct SdkVersion {

@@ -7,12 +7,13 @@
 #include <string>
 #include <string_view>
 
+#include "common/host_layout/size_parse.hpp"
 #include "policy/cache/flash_cache.hpp"
 
 namespace v2p::cache {
 
-// "65536", "64K", "64KiB", "1G", "512M" (binary units). Throws v2p::Error.
-std::uint64_t parse_size(std::string_view text);
+// Sizes are parsed by the host-layout module's one parser.
+using host_layout::parse_size;
 // "vm1=4G" → {"vm1", 4 GiB}; "vm1=3" → {"vm1", 3} with parse_int.
 std::pair<std::string, std::uint64_t> parse_vm_size(std::string_view text);
 std::pair<std::string, int> parse_vm_priority(std::string_view text);

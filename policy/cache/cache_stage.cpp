@@ -4,9 +4,11 @@
 #include <cstring>
 
 #include "common/crc32c.hpp"
-#include "policy/cache/aligned_buffer.hpp"
+#include "common/host_layout/aligned_buffer.hpp"
 
 namespace v2p::cache {
+
+using host_layout::AlignedBuffer;
 namespace {
 
 // One slot-sized buffer per worker thread (header + block), grown on demand.

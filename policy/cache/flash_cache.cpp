@@ -11,10 +11,12 @@
 
 #include "common/crc32c.hpp"
 #include "common/error.hpp"
-#include "policy/cache/aligned_buffer.hpp"
+#include "common/host_layout/aligned_buffer.hpp"
 #include "policy/cache/cache_stage.hpp"
 
 namespace v2p::cache {
+
+using host_layout::AlignedBuffer;
 namespace {
 
 int pread_full(int fd, std::byte* buf, std::uint64_t len, std::uint64_t off) {

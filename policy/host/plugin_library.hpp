@@ -22,7 +22,7 @@ inline constexpr PluginKind kFilterPlugin{"filter", "V2P_FILTER(ClassName) from 
 class PluginLibrary {
  public:
   // dlopen(RTLD_NOW | RTLD_LOCAL), then the ABI stamp. Throws v2p::Error ("filter X.so was built
-  // for SDK ABI 2, this v2p has ABI 1; rebuild it against v2p 0.1").
+  // for SDK ABI 3, this v2p has ABI 2; rebuild it against v2p 0.1").
   static std::unique_ptr<PluginLibrary> open(const std::filesystem::path& file,
                                              const PluginKind& kind);
   ~PluginLibrary();  // dlclose; everything the plug-in created must be gone first

@@ -19,7 +19,7 @@ class PolicyLibrary {
   using DestroyFn = void (*)(Policy*);
 
   // dlopen(RTLD_NOW | RTLD_LOCAL), then checks the entry points and v2p_policy_abi() against
-  // kSdkAbiVersion. Throws v2p::Error ("policy X.so was built for SDK ABI 2, this v2p has ABI 1;
+  // kSdkAbiVersion. Throws v2p::Error ("policy X.so was built for SDK ABI 3, this v2p has ABI 2;
   // rebuild it against v2p 0.1").
   static std::unique_ptr<PolicyLibrary> open(const std::filesystem::path& file);
   ~PolicyLibrary() = default;  // dlclose; every Policy it created must be destroyed first

@@ -16,6 +16,7 @@
 #include "common/clock.hpp"
 #include "common/crc32c.hpp"
 #include "common/error.hpp"
+#include "common/host_layout/aligned_buffer.hpp"
 
 namespace v2p::tier {
 namespace {
@@ -27,17 +28,6 @@ using vfilter::IoTarget;
 // One bio per chunk where the device allows: a throttled slow tier counts IOPS, not bytes.
 constexpr std::uint64_t kChunk = 1024 * 1024;
 constexpr unsigned kAbortsBeforeExclusive = 3;
-
-struct FreeDeleter {
-  void operator()(std::byte* p) const noexcept { std::free(p); }
-};
-using AlignedBuffer = std::unique_ptr<std::byte, FreeDeleter>;
-
-AlignedBuffer aligned_buffer(std::size_t n) {
-  void* p = nullptr;
-  if (::posix_memalign(&p, 4096, n) != 0) throw std::bad_alloc();
-  return AlignedBuffer(static_cast<std::byte*>(p));
-}
 
 std::filesystem::path with_suffix(const std::filesystem::path& p, const char* suffix) {
   auto out = p;
@@ -342,7 +332,7 @@ int TierStage::migrate(ExtentIndex e, Tier to, bool exclusive) {
   const std::uint64_t dst_off = to == Tier::kFast ? dest.slot.value() * eb : e.value() * eb;
   const std::uint64_t len = extent_length(e);
   const std::uint64_t chunk = std::min(len, kChunk);
-  auto buf = aligned_buffer(chunk);
+  host_layout::AlignedBuffer buf(chunk);
   const IoTarget nobody{};
 
   std::unique_lock lock(lock_of(e), std::defer_lock);
@@ -373,7 +363,7 @@ int TierStage::migrate(ExtentIndex e, Tier to, bool exclusive) {
   std::uint32_t crc = 0;
   for (std::uint64_t done = 0; done < len; done += chunk) {
     const auto n = std::min(chunk, len - done);
-    const std::span<std::byte> piece(buf.get(), n);
+    const std::span<std::byte> piece(buf.data(), n);
     if (!throttle(n)) return -ECANCELED;
     int rc = src.read(nobody, piece, src_off + done);
     if (rc < 0) return rc;
@@ -392,7 +382,7 @@ int TierStage::migrate(ExtentIndex e, Tier to, bool exclusive) {
   std::uint32_t check = 0;
   for (std::uint64_t done = 0; done < len; done += chunk) {
     const auto n = std::min(chunk, len - done);
-    const std::span<std::byte> piece(buf.get(), n);
+    const std::span<std::byte> piece(buf.data(), n);
     rc = dst.read(nobody, piece, dst_off + done);
     if (rc < 0) return rc;
     check = crc32c(piece, check);

@@ -13,7 +13,7 @@ namespace {
 
 // Per-vdisk state. One Filter object serves every vdisk of the export, concurrently, so
 // anything that belongs to one vdisk lives here, not in the filter. Atomics, because the data
-// hooks of one vdisk run on several worker threads at once.
+// hooks of one vdisk run on several threads at once (one per connection).
 struct Counts final : v2p::VdiskState {
   std::string vdisk;
   std::atomic<std::uint64_t> reads{0}, writes{0}, bytes{0};
@@ -34,6 +34,10 @@ class PassthruFilter final : public v2p::Filter {
   // Inspection filters sit nearest the guest: they see the guest's requests before any other
   // filter changes them. (The default; written out because choosing it is the point.)
   v2p::FilterClass filter_class() const override { return v2p::FilterClass::kInspection; }
+  // Asynchronous: the hooks below run on the connection's own threads and must not block, so a
+  // request never waits for a worker thread. A filter that must block (a file of its own, a
+  // sleep) keeps the default kBlocking and overrides read/write instead (samples/mirror-filter).
+  v2p::DataModel data_model() const override { return v2p::DataModel::kAsync; }
 
   // open/close run off the data path: the place for allocation and for anything that blocks
   // for long (opening a second file, replaying a journal).
@@ -50,23 +54,28 @@ class PassthruFilter final : public v2p::Filter {
   }
 
   // Each data hook forwards explicitly through `next`: a filter that changes data or offsets
-  // would do it here. Forwarding on the calling thread matters: that thread runs under the
-  // request's tag, so the host I/O below stays attributed to the guest request. The result of
-  // `next` (0 or -errno) goes back unchanged so the client sees the real error.
-  int read(v2p::Next& next, v2p::VdiskState* state, const v2p::RequestContext& ctx,
-           std::span<std::byte> out, std::uint64_t offset) override {
+  // would do it here. Handing `ctx` down unchanged keeps the request's tag on the host I/O
+  // below; handing `done` down unchanged lets the host pass the same request on without
+  // allocating, so this filter costs one virtual call. The stage below calls done.done(0 or
+  // -errno) when the I/O ends: the client sees the real error.
+  void read_async(v2p::Next& next, v2p::VdiskState* state, const v2p::RequestContext& ctx,
+                  std::span<std::byte> out, std::uint64_t offset, v2p::Completion& done) override {
     auto& c = v2p::state_as<Counts>(state);
     c.reads.fetch_add(1, std::memory_order_relaxed);  // relaxed: a statistic orders nothing
     c.bytes.fetch_add(out.size(), std::memory_order_relaxed);
-    return next.read(ctx, out, offset);
+    next.read_async(ctx, out, offset, done);
   }
-  int write(v2p::Next& next, v2p::VdiskState* state, const v2p::RequestContext& ctx,
-            std::span<const std::byte> data, std::uint64_t offset, v2p::Fua fua) override {
+  void write_async(v2p::Next& next, v2p::VdiskState* state, const v2p::RequestContext& ctx,
+                   std::span<const std::byte> data, std::uint64_t offset, v2p::Fua fua,
+                   v2p::Completion& done) override {
     auto& c = v2p::state_as<Counts>(state);
     c.writes.fetch_add(1, std::memory_order_relaxed);
     c.bytes.fetch_add(data.size(), std::memory_order_relaxed);
-    return next.write(ctx, data, offset, fua);
+    next.write_async(ctx, data, offset, fua, done);
   }
+  // To act after the I/O below ends (decrypt what was read, count errors), pass a Completion
+  // of your own instead of `done` and call done.done(result) from it; keep it in memory you own
+  // per request, since done() runs on another thread after this hook returned.
   // zero, trim, flush and the capability hooks are not overridden: the defaults forward them,
   // so the guest keeps every feature the stack below offers.
 

@@ -71,7 +71,7 @@ TEST(PolicyLoader, RefusesAnotherAbiBeforeCallingAnything) {
   // The policy's create() aborts: the check must come first.
   EXPECT_EQ(load_error(V2P_TEST_WRONG_ABI_POLICY),
             "policy " + filename(V2P_TEST_WRONG_ABI_POLICY) +
-                " was built for SDK ABI 2, this v2p has ABI 1; rebuild it against v2p 0.1");
+                " was built for SDK ABI 3, this v2p has ABI 2; rebuild it against v2p 0.1");
 }
 
 TEST(PolicyLoader, RefusesAMissingEntryPoint) {

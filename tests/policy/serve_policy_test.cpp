@@ -120,7 +120,7 @@ TEST(ServePolicy, ABrokenPolicyStopsServeWithOneLine) {
   };
   const auto abi = with({"--policy", V2P_TEST_WRONG_ABI_POLICY});
   EXPECT_EQ(abi.first, 1);
-  EXPECT_NE(abi.second.find("was built for SDK ABI 2, this v2p has ABI 1; rebuild it against "
+  EXPECT_NE(abi.second.find("was built for SDK ABI 3, this v2p has ABI 2; rebuild it against "
                             "v2p 0.1"),
             std::string::npos)
       << abi.second;

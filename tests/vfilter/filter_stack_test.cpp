@@ -88,6 +88,74 @@ TEST(FilterStack, CallsGoDownAndBackUpInClassOrder) {
   EXPECT_EQ(lines_of(log), want);
 }
 
+// The same chain with every layer asynchronous: the same order, every hook on the connection's
+// own threads (no_workers: a hook on a tagged worker fails), and the host I/O below still tagged.
+TEST(FilterStack, AsynchronousLayersKeepTheOrderWithoutAWorkerHandoff) {
+  TempDir logs;
+  const auto log = logs.path() / "calls.log";
+  auto async = [&](const std::string& name, const std::string& cls) {
+    auto f = layer(name, cls, log);
+    f.args.insert(f.args.end(), {{"async", "yes"}, {"no_workers", "yes"}, {"tagged", "yes"}});
+    return f;
+  };
+  FilteredServer s({async("C", "cache"), async("A", "inspection"), async("B", "replication")});
+  {
+    NbdTestClient c(s.socket, "disk0");
+    const auto data = pattern(4096, 9);
+    ASSERT_EQ(c.write(8192, data), 0U);
+    std::vector<std::byte> back(4096);
+    ASSERT_EQ(c.read(8192, back), 0U);
+    EXPECT_EQ(back, data);
+    ASSERT_EQ(c.command(nbd::kCmdFlush, 0, 0, 0), 0U);
+    c.close();
+  }
+  s.stop();
+  const std::vector<std::string> want = {
+      "C.open",   "C.can_trim", "B.open",   "B.can_trim", "A.open",   "A.can_trim", "A.write>",
+      "B.write>", "C.write>",   "C.write<", "B.write<",   "A.write<", "A.read>",    "B.read>",
+      "C.read>",  "C.read<",    "B.read<",  "A.read<",    "A.flush>", "B.flush>",   "C.flush>",
+      "C.flush<", "B.flush<",   "A.flush<", "A.close",    "B.close",  "C.close"};
+  EXPECT_EQ(lines_of(log), want);
+  int tagged_data = 0;
+  for (const auto& r : s.sink.drain()) {
+    if (r.op == static_cast<std::uint8_t>(IoOp::kRead) ||
+        r.op == static_cast<std::uint8_t>(IoOp::kWrite)) {
+      EXPECT_NE(r.slot, 0) << "a read or write below asynchronous layers lost its tag";
+      EXPECT_EQ(r.voffset, 8192U);
+      ++tagged_data;
+    }
+  }
+  EXPECT_EQ(tagged_data, 2);
+}
+
+// Asynchronous over blocking over asynchronous: each model calls the other through `next`.
+TEST(FilterStack, AsynchronousAndBlockingLayersMix) {
+  TempDir logs;
+  const auto log = logs.path() / "calls.log";
+  auto top = layer("A", "inspection", log);
+  top.args.emplace_back("async", "yes");
+  auto middle = layer("B", "replication", log);
+  middle.args.emplace_back("tagged", "yes");  // blocking: runs under the request's tag
+  auto bottom = layer("C", "cache", log);
+  bottom.args.insert(bottom.args.end(), {{"async", "yes"}, {"tagged", "yes"}});
+  FilteredServer s({bottom, top, middle});
+  {
+    NbdTestClient c(s.socket, "disk0");
+    const auto data = pattern(4096, 11);
+    ASSERT_EQ(c.write(8192, data), 0U) << ::testing::PrintToString(lines_of(log));
+    std::vector<std::byte> back(4096);
+    ASSERT_EQ(c.read(8192, back), 0U);
+    EXPECT_EQ(back, data);
+    c.close();
+  }
+  s.stop();
+  const std::vector<std::string> want = {
+      "C.open",   "C.can_trim", "B.open",   "B.can_trim", "A.open",   "A.can_trim", "A.write>",
+      "B.write>", "C.write>",   "C.write<", "B.write<",   "A.write<", "A.read>",    "B.read>",
+      "C.read>",  "C.read<",    "B.read<",  "A.read<",    "A.close",  "B.close",    "C.close"};
+  EXPECT_EQ(lines_of(log), want);
+}
+
 TEST(FilterStack, HandshakeAdvertisesWhatTheStackOffers) {
   TempDir logs;
   FilteredServer plain({layer("A", "inspection", logs.path() / "a.log")});
@@ -102,8 +170,9 @@ TEST(FilterStack, HandshakeAdvertisesWhatTheStackOffers) {
   EXPECT_NE(b.flags() & nbd::kTxSendWriteZeroes, 0);
 }
 
-TEST(FilterStack, ABrokenFilterFailsItsRequestsOnly) {
-  FilteredServer s(std::vector<FilterConfig>{{V2P_TEST_THROWING_FILTER, {}}});
+void broken_filter_fails_its_requests_only(
+    const std::vector<std::pair<std::string, std::string>>& args) {
+  FilteredServer s(std::vector<FilterConfig>{{V2P_TEST_THROWING_FILTER, args}});
   NbdTestClient c(s.socket, "disk0");
   std::vector<std::byte> buf(4096);
   EXPECT_EQ(c.read(0, buf), nbd::kEio) << "a hook that throws gives the client EIO";
@@ -119,8 +188,16 @@ TEST(FilterStack, ABrokenFilterFailsItsRequestsOnly) {
   EXPECT_EQ(buf, data);
   // One line for the filter's failures, not one per request.
   int lines = 0;
-  for (const auto& l : s.log) lines += l.find("read threw: poisoned block") != std::string::npos;
+  for (const auto& l : s.log) lines += l.find("threw: poisoned block") != std::string::npos;
   EXPECT_EQ(lines, 1);
+}
+
+TEST(FilterStack, ABrokenFilterFailsItsRequestsOnly) {
+  broken_filter_fails_its_requests_only({});
+}
+
+TEST(FilterStack, ABrokenAsynchronousFilterFailsItsRequestsOnly) {
+  broken_filter_fails_its_requests_only({{"async", "yes"}});
 }
 
 TEST(FilterStack, WrongAbiIsRefusedWithOneLine) {
@@ -134,8 +211,8 @@ TEST(FilterStack, WrongAbiIsRefusedWithOneLine) {
     FAIL() << "a filter built for another ABI was loaded";
   } catch (const Error& e) {
     const std::string what = e.what();
-    EXPECT_NE(what.find("filter libtest_wrong_abi_filter.so was built for SDK ABI 2, this v2p "
-                        "has ABI 1; rebuild it against v2p 0.1"),
+    EXPECT_NE(what.find("filter libtest_wrong_abi_filter.so was built for SDK ABI 3, this v2p "
+                        "has ABI 2; rebuild it against v2p 0.1"),
               std::string::npos)
         << what;
     EXPECT_EQ(what.find('\n'), std::string::npos) << what;

@@ -129,7 +129,7 @@ TEST(ServeFilter, RefusedFiltersStopServeWithOneLine) {
   };
   const auto abi = with({"--filter", V2P_TEST_WRONG_ABI_FILTER});
   EXPECT_EQ(abi.exit_code, 1);
-  EXPECT_NE(abi.err.find("was built for SDK ABI 2, this v2p has ABI 1; rebuild it against v2p "
+  EXPECT_NE(abi.err.find("was built for SDK ABI 3, this v2p has ABI 2; rebuild it against v2p "
                          "0.1"),
             std::string::npos)
       << abi.err;

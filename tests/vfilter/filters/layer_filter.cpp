@@ -4,7 +4,11 @@
 // encryption|replication|cache, trim=no (narrows can_trim), and tagged=yes: reads and writes
 // fail with EILSEQ unless the calling thread runs under the request's tag (ctx.tag, nonzero), so
 // a passing test proves host I/O issued from a hook carries the guest request's tag.
+// async=yes makes it an asynchronous filter (DataModel::kAsync): "NAME.hook<" is then written
+// when the stage below completes; with no_workers=yes its hooks fail with EILSEQ when they run on
+// a tagged worker thread ("v2p-tagged"), so a passing test proves the stack has no handoff.
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -39,6 +43,10 @@ class LayerFilter final : public v2p::Filter {
         class_ = c->second;
       } else if (k == "trim") {
         trim_ = v != "no";
+      } else if (k == "no_workers") {
+        no_workers_ = v == "yes";
+      } else if (k == "async") {
+        async_ = v == "yes";
       } else if (k == "tagged") {
         tagged_ = v == "yes";
       } else {
@@ -53,6 +61,9 @@ class LayerFilter final : public v2p::Filter {
 
   std::string_view name() const override { return name_; }
   v2p::FilterClass filter_class() const override { return class_; }
+  v2p::DataModel data_model() const override {
+    return async_ ? v2p::DataModel::kAsync : v2p::DataModel::kBlocking;
+  }
 
   std::unique_ptr<v2p::VdiskState> open(const v2p::VdiskInfo&, v2p::Next&) override {
     note("open");
@@ -82,12 +93,54 @@ class LayerFilter final : public v2p::Filter {
     note("flush<");
     return rc;
   }
+  void read_async(v2p::Next& next, v2p::VdiskState*, const v2p::RequestContext& ctx,
+                  std::span<std::byte> out, std::uint64_t offset, v2p::Completion& done) override {
+    note("read>");
+    if (!async_ok(ctx)) return done.done(-EILSEQ);
+    // A completion of its own (a test may allocate per request) to note the way back up.
+    next.read_async(ctx, out, offset, *new Noted(*this, "read<", done));
+  }
+  void write_async(v2p::Next& next, v2p::VdiskState*, const v2p::RequestContext& ctx,
+                   std::span<const std::byte> data, std::uint64_t offset, v2p::Fua fua,
+                   v2p::Completion& done) override {
+    note("write>");
+    if (!async_ok(ctx)) return done.done(-EILSEQ);
+    next.write_async(ctx, data, offset, fua, *new Noted(*this, "write<", done));
+  }
+  void flush_async(v2p::Next& next, v2p::VdiskState*, const v2p::RequestContext& ctx,
+                   v2p::Completion& done) override {
+    note("flush>");
+    if (no_workers_ && on_worker()) return done.done(-EILSEQ);
+    next.flush_async(ctx, *new Noted(*this, "flush<", done));
+  }
   bool can_trim(v2p::Next& next, v2p::VdiskState*) override {
     note("can_trim");
     return trim_ && next.can_trim();
   }
 
  private:
+  struct Noted final : v2p::Completion {
+    Noted(const LayerFilter& f, const char* w, v2p::Completion& u) : filter(f), what(w), up(u) {}
+    void done(int result) noexcept override {
+      filter.note(what);
+      v2p::Completion& u = up;
+      delete this;
+      u.done(result);
+    }
+    const LayerFilter& filter;
+    const char* what;
+    v2p::Completion& up;
+  };
+  // In an asynchronous hook the tag travels with the request (ctx.host) to the SQEs below.
+  bool async_ok(const v2p::RequestContext& ctx) const {
+    if (no_workers_ && on_worker()) return false;
+    return !tagged_ || (ctx.tag != 0 && ctx.host != nullptr);
+  }
+  static bool on_worker() {
+    char name[16] = {};
+    ::pthread_getname_np(::pthread_self(), name, sizeof name);
+    return std::string(name) == "v2p-tagged";
+  }
   bool under_tag(const v2p::RequestContext& ctx) const {
     if (!tagged_) return true;
     constexpr int kWhoProcess = 1;  // IOPRIO_WHO_PROCESS; who 0 = the calling thread
@@ -102,6 +155,8 @@ class LayerFilter final : public v2p::Filter {
   v2p::FilterClass class_ = v2p::FilterClass::kInspection;
   bool trim_ = true;
   bool tagged_ = false;
+  bool async_ = false;
+  bool no_workers_ = false;
   int fd_ = -1;
 };
 
