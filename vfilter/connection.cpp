@@ -15,6 +15,8 @@
 
 #include "common/clock.hpp"
 #include "v2p/tag.hpp"
+#include "vfilter/nbd_block_status.hpp"
+#include "vfilter/nbd_meta_context.hpp"
 #include "vfilter/nbd_wire.hpp"
 #include "vfilter/request.hpp"
 #include "vfilter/slot_allocator.hpp"
@@ -140,6 +142,8 @@ bool Connection::negotiate() {
   }
   export_ = &ctx_.exports.at(*hs.selected());
   agreed_min_block_ = hs.block_size_agreed() ? export_->info.min_block : 1;
+  reply_style_ = hs.reply_style();
+  base_allocation_ = hs.base_allocation();
   const auto left = hs.leftover();
   rbuf_.assign(left.begin(), left.end());
   rpos_ = 0;
@@ -193,10 +197,42 @@ bool Connection::discard(std::uint64_t n) {
   return true;
 }
 
-bool Connection::send_reply(std::uint64_t cookie, std::uint32_t error, const void* data,
-                            std::size_t len) {
-  const auto header = encode_simple_reply(cookie, error);
-  iovec iov[2] = {{const_cast<std::byte*>(header.data()), header.size()},
+bool Connection::send_status(const RequestHeader& req, std::uint32_t error) {
+  const ReplyTo to{req.cookie, req.offset};
+  // With structured replies a READ is never answered simply; errors carry a chunk for all.
+  const bool chunk =
+      reply_style_ != ReplyStyle::kSimple && (error != 0 || req.type == nbd::kCmdRead);
+  const ReplyFrame f = chunk && error != 0 ? error_chunk(reply_style_, to, error)
+                                           : status_reply(reply_style_, to, error);
+  return send_frame(f.bytes(), nullptr, 0);
+}
+
+bool Connection::send_read(const RequestHeader& req, const std::byte* data, std::size_t len) {
+  const ReplyTo to{req.cookie, req.offset};
+  // A read of zeros goes out as a 12-byte hole chunk instead of its data (what qemu-nbd does
+  // for sparse images). The scan stops at the first non-zero byte, so data costs next to nothing.
+  if (reply_style_ != ReplyStyle::kSimple && len > 0 && data[0] == std::byte{0} &&
+      std::memcmp(data, data + 1, len - 1) == 0) {
+    return send_frame(hole_reply(reply_style_, to, static_cast<std::uint32_t>(len)).bytes(),
+                      nullptr, 0);
+  }
+  return send_frame(read_reply(reply_style_, to, len).bytes(), data, len);
+}
+
+void Connection::answer_block_status(const RequestHeader& req) {
+  // Bounds the reply (8 bytes per extent) and the lseeks one request may cost.
+  constexpr std::size_t kMaxExtents = 1 << 16;
+  const bool one = (req.flags & nbd::kCmdFlagReqOne) != 0;
+  const int fd = export_->image ? export_->image->buffered_fd() : -1;
+  const auto extents =
+      allocation_extents(fd, req.offset, req.length, export_->info.size, one ? 1 : kMaxExtents);
+  const auto chunk =
+      block_status_reply(reply_style_, {req.cookie, req.offset}, kBaseAllocationId, extents);
+  send_frame(chunk, nullptr, 0);
+}
+
+bool Connection::send_frame(std::span<const std::byte> head, const void* data, std::size_t len) {
+  iovec iov[2] = {{const_cast<std::byte*>(head.data()), head.size()},
                   {const_cast<void*>(data), len}};
   std::lock_guard lock(send_mu_);
   if (broken_.load()) return false;
@@ -233,11 +269,12 @@ void Connection::serve() {
   }
   ring_ready_ = true;
   completer_ = std::thread([this] { complete_loop(); });
-  const ExportLimits limits{export_->info.size, export_->config.read_only, agreed_min_block_};
+  const ExportLimits limits{export_->info.size, export_->config.read_only, agreed_min_block_,
+                            reply_style_ != ReplyStyle::kSimple, base_allocation_};
 
   std::byte header[nbd::kRequestSize];
   while (!broken_.load() && read_exact(header, sizeof header)) {
-    const auto req = parse_request(header);
+    auto req = parse_request(header);
     if (!req) {
       fmt::print(stderr, "v2p vfilter: bad request magic; closing the connection\n");
       break;
@@ -248,10 +285,17 @@ void Connection::serve() {
     if (v.action == Action::kReplyError) {
       if (!discard(v.payload)) break;
       ctx_.errors.fetch_add(1, std::memory_order_relaxed);
-      send_reply(req->cookie, v.error, nullptr, 0);
+      send_status(*req, v.error);
       continue;
     }
-    const bool has_data = v.action == Action::kRead || v.action == Action::kWrite;
+    if (v.action == Action::kBlockStatus) {
+      answer_block_status(*req);
+      continue;
+    }
+    // CACHE is advisory: it prefetches at most one payload's worth.
+    if (v.action == Action::kCache) req->length = std::min(req->length, nbd::kMaxPayload);
+    const bool has_data =
+        v.action == Action::kRead || v.action == Action::kWrite || v.action == Action::kCache;
     const std::uint64_t bytes = has_data ? req->length : 0;
     wait_for_room(bytes);
     auto* p = new (std::nothrow) Pending;
@@ -270,7 +314,7 @@ void Connection::serve() {
       flight_cv_.notify_all();
       if (!discard(v.payload)) break;
       ctx_.errors.fetch_add(1, std::memory_order_relaxed);
-      send_reply(req->cookie, nbd::kEnomem, nullptr, 0);
+      send_status(*req, nbd::kEnomem);
       continue;
     }
     p->req = *req;
@@ -318,6 +362,7 @@ void Connection::begin(Pending* p) {
   switch (p->action) {
     case Action::kRead:
     case Action::kWrite:
+    case Action::kCache:
       p->stage = Pending::Stage::kData;
       break;
     case Action::kTrim:
@@ -363,7 +408,7 @@ void Connection::submit(Pending* p) {
         p->cur_len = static_cast<std::uint32_t>(remaining);
         const int fd = image.fd_for(p->cur_off, p->cur_len);
         std::byte* at = p->buf.get() + p->done;
-        if (p->action == Action::kRead) {
+        if (p->action != Action::kWrite) {
           p->op = IoOp::kRead;
           io_uring_prep_read(sqe, fd, at, p->cur_len, p->cur_off);
         } else {
@@ -462,6 +507,7 @@ void Connection::submit_to_backend(Pending* p) {
   const Fua fua = fua_flag ? Fua::kYes : Fua::kNo;
   switch (p->action) {
     case Action::kRead:
+    case Action::kCache:
       p->op = IoOp::kRead;
       break;
     case Action::kWrite:
@@ -534,7 +580,7 @@ void Connection::on_host_complete(Pending* p, int res) {
     case Pending::Stage::kData:
     case Pending::Stage::kZeroFill:
       if (res < 0) return finish(p, nbd::errno_to_nbd(-res));
-      if (res == 0) return finish(p, p->action == Action::kRead ? nbd::kEio : nbd::kEnospc);
+      if (res == 0) return finish(p, p->action != Action::kWrite ? nbd::kEio : nbd::kEnospc);
       p->done += static_cast<std::uint64_t>(res);
       if (p->done < p->req.length) return submit(p);  // short transfer: continue where it ended
       break;
@@ -554,7 +600,7 @@ void Connection::on_host_complete(Pending* p, int res) {
       return finish(p, res < 0 ? nbd::errno_to_nbd(-res) : 0);
   }
   // Data is in place; FUA means it must be durable before the reply.
-  if (fua && p->action != Action::kRead) {
+  if (fua && p->action != Action::kRead && p->action != Action::kCache) {
     p->stage = Pending::Stage::kSync;
     return submit(p);
   }
@@ -565,10 +611,10 @@ void Connection::finish(Pending* p, std::uint32_t error) {
   // The host I/O is over: free the slot before the client can see the reply.
   p->slot.reset();
   if (error == 0 && p->action == Action::kRead) {
-    send_reply(p->req.cookie, 0, p->buf.get(), p->req.length);
+    send_read(p->req, p->buf.get(), p->req.length);
     ctx_.bytes_read.fetch_add(p->req.length, std::memory_order_relaxed);
   } else {
-    send_reply(p->req.cookie, error, nullptr, 0);
+    send_status(p->req, error);
     if (error != 0) {
       ctx_.errors.fetch_add(1, std::memory_order_relaxed);
     } else if (p->action == Action::kWrite) {
