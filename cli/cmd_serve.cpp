@@ -40,6 +40,7 @@ struct ServeOptions {
   std::string socket;
   std::string socket_mode;
   std::string tcp;
+  std::string tls_creds;
   std::string record;
   std::string agent;  // the v2p agent's ingest socket (docs/agent.md)
   bool read_only = false;
@@ -158,6 +159,7 @@ vfilter::ServeConfig build_config(const ServeOptions& o) {
   if (!o.socket.empty()) c.server.unix_socket = o.socket;
   if (!o.socket_mode.empty()) c.server.socket_mode = vfilter::parse_socket_mode(o.socket_mode);
   if (!o.tcp.empty()) vfilter::parse_tcp_address(o.tcp, c.server.tcp_host, c.server.tcp_port);
+  if (!o.tls_creds.empty()) c.server.tls_creds = o.tls_creds;
   if (!o.record.empty()) c.record = o.record;
   if (o.no_tagging) c.server.tagging = false;
   if (o.no_direct) c.server.direct_io = false;
@@ -317,6 +319,8 @@ const Register kServe{
        app.add_option("--socket-mode", o->socket_mode,
                       "Octal permissions of the socket (default 0600)");
        app.add_option("--tcp", o->tcp, "Also listen on TCP [HOST:]PORT");
+       app.add_option("--tls-creds", o->tls_creds,
+                      "Require TLS on TCP: DIR with ca-cert.pem, server-cert.pem, server-key.pem");
        app.add_flag("--read-only", o->read_only, "Export read-only");
        app.add_flag("--no-tagging", o->no_tagging, "Do not put slot ids into the ioprio hint bits");
        app.add_flag("--no-direct", o->no_direct, "Buffered I/O, not O_DIRECT");

@@ -17,6 +17,7 @@
 #include "v2p/tag.hpp"
 #include "vfilter/nbd_block_status.hpp"
 #include "vfilter/nbd_meta_context.hpp"
+#include "vfilter/nbd_tls.hpp"
 #include "vfilter/nbd_wire.hpp"
 #include "vfilter/request.hpp"
 #include "vfilter/slot_allocator.hpp"
@@ -105,16 +106,32 @@ void Connection::run() noexcept {
   } catch (const std::exception& e) {
     fmt::print(stderr, "v2p vfilter: connection error: {}\n", e.what());
   }
+  if (tls_) tls_->bye();
   std::lock_guard lock(fd_mu_);
   ::close(fd_);
   finished_.store(true);
 }
 
+ssize_t Connection::receive(void* buf, std::size_t len) {
+  return tls_ ? tls_->recv(buf, len) : ::recv(fd_, buf, len, 0);
+}
+
+bool Connection::start_tls() {
+  tls_ = std::make_unique<TlsSession>(*ctx_.tls, fd_);
+  return tls_->handshake();
+}
+
 bool Connection::negotiate() {
   std::vector<ExportInfo> infos;
   for (const auto& e : ctx_.exports) infos.push_back(e.info);
-  Handshake hs(std::move(infos));
+  // TLS, when configured, is required on TCP; a unix socket is guarded by its permissions.
+  sockaddr_storage local{};
+  socklen_t local_len = sizeof local;
+  const bool tcp = ::getsockname(fd_, reinterpret_cast<sockaddr*>(&local), &local_len) == 0 &&
+                   (local.ss_family == AF_INET || local.ss_family == AF_INET6);
+  Handshake hs(std::move(infos), ctx_.tls && tcp ? TlsMode::kRequired : TlsMode::kNone);
   const auto send_all = [this](const std::vector<std::byte>& out) {
+    if (tls_) return tls_->send_all(out.data(), out.size());
     std::size_t sent = 0;
     while (sent < out.size()) {
       const ssize_t n = ::send(fd_, out.data() + sent, out.size() - sent, MSG_NOSIGNAL);
@@ -127,7 +144,12 @@ bool Connection::negotiate() {
   std::vector<std::byte> tmp(4096);
   while (!hs.done() && !hs.closed()) {
     if (!send_all(hs.take_output())) return false;
-    const ssize_t n = ::recv(fd_, tmp.data(), tmp.size(), 0);
+    if (hs.wants_tls()) {
+      if (!start_tls()) return false;
+      hs.tls_started();
+      continue;
+    }
+    const ssize_t n = receive(tmp.data(), tmp.size());
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return false;  // client went away mid-handshake: nothing to clean up
     hs.feed(std::span<const std::byte>(tmp.data(), static_cast<std::size_t>(n)));
@@ -170,7 +192,7 @@ bool Connection::read_exact(void* dst, std::size_t n) {
     // Large payloads go straight into their buffer; headers are read in chunks.
     const bool direct = n >= kReadChunk;
     if (!direct && rbuf_.size() != kReadChunk) rbuf_.resize(kReadChunk);
-    const ssize_t r = direct ? ::recv(fd_, out, n, 0) : ::recv(fd_, rbuf_.data(), kReadChunk, 0);
+    const ssize_t r = direct ? receive(out, n) : receive(rbuf_.data(), kReadChunk);
     if (r < 0 && errno == EINTR) {
       if (!direct) rbuf_.clear();
       continue;
@@ -236,6 +258,16 @@ bool Connection::send_frame(std::span<const std::byte> head, const void* data, s
                   {const_cast<void*>(data), len}};
   std::lock_guard lock(send_mu_);
   if (broken_.load()) return false;
+  if (tls_) {
+    tls_->cork();
+    const bool ok = tls_->send_all(head.data(), head.size()) &&
+                    (len == 0 || tls_->send_all(data, len)) && tls_->uncork();
+    if (!ok) {
+      broken_.store(true);
+      ::shutdown(fd_, SHUT_RDWR);
+    }
+    return ok;
+  }
   msghdr msg{};
   msg.msg_iov = iov;
   msg.msg_iovlen = len > 0 ? 2 : 1;

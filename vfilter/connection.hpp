@@ -21,6 +21,7 @@
 namespace v2p::vfilter {
 
 struct Pending;
+class TlsSession;
 
 class Connection {
  public:
@@ -45,6 +46,9 @@ class Connection {
   void serve();
   void complete_loop() noexcept;
 
+  // recv(2) on the socket, or through TLS once STARTTLS ran.
+  ssize_t receive(void* buf, std::size_t len);
+  bool start_tls();
   bool read_exact(void* dst, std::size_t n);
   bool discard(std::uint64_t n);
   // Sends `head` then `len` bytes of `data` as one message (replies of concurrent requests
@@ -86,6 +90,7 @@ class Connection {
   std::uint32_t vm_id_ = 0;
   std::uint32_t vdisk_id_ = 0;
 
+  std::unique_ptr<TlsSession> tls_;  // set by STARTTLS, before the completer exists
   // Receive buffer (the reader only).
   std::vector<std::byte> rbuf_;
   std::size_t rpos_ = 0;

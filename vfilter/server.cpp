@@ -199,6 +199,7 @@ class ServerImpl final : public Server {
     if (config_.vdisks.empty()) throw Error("no vdisk configured; give --image or a --config file");
     std::set<std::string> names;
     ctx_.tagging = config_.tagging;
+    if (!config_.tls_creds.empty()) ctx_.tls = std::make_unique<TlsCredentials>(config_.tls_creds);
     if (config_.tagging && config_.slot_table_fd >= 0) {
       ctx_.slot_table =
           std::make_unique<pfilter::SlotTable>(config_.slot_table_fd, config_.slot_table_row);

@@ -14,6 +14,7 @@
 #include "vfilter/block_backend.hpp"
 #include "vfilter/handshake.hpp"
 #include "vfilter/image_file.hpp"
+#include "vfilter/nbd_tls.hpp"
 #include "vfilter/server.hpp"
 
 namespace v2p::vfilter {
@@ -61,6 +62,8 @@ struct ServerContext {
   // Where tagged image I/O publishes its slot's context (ServerConfig::slot_table_fd); null: none.
   std::unique_ptr<pfilter::SlotTable> slot_table;
   VdiskRegistry registry;
+  // Set with ServerConfig::tls_creds: TLS is then required on TCP connections.
+  std::unique_ptr<TlsCredentials> tls;
   std::atomic<std::uint64_t> connections{0}, requests{0}, bytes_read{0}, bytes_written{0},
       errors{0};
 };
