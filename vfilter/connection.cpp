@@ -19,6 +19,7 @@
 #include "vfilter/nbd_meta_context.hpp"
 #include "vfilter/nbd_tls.hpp"
 #include "vfilter/nbd_wire.hpp"
+#include "vfilter/record_seq.hpp"
 #include "vfilter/request.hpp"
 #include "vfilter/slot_allocator.hpp"
 #include "vfilter/tsan_handoff.hpp"
@@ -53,9 +54,6 @@ const std::byte* zero_chunk() {
   }();
   return zeros.get();
 }
-
-// Per-process sequence number of records, so a consumer can detect loss.
-std::atomic<std::uint64_t> g_record_seq{0};
 
 }  // namespace
 
@@ -601,7 +599,7 @@ void Connection::publish(const Pending* p, int res, std::uint64_t complete_ns) n
   r.op = static_cast<std::uint8_t>(p->op);
   if (p->req.flags & nbd::kCmdFlagFua) r.flags |= kContextFua;
   if (p->req.flags & nbd::kCmdFlagNoHole) r.flags |= kContextNoHole;
-  r.seq = g_record_seq.fetch_add(1, std::memory_order_relaxed);
+  r.seq = next_record_seq();
   ctx_.sink->publish(r);
 }
 
