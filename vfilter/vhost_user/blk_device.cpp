@@ -90,7 +90,9 @@ std::vector<std::byte> BlkDevice::config_space() const {
   virtio_blk_config c{};
   c.capacity = size_ / kSectorSize;
   c.size_max = kSizeMax;
-  c.seg_max = kMaxSegments - 2;  // the header and the status take a descriptor each
+  // Without indirect descriptors a request's buffers, header and status must fit the ring:
+  // QEMU's default vhost-user-blk queue has 128 entries.
+  c.seg_max = 128 - 2;
   c.blk_size = kSectorSize;
   c.num_queues = static_cast<std::uint16_t>(options_.queues);
   c.max_discard_sectors = kMaxRangeSectors;
