@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstddef>
 #include <cstring>
 #include <stdexcept>
 
@@ -151,13 +152,18 @@ void VhostUserDriver::setup() {
   }
   message(kSetOwner, {}, false);
   if (get(kGetQueueNum) < options_.queues) fail("the device offers fewer queues");
-  ConfigHeader ch{0, sizeof(virtio_blk_config), 0};
+  // The config space as QEMU asks for it (through the write-zeroes fields): servers built on
+  // older headers refuse larger requests.
+  ConfigHeader ch{0, offsetof(virtio_blk_config, write_zeroes_may_unmap) + 4, 0};
   std::vector<std::byte> req(sizeof ch + ch.size);
   std::memcpy(req.data(), &ch, sizeof ch);
   const auto cfg = message(kGetConfig, req, true);
-  if (cfg.size() != req.size()) fail("short config");
+  // Older servers know a shorter config space; the capacity comes first in every version.
+  if (cfg.size() < sizeof ch + 8 || cfg.size() > req.size()) {
+    fail("bad config reply of " + std::to_string(cfg.size()) + " bytes");
+  }
   virtio_blk_config c{};
-  std::memcpy(&c, cfg.data() + sizeof ch, sizeof c);
+  std::memcpy(&c, cfg.data() + sizeof ch, cfg.size() - sizeof ch);
   capacity_ = c.capacity;
   const std::uint64_t f = features_;
   message(kSetFeatures, as_bytes_of(f), false);
