@@ -2,11 +2,16 @@
 // vrings, a thread per enabled queue pops virtio-blk requests, and each request runs through
 // the vdisk's BlockBackend stack on tagged workers, exactly like an NBD request on the backend
 // path: the worker thread carries the request's slot as its I/O priority, and every request
-// publishes one ContextRecord.
+// publishes one ContextRecord. A vdisk on the io_uring image path (no stages) keeps it here
+// too: reads and writes go from the queue thread's own ring straight between guest memory and
+// the image, the slot in each SQE's ioprio, as an NBD connection does.
 //
 // handle() is the whole protocol and has no socket: the listener feeds it messages, the fuzzer
 // and the unit tests do too.
 #pragma once
+
+#include <liburing.h>
+#include <sys/uio.h>
 
 #include <atomic>
 #include <condition_variable>
@@ -69,6 +74,7 @@ class BlkDevice {
     std::uint64_t submit_ns = 0;
     std::byte* bounce = nullptr;  // grown on demand, kept for the next request on this head
     std::size_t bounce_len = 0;
+    std::vector<iovec> iov;  // the guest buffers of a ring request
   };
   struct Queue {
     std::uint32_t num = 0;
@@ -88,6 +94,12 @@ class BlkDevice {
     std::condition_variable flight_cv;
     unsigned inflight = 0;
     std::vector<Work> works;  // indexed by head: heads are unique while in flight
+    // The io_uring image path (set up by the queue thread, used only by it).
+    io_uring ring{};
+    bool ring_ready = false;
+    int ring_efd = -1;
+    unsigned ring_inflight = 0;
+    unsigned ring_unsubmitted = 0;
   };
 
   std::uint64_t device_features() const noexcept;
@@ -96,6 +108,11 @@ class BlkDevice {
   void stop_queue(unsigned i);  // joins the thread and waits for its requests
   void run_queue(unsigned i) noexcept;
   void dispatch(Queue& q, Work& w) noexcept;
+  // Reads and writes on the io_uring image path; false when the request must take the workers.
+  bool submit_ring(Queue& q, Work& w) noexcept;
+  void reap_ring(Queue& q) noexcept;
+  // Publishes the record and returns the request to the guest (any thread).
+  void finish(Queue& q, Work& w, int result) noexcept;
   int execute(Work& w) noexcept;
   void complete(Queue& q, Work& w, std::uint8_t status, std::uint32_t written) noexcept;
   void publish(const Work& w, int result) noexcept;
