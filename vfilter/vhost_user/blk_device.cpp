@@ -1,5 +1,6 @@
 #include "vfilter/vhost_user/blk_device.hpp"
 
+#include <fcntl.h>
 #include <linux/virtio_blk.h>
 #include <linux/virtio_config.h>
 #include <poll.h>
@@ -23,6 +24,9 @@ namespace {
 constexpr std::uint64_t kMaxRequestBytes = 32ULL << 20;  // as NBD's maximum payload
 constexpr std::uint32_t kSizeMax = 1U << 20;             // largest segment we advertise
 constexpr std::size_t kBufferAlign = 4096;
+// user_data of the ring's polls on the kick and wake eventfds (a Work* is never this small).
+constexpr std::uint64_t kKickTag = 1;
+constexpr std::uint64_t kWakeTag = 2;
 
 void close_fd(int& fd) noexcept {
   if (fd >= 0) ::close(fd);
@@ -238,6 +242,8 @@ BlkDevice::Reply BlkDevice::handle(std::uint32_t request, std::uint32_t flags,
         if (fd < 0) return violation("SET_VRING_KICK without a fd");
         stop_queue(i);
         close_fd(q.kick);
+        // Reads of a kick never block: a poll may report a kick another read already took.
+        ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
         q.kick = fd;
         // Without VHOST_USER_F_PROTOCOL_FEATURES a ring is enabled once it starts.
         if (!(features_ & kFProtocolFeatures)) q.enabled = true;
@@ -306,7 +312,7 @@ bool BlkDevice::start_queue(unsigned i) {
     q.works = std::vector<Work>(q.num);
     for (auto& w : q.works) w.segs.resize(kMaxSegments);
   }
-  if (q.wake < 0) q.wake = ::eventfd(0, EFD_CLOEXEC);
+  if (q.wake < 0) q.wake = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (q.wake < 0) return false;
   q.stopping = false;
   q.running = true;
@@ -351,16 +357,17 @@ void BlkDevice::run_queue(unsigned i) noexcept {
   const GuestMemory& mem = *mem_;
   bool broken = false;
   if (export_.image && !q.ring_ready) {
-    const unsigned entries = std::min(2 * q.num, 4096U);
+    // The ring also watches the kick and wake eventfds (multishot polls), so the thread waits
+    // in one place for a guest kick and for the disk: one system call per turn, not three.
+    const unsigned entries = std::min(2 * q.num + 2, 4096U);
     if (io_uring_queue_init(entries, &q.ring, 0) == 0) {
-      q.ring_efd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-      if (q.ring_efd >= 0 && io_uring_register_eventfd(&q.ring, q.ring_efd) == 0) {
-        q.ring_ready = true;
-      } else {
-        if (q.ring_efd >= 0) ::close(q.ring_efd);
-        q.ring_efd = -1;
-        io_uring_queue_exit(&q.ring);
+      for (const auto& [fd, tag] : {std::pair{q.kick, kKickTag}, std::pair{q.wake, kWakeTag}}) {
+        io_uring_sqe* sqe = io_uring_get_sqe(&q.ring);
+        io_uring_prep_poll_multishot(sqe, fd, POLLIN);
+        sqe->user_data = tag;
       }
+      q.ring_unsubmitted = 2;
+      q.ring_ready = true;
     }
   }
   while (!q.stopping.load()) {
@@ -397,32 +404,26 @@ void BlkDevice::run_queue(unsigned i) noexcept {
       }
       dispatch(q, w);
     }
-    if (q.ring_unsubmitted > 0) {
-      io_uring_submit(&q.ring);
+    if (q.ring_ready) {
+      io_uring_submit_and_wait(&q.ring, 1);
       q.ring_unsubmitted = 0;
+      reap_ring(q);
+      continue;
     }
-    pollfd fds[3] = {{q.kick, POLLIN, 0}, {q.wake, POLLIN, 0}, {q.ring_efd, POLLIN, 0}};
-    if (::poll(fds, q.ring_ready ? 3 : 2, -1) < 0 && errno != EINTR) break;
+    pollfd fds[2] = {{q.kick, POLLIN, 0}, {q.wake, POLLIN, 0}};
+    if (::poll(fds, 2, -1) < 0 && errno != EINTR) break;
     eventfd_t v = 0;
     if (fds[0].revents & POLLIN) ::eventfd_read(q.kick, &v);
     if (fds[1].revents & POLLIN) ::eventfd_read(q.wake, &v);
-    if (q.ring_ready && (fds[2].revents & POLLIN)) {
-      ::eventfd_read(q.ring_efd, &v);
-      reap_ring(q);
-    }
   }
   // Requests on the ring complete before the queue stops: their buffers are guest memory.
   if (q.ring_ready) {
-    if (q.ring_unsubmitted > 0) io_uring_submit(&q.ring);
-    q.ring_unsubmitted = 0;
     while (q.ring_inflight > 0) {
-      io_uring_cqe* cqe = nullptr;
-      if (io_uring_wait_cqe(&q.ring, &cqe) != 0) continue;
+      io_uring_submit_and_wait(&q.ring, 1);
+      q.ring_unsubmitted = 0;
       reap_ring(q);
     }
-    io_uring_queue_exit(&q.ring);
-    ::close(q.ring_efd);
-    q.ring_efd = -1;
+    io_uring_queue_exit(&q.ring);  // cancels the polls
     q.ring_ready = false;
   }
 }
@@ -468,15 +469,40 @@ bool BlkDevice::submit_ring(Queue& q, Work& w) noexcept {
 
 void BlkDevice::reap_ring(Queue& q) noexcept {
   io_uring_cqe* cqe = nullptr;
+  bool any = false;
+  // One interrupt for everything reaped here, not one per request.
   while (io_uring_peek_cqe(&q.ring, &cqe) == 0) {
-    auto* w = static_cast<Work*>(io_uring_cqe_get_data(cqe));
+    const std::uint64_t tag = cqe->user_data;
     int res = cqe->res;
+    const bool more = (cqe->flags & IORING_CQE_F_MORE) != 0;
     io_uring_cqe_seen(&q.ring, cqe);
+    if (tag == kKickTag || tag == kWakeTag) {
+      const int fd = tag == kKickTag ? q.kick : q.wake;
+      eventfd_t v = 0;
+      if (res >= 0) ::eventfd_read(fd, &v);
+      if (!more) {  // the kernel ended the multishot poll: arm it again
+        io_uring_sqe* sqe = io_uring_get_sqe(&q.ring);
+        if (sqe != nullptr) {
+          io_uring_prep_poll_multishot(sqe, fd, POLLIN);
+          sqe->user_data = tag;
+          ++q.ring_unsubmitted;
+        }
+      }
+      continue;
+    }
+    any = true;
+    auto* w = reinterpret_cast<Work*>(tag);
     --q.ring_inflight;
     // A short transfer inside the image is an I/O error to the guest (never seen on files).
     if (res >= 0 && static_cast<std::uint64_t>(res) != w->req.length) res = -EIO;
-    finish(q, *w, res);
+    finish(q, *w, res, false);
   }
+  if (any) notify_guest(q);
+}
+
+void BlkDevice::notify_guest(Queue& q) noexcept {
+  std::lock_guard lock(q.used_mu);
+  if (q.vq.should_notify() && q.call >= 0) ::eventfd_write(q.call, 1);
 }
 
 void BlkDevice::dispatch(Queue& q, Work& w) noexcept {
@@ -538,7 +564,7 @@ void BlkDevice::dispatch(Queue& q, Work& w) noexcept {
       [this, &q, &w](int result) { finish(q, w, result); });
 }
 
-void BlkDevice::finish(Queue& q, Work& w, int result) noexcept {
+void BlkDevice::finish(Queue& q, Work& w, int result, bool notify) noexcept {
   publish(w, result);
   const bool ok = result >= 0;
   if (ok && w.op == IoOp::kRead) {
@@ -550,7 +576,7 @@ void BlkDevice::finish(Queue& q, Work& w, int result) noexcept {
   }
   const std::uint32_t written =
       ok && w.op == IoOp::kRead ? static_cast<std::uint32_t>(w.req.length) + 1 : 1;
-  complete(q, w, ok ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR, written);
+  complete(q, w, ok ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR, written, notify);
 }
 
 int BlkDevice::execute(Work& w) noexcept {
@@ -607,7 +633,8 @@ int BlkDevice::execute(Work& w) noexcept {
   return rc;
 }
 
-void BlkDevice::complete(Queue& q, Work& w, std::uint8_t status, std::uint32_t written) noexcept {
+void BlkDevice::complete(Queue& q, Work& w, std::uint8_t status, std::uint32_t written,
+                         bool notify) noexcept {
   if (w.req.status != nullptr) *w.req.status = static_cast<std::byte>(status);
   w.slot.reset();
   const std::uint16_t head = w.head;
@@ -617,7 +644,7 @@ void BlkDevice::complete(Queue& q, Work& w, std::uint8_t status, std::uint32_t w
   {
     std::lock_guard lock(q.used_mu);
     q.vq.push_used(head, written);
-    if (q.vq.should_notify() && q.call >= 0) ::eventfd_write(q.call, 1);
+    if (notify && q.vq.should_notify() && q.call >= 0) ::eventfd_write(q.call, 1);
   }
   {
     std::lock_guard lock(q.flight_mu);

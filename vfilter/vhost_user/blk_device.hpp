@@ -97,7 +97,6 @@ class BlkDevice {
     // The io_uring image path (set up by the queue thread, used only by it).
     io_uring ring{};
     bool ring_ready = false;
-    int ring_efd = -1;
     unsigned ring_inflight = 0;
     unsigned ring_unsubmitted = 0;
   };
@@ -112,9 +111,12 @@ class BlkDevice {
   bool submit_ring(Queue& q, Work& w) noexcept;
   void reap_ring(Queue& q) noexcept;
   // Publishes the record and returns the request to the guest (any thread).
-  void finish(Queue& q, Work& w, int result) noexcept;
+  void finish(Queue& q, Work& w, int result, bool notify = true) noexcept;
   int execute(Work& w) noexcept;
-  void complete(Queue& q, Work& w, std::uint8_t status, std::uint32_t written) noexcept;
+  // With notify false the caller signals the guest once for a batch (notify_guest()).
+  void complete(Queue& q, Work& w, std::uint8_t status, std::uint32_t written,
+                bool notify = true) noexcept;
+  void notify_guest(Queue& q) noexcept;
   void publish(const Work& w, int result) noexcept;
 
   ServerContext& ctx_;
