@@ -5,7 +5,12 @@
 // serving the next one.
 #include <gtest/gtest.h>
 
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
 #include <chrono>
+#include <cstring>
 #include <map>
 #include <thread>
 
@@ -20,28 +25,49 @@ using namespace testing;
 
 const std::filesystem::path kGuest = "/var/cache/v2p/guest";
 
-std::vector<std::string> qemu_argv(const std::filesystem::path& socket) {
-  return {"qemu-system-x86_64",
-          "-accel",
-          "tcg",
-          "-m",
-          "256",
-          "-object",
-          "memory-backend-memfd,id=mem,size=256M,share=on",
-          "-machine",
-          "memory-backend=mem",
-          "-nographic",
-          "-no-reboot",
-          "-kernel",
-          (kGuest / "vmlinuz").string(),
-          "-initrd",
-          (kGuest / "initrd.img").string(),
-          "-append",
-          "console=ttyS0 panic=-1 v2p.mib=8 v2p.chunks=2",
-          "-chardev",
-          "socket,id=vu,path=" + socket.string(),
-          "-device",
-          "vhost-user-blk-pci,chardev=vu,num-queues=2"};
+// With a monitor socket, QEMU resets instead of exiting on a reset (no -no-reboot).
+std::vector<std::string> qemu_argv(const std::filesystem::path& socket,
+                                   const std::filesystem::path& monitor = {}) {
+  std::vector<std::string> argv = {"qemu-system-x86_64",
+                                   "-accel",
+                                   "tcg",
+                                   "-m",
+                                   "256",
+                                   "-object",
+                                   "memory-backend-memfd,id=mem,size=256M,share=on",
+                                   "-machine",
+                                   "memory-backend=mem",
+                                   "-nographic",
+                                   "-no-reboot",
+                                   "-kernel",
+                                   (kGuest / "vmlinuz").string(),
+                                   "-initrd",
+                                   (kGuest / "initrd.img").string(),
+                                   "-append",
+                                   "console=ttyS0 panic=-1 v2p.mib=8 v2p.chunks=2",
+                                   "-chardev",
+                                   "socket,id=vu,path=" + socket.string(),
+                                   "-device",
+                                   "vhost-user-blk-pci,chardev=vu,num-queues=2"};
+  if (!monitor.empty()) {
+    std::erase(argv, std::string("-no-reboot"));
+    argv.insert(argv.end(), {"-monitor", "unix:" + monitor.string() + ",server=on,wait=off"});
+  }
+  return argv;
+}
+
+// Sends one HMP command to QEMU's monitor socket.
+bool monitor_command(const std::filesystem::path& monitor, const std::string& cmd) {
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, monitor.c_str(), sizeof addr.sun_path - 1);
+  bool ok = fd >= 0 && ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  const std::string line = cmd + "\n";
+  ok = ok && ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // let QEMU read it
+  if (fd >= 0) ::close(fd);
+  return ok;
 }
 
 // Runs the guest until `until` appears (or it exits); returns everything it printed.
@@ -120,6 +146,30 @@ TEST(VhostUserGuest, GuestWritesAndReadsAndTheNextQemuIsServed) {
   bool vm_declared = false;
   for (const auto& d : s.sink.declarations()) vm_declared |= d.vm_name == "guestvm";
   EXPECT_TRUE(vm_declared);
+}
+
+// A guest reset while it writes (QEMU stops the rings, the guest's driver sets them up again)
+// reboots onto the same export, which serves the second boot to the end.
+TEST(VhostUserGuest, AGuestThatRebootsIsServedAgain) {
+  V2P_REQUIRE_TOOLS("qemu-system-x86_64");
+  if (!std::filesystem::exists(kGuest / "initrd.img")) {
+    V2P_SKIP_MISSING_PACKAGE("needs the test guest (scripts/setup.sh builds it)");
+  }
+  Served s;
+  const auto monitor = s.dir.path() / "monitor.sock";
+  ChildProcess qemu(qemu_argv(s.socket, monitor));
+  std::string out = run_guest(qemu, "V2P-GUEST-PROGRESS region 0");
+  ASSERT_NE(out.find("V2P-GUEST-PROGRESS region 0"), std::string::npos) << out;
+  ASSERT_TRUE(monitor_command(monitor, "system_reset"));
+  // The first boot never reaches OK (it was reset while writing region 1): an OK is the second.
+  out += run_guest(qemu, "V2P-GUEST-OK");
+  EXPECT_NE(out.find("V2P-GUEST-OK"), std::string::npos) << out;
+  std::size_t boots = 0;
+  for (std::size_t at = 0; (at = out.find("V2P-GUEST-PROGRESS region 0", at)) != std::string::npos;
+       ++at) {
+    ++boots;
+  }
+  EXPECT_GE(boots, 2u) << out;
 }
 
 }  // namespace
