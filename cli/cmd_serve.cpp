@@ -40,6 +40,8 @@ struct ServeOptions {
   std::string socket;
   std::string socket_mode;
   std::string tcp;
+  std::string tls_creds;
+  std::string vhost_user;
   std::string record;
   std::string agent;  // the v2p agent's ingest socket (docs/agent.md)
   bool read_only = false;
@@ -158,6 +160,8 @@ vfilter::ServeConfig build_config(const ServeOptions& o) {
   if (!o.socket.empty()) c.server.unix_socket = o.socket;
   if (!o.socket_mode.empty()) c.server.socket_mode = vfilter::parse_socket_mode(o.socket_mode);
   if (!o.tcp.empty()) vfilter::parse_tcp_address(o.tcp, c.server.tcp_host, c.server.tcp_port);
+  if (!o.tls_creds.empty()) c.server.tls_creds = o.tls_creds;
+  if (!o.vhost_user.empty()) c.server.vhost_user_socket = o.vhost_user;
   if (!o.record.empty()) c.record = o.record;
   if (o.no_tagging) c.server.tagging = false;
   if (o.no_direct) c.server.direct_io = false;
@@ -165,8 +169,9 @@ vfilter::ServeConfig build_config(const ServeOptions& o) {
   c.policies.insert(c.policies.end(), o.policies.begin(), o.policies.end());
   c.filters.insert(c.filters.end(), o.filters.begin(), o.filters.end());
   if (o.policy_tick_ms != 0) c.policy_tick_ms = o.policy_tick_ms;
-  if (c.server.unix_socket.empty() && c.server.tcp_port == 0) {
-    throw Error("no listener: give --socket PATH and/or --tcp [HOST:]PORT");
+  if (c.server.unix_socket.empty() && c.server.tcp_port == 0 &&
+      c.server.vhost_user_socket.empty()) {
+    throw Error("no listener: give --socket PATH, --tcp [HOST:]PORT and/or --vhost-user PATH");
   }
   return c;
 }
@@ -269,6 +274,9 @@ int run_serve(const ServeOptions& o) {
   if (config.server.tcp_port != 0) {
     fmt::print("v2p serve: listening on tcp {}:{}\n", config.server.tcp_host, server->tcp_port());
   }
+  if (!config.server.vhost_user_socket.empty()) {
+    fmt::print("v2p serve: vhost-user-blk on {}\n", config.server.vhost_user_socket.string());
+  }
   fmt::print("v2p serve: tagging {}, records {}\n", config.server.tagging ? "on" : "off",
              config.record.empty() ? "not written" : config.record.string());
   // Ready line: tests and scripts wait for it before connecting.
@@ -324,6 +332,10 @@ const Register kServe{
        app.add_option("--socket-mode", o->socket_mode,
                       "Octal permissions of the socket (default 0600)");
        app.add_option("--tcp", o->tcp, "Also listen on TCP [HOST:]PORT");
+       app.add_option("--vhost-user", o->vhost_user,
+                      "Serve the first vdisk as vhost-user-blk on this unix socket");
+       app.add_option("--tls-creds", o->tls_creds,
+                      "Require TLS on TCP: DIR with ca-cert.pem, server-cert.pem, server-key.pem");
        app.add_flag("--read-only", o->read_only, "Export read-only");
        app.add_flag("--no-tagging", o->no_tagging, "Do not put slot ids into the ioprio hint bits");
        app.add_flag("--no-direct", o->no_direct, "Buffered I/O, not O_DIRECT");

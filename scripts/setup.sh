@@ -12,7 +12,7 @@ packages=(
   build-essential cmake ninja-build pkg-config git clang llvm clang-format libclang-rt-14-dev
   libbpf-dev bpftool liburing-dev libfmt-dev libboost-dev libcli11-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev libisal-dev libnbd-dev libnbd-bin python3-libnbd libdevmapper-dev libjerasure-dev libgf-complete-dev
-  qemu-utils qemu-system-x86 nbdkit fio jq
+  qemu-utils qemu-system-x86 nbdkit fio jq libgnutls28-dev gnutls-bin
   libsystemd-dev systemd
   libvirt-daemon-system libvirt-clients
   e2fsprogs xfsprogs btrfs-progs util-linux kmod

@@ -11,6 +11,10 @@
 #include <cstring>
 #include <new>
 
+#include "vfilter/file_backend.hpp"
+#include "vfilter/nbd_block_status.hpp"
+#include "vfilter/nbd_meta_context.hpp"
+#include "vfilter/nbd_tls.hpp"
 #include "vfilter/nbd_wire.hpp"
 
 namespace v2p::vfilter {
@@ -24,6 +28,7 @@ constexpr unsigned kRingEntries = 2 * Connection::kMaxInflight;
 StageOp stage_op(Action a) noexcept {
   switch (a) {
     case Action::kRead:
+    case Action::kCache:  // a read whose data is dropped: the reply carries none
       return StageOp::kRead;
     case Action::kWrite:
       return StageOp::kWrite;
@@ -67,16 +72,32 @@ void Connection::run() noexcept {
   } catch (const std::exception& e) {
     fmt::print(stderr, "v2p vfilter: connection error: {}\n", e.what());
   }
+  if (tls_) tls_->bye();
   std::lock_guard lock(fd_mu_);
   ::close(fd_);
   finished_.store(true);
 }
 
+ssize_t Connection::receive(void* buf, std::size_t len) {
+  return tls_ ? tls_->recv(buf, len) : ::recv(fd_, buf, len, 0);
+}
+
+bool Connection::start_tls() {
+  tls_ = std::make_unique<TlsSession>(*ctx_.tls, fd_);
+  return tls_->handshake();
+}
+
 bool Connection::negotiate() {
   std::vector<ExportInfo> infos;
   for (const auto& e : ctx_.exports) infos.push_back(e.info);
-  Handshake hs(std::move(infos));
+  // TLS, when configured, is required on TCP; a unix socket is guarded by its permissions.
+  sockaddr_storage local{};
+  socklen_t local_len = sizeof local;
+  const bool tcp = ::getsockname(fd_, reinterpret_cast<sockaddr*>(&local), &local_len) == 0 &&
+                   (local.ss_family == AF_INET || local.ss_family == AF_INET6);
+  Handshake hs(std::move(infos), ctx_.tls && tcp ? TlsMode::kRequired : TlsMode::kNone);
   const auto send_all = [this](const std::vector<std::byte>& out) {
+    if (tls_) return tls_->send_all(out.data(), out.size());
     std::size_t sent = 0;
     while (sent < out.size()) {
       const ssize_t n = ::send(fd_, out.data() + sent, out.size() - sent, MSG_NOSIGNAL);
@@ -89,7 +110,12 @@ bool Connection::negotiate() {
   std::vector<std::byte> tmp(4096);
   while (!hs.done() && !hs.closed()) {
     if (!send_all(hs.take_output())) return false;
-    const ssize_t n = ::recv(fd_, tmp.data(), tmp.size(), 0);
+    if (hs.wants_tls()) {
+      if (!start_tls()) return false;
+      hs.tls_started();
+      continue;
+    }
+    const ssize_t n = receive(tmp.data(), tmp.size());
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return false;  // client went away mid-handshake: nothing to clean up
     hs.feed(std::span<const std::byte>(tmp.data(), static_cast<std::size_t>(n)));
@@ -104,6 +130,8 @@ bool Connection::negotiate() {
   }
   export_ = &ctx_.exports.at(*hs.selected());
   agreed_min_block_ = hs.block_size_agreed() ? export_->info.min_block : 1;
+  reply_style_ = hs.reply_style();
+  base_allocation_ = hs.base_allocation();
   const auto left = hs.leftover();
   rbuf_.assign(left.begin(), left.end());
   rpos_ = 0;
@@ -130,7 +158,7 @@ bool Connection::read_exact(void* dst, std::size_t n) {
     // Large payloads go straight into their buffer; headers are read in chunks.
     const bool direct = n >= kReadChunk;
     if (!direct && rbuf_.size() != kReadChunk) rbuf_.resize(kReadChunk);
-    const ssize_t r = direct ? ::recv(fd_, out, n, 0) : ::recv(fd_, rbuf_.data(), kReadChunk, 0);
+    const ssize_t r = direct ? receive(out, n) : receive(rbuf_.data(), kReadChunk);
     if (r < 0 && errno == EINTR) {
       if (!direct) rbuf_.clear();
       continue;
@@ -157,13 +185,57 @@ bool Connection::discard(std::uint64_t n) {
   return true;
 }
 
-bool Connection::send_reply(std::uint64_t cookie, std::uint32_t error, const void* data,
-                            std::size_t len) {
-  const auto header = encode_simple_reply(cookie, error);
-  iovec iov[2] = {{const_cast<std::byte*>(header.data()), header.size()},
+bool Connection::send_status(const RequestHeader& req, std::uint32_t error) {
+  const ReplyTo to{req.cookie, req.offset};
+  // With structured replies a READ is never answered simply; errors carry a chunk for all.
+  const bool chunk =
+      reply_style_ != ReplyStyle::kSimple && (error != 0 || req.type == nbd::kCmdRead);
+  const ReplyFrame f = chunk && error != 0 ? error_chunk(reply_style_, to, error)
+                                           : status_reply(reply_style_, to, error);
+  return send_frame(f.bytes(), nullptr, 0);
+}
+
+bool Connection::send_read(const RequestHeader& req, const std::byte* data, std::size_t len) {
+  const ReplyTo to{req.cookie, req.offset};
+  // A read of zeros goes out as a 12-byte hole chunk instead of its data (what qemu-nbd does
+  // for sparse images). The scan stops at the first non-zero byte, so data costs next to nothing.
+  if (reply_style_ != ReplyStyle::kSimple && len > 0 && data[0] == std::byte{0} &&
+      std::memcmp(data, data + 1, len - 1) == 0) {
+    return send_frame(hole_reply(reply_style_, to, static_cast<std::uint32_t>(len)).bytes(),
+                      nullptr, 0);
+  }
+  return send_frame(read_reply(reply_style_, to, len).bytes(), data, len);
+}
+
+void Connection::answer_block_status(const RequestHeader& req) {
+  // Bounds the reply (8 bytes per extent) and the lseeks one request may cost.
+  constexpr std::size_t kMaxExtents = 1 << 16;
+  const bool one = (req.flags & nbd::kCmdFlagReqOne) != 0;
+  // Holes are known for a plain image; any other stack reports every range as data (fd -1).
+  const auto* image = dynamic_cast<const FileBackend*>(export_->backend.get());
+  const int fd = image != nullptr ? image->image().buffered_fd() : -1;
+  const auto extents =
+      allocation_extents(fd, req.offset, req.length, export_->info.size, one ? 1 : kMaxExtents);
+  const auto chunk =
+      block_status_reply(reply_style_, {req.cookie, req.offset}, kBaseAllocationId, extents);
+  send_frame(chunk, nullptr, 0);
+}
+
+bool Connection::send_frame(std::span<const std::byte> head, const void* data, std::size_t len) {
+  iovec iov[2] = {{const_cast<std::byte*>(head.data()), head.size()},
                   {const_cast<void*>(data), len}};
   std::lock_guard lock(send_mu_);
   if (broken_.load()) return false;
+  if (tls_) {
+    tls_->cork();
+    const bool ok = tls_->send_all(head.data(), head.size()) &&
+                    (len == 0 || tls_->send_all(data, len)) && tls_->uncork();
+    if (!ok) {
+      broken_.store(true);
+      ::shutdown(fd_, SHUT_RDWR);
+    }
+    return ok;
+  }
   msghdr msg{};
   msg.msg_iov = iov;
   msg.msg_iovlen = len > 0 ? 2 : 1;
@@ -206,12 +278,13 @@ void Connection::serve() {
     fmt::print(stderr, "v2p vfilter: {}\n", e.what());
     return;
   }
-  const ExportLimits limits{export_->info.size, export_->config.read_only, agreed_min_block_};
+  const ExportLimits limits{export_->info.size, export_->config.read_only, agreed_min_block_,
+                            reply_style_ != ReplyStyle::kSimple, base_allocation_};
   const std::size_t align = std::max<std::size_t>(kBufferAlign, stack.buffer_align());
 
   std::byte header[nbd::kRequestSize];
   while (!broken_.load() && read_exact(header, sizeof header)) {
-    const auto req = parse_request(header);
+    auto req = parse_request(header);
     if (!req) {
       fmt::print(stderr, "v2p vfilter: bad request magic; closing the connection\n");
       break;
@@ -222,10 +295,17 @@ void Connection::serve() {
     if (v.action == Action::kReplyError) {
       if (!discard(v.payload)) break;
       ctx_.errors.fetch_add(1, std::memory_order_relaxed);
-      send_reply(req->cookie, v.error, nullptr, 0);
+      send_status(*req, v.error);
       continue;
     }
-    const bool has_data = v.action == Action::kRead || v.action == Action::kWrite;
+    if (v.action == Action::kBlockStatus) {
+      answer_block_status(*req);
+      continue;
+    }
+    // CACHE is advisory: it prefetches at most one payload's worth.
+    if (v.action == Action::kCache) req->length = std::min(req->length, nbd::kMaxPayload);
+    const bool has_data =
+        v.action == Action::kRead || v.action == Action::kWrite || v.action == Action::kCache;
     const std::uint64_t bytes = has_data ? req->length : 0;
     wait_for_room(bytes);
     auto* p = new (std::nothrow) Pending;
@@ -240,7 +320,7 @@ void Connection::serve() {
       flight_cv_.notify_all();
       if (!discard(v.payload)) break;
       ctx_.errors.fetch_add(1, std::memory_order_relaxed);
-      send_reply(req->cookie, nbd::kEnomem, nullptr, 0);
+      send_status(*req, nbd::kEnomem);
       continue;
     }
     p->conn = this;
@@ -301,10 +381,10 @@ void Connection::finish(Pending* p, std::uint32_t error) {
   // The host I/O is over: free the slot before the client can see the reply.
   p->slot.reset();
   if (error == 0 && p->action == Action::kRead) {
-    send_reply(p->req.cookie, 0, p->buf.data(), p->req.length);
+    send_read(p->req, p->buf.data(), p->req.length);
     ctx_.bytes_read.fetch_add(p->req.length, std::memory_order_relaxed);
   } else {
-    send_reply(p->req.cookie, error, nullptr, 0);
+    send_status(p->req, error);
     if (error != 0) {
       ctx_.errors.fetch_add(1, std::memory_order_relaxed);
     } else if (p->action == Action::kWrite) {

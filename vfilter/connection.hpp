@@ -17,6 +17,7 @@
 
 #include "common/host_layout/aligned_buffer.hpp"
 #include "vfilter/io_channel.hpp"
+#include "vfilter/nbd_structured_reply.hpp"
 #include "vfilter/request.hpp"
 #include "vfilter/server_context.hpp"
 #include "vfilter/slot_allocator.hpp"
@@ -38,6 +39,8 @@ struct Pending final : v2p::Completion,
   StageIo io;
   void done(int result) noexcept override;
 };
+
+class TlsSession;
 
 class Connection {
  public:
@@ -62,9 +65,20 @@ class Connection {
   void serve();
   void complete_loop() noexcept;
 
+  // recv(2) on the socket, or through TLS once STARTTLS ran.
+  ssize_t receive(void* buf, std::size_t len);
+  bool start_tls();
   bool read_exact(void* dst, std::size_t n);
   bool discard(std::uint64_t n);
-  bool send_reply(std::uint64_t cookie, std::uint32_t error, const void* data, std::size_t len);
+  // Sends `head` then `len` bytes of `data` as one message (replies of concurrent requests
+  // never interleave).
+  bool send_frame(std::span<const std::byte> head, const void* data, std::size_t len);
+  // The reply to a request without data, framed as the handshake agreed.
+  bool send_status(const RequestHeader& req, std::uint32_t error);
+  // The reply to a successful READ (a hole chunk when the data is all zeros).
+  bool send_read(const RequestHeader& req, const std::byte* data, std::size_t len);
+  // NBD_CMD_BLOCK_STATUS, answered on the reader: a few lseeks, no host I/O to attribute.
+  void answer_block_status(const RequestHeader& req);
 
   void wait_for_room(std::uint64_t bytes);
   void begin(Pending* p);
@@ -77,9 +91,12 @@ class Connection {
   std::string vm_name_;  // the VM this connection serves (configured or discovered)
   const ExportRuntime* export_ = nullptr;
   std::uint32_t agreed_min_block_ = 1;
+  ReplyStyle reply_style_ = ReplyStyle::kSimple;
+  bool base_allocation_ = false;
   std::uint32_t vm_id_ = 0;
   std::uint32_t vdisk_id_ = 0;
 
+  std::unique_ptr<TlsSession> tls_;  // set by STARTTLS, before the completer exists
   // Receive buffer (the reader only).
   std::vector<std::byte> rbuf_;
   std::size_t rpos_ = 0;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <string_view>
 
+#include "vfilter/nbd_meta_context.hpp"
 #include "vfilter/nbd_wire.hpp"
 
 namespace v2p::vfilter {
@@ -20,9 +21,12 @@ std::string_view as_chars(std::span<const std::byte> s) {
 
 }  // namespace
 
-std::uint16_t transmission_flags(const ExportInfo& e) noexcept {
-  std::uint16_t f = kTxHasFlags | kTxSendFlush;
+std::uint16_t transmission_flags(const ExportInfo& e, ReplyStyle style) noexcept {
+  // CACHE is always understood (a read whose data is dropped, docs/vfilter.md).
+  std::uint16_t f = kTxHasFlags | kTxSendFlush | kTxSendCache;
   if (e.can_multi_conn) f |= kTxCanMultiConn;
+  // A READ is always answered in one chunk, so DF costs nothing once chunks exist.
+  if (style != ReplyStyle::kSimple) f |= kTxSendDf;
   if (e.read_only) return f | kTxReadOnly;
   if (e.can_fua) f |= kTxSendFua;
   if (e.can_trim) f |= kTxSendTrim;
@@ -30,7 +34,8 @@ std::uint16_t transmission_flags(const ExportInfo& e) noexcept {
   return f;
 }
 
-Handshake::Handshake(std::vector<ExportInfo> exports) : exports_(std::move(exports)) {
+Handshake::Handshake(std::vector<ExportInfo> exports, TlsMode tls)
+    : exports_(std::move(exports)), tls_(tls) {
   put_be64(out_, kNbdMagic);
   put_be64(out_, kOptMagic);
   put_be16(out_, kFlagFixedNewstyle | kFlagNoZeroes);
@@ -97,7 +102,7 @@ void Handshake::step() {
         // pos_ moves first: handle_option may end the handshake, and leftover() starts at pos_.
         pos_ += option_len_;
         handle_option(option_, data);
-        if (state_ == State::kClosed || state_ == State::kTransmission) return;
+        if (state_ != State::kOptionHeader) return;
         break;
       }
       case State::kSkipOption: {
@@ -111,6 +116,7 @@ void Handshake::step() {
         state_ = State::kOptionHeader;
         break;
       }
+      case State::kStartTls:
       case State::kTransmission:
       case State::kClosed:
         return;
@@ -141,7 +147,25 @@ std::optional<std::size_t> Handshake::find_export(std::string_view name) const {
   return std::nullopt;
 }
 
+void Handshake::tls_started() {
+  if (state_ != State::kStartTls) return;
+  if (pos_ != in_.size()) return close("client sent data between STARTTLS and its reply");
+  tls_up_ = true;
+  style_ = ReplyStyle::kSimple;
+  meta_export_.reset();
+  state_ = State::kOptionHeader;
+}
+
 void Handshake::handle_option(std::uint32_t option, std::span<const std::byte> data) {
+  if (tls_ == TlsMode::kRequired && !tls_up_) {
+    // FORCEDTLS: nothing about the exports is revealed before TLS.
+    if (option == kOptExportName) return close("NBD_OPT_EXPORT_NAME before STARTTLS");
+    if (option == kOptAbort) {
+      reply(option, kRepAck, {});
+      return close("client aborted the handshake");
+    }
+    if (option != kOptStartTls) return reply_error(option, kRepErrTlsReqd, "TLS is required");
+  }
   switch (option) {
     case kOptExportName:
       return handle_export_name(data);
@@ -162,8 +186,22 @@ void Handshake::handle_option(std::uint32_t option, std::span<const std::byte> d
     case kOptInfo:
     case kOptGo:
       return handle_info_or_go(option, data);
+    case kOptStartTls:
+      if (tls_ == TlsMode::kNone) return reply_error(option, kRepErrUnsup, "TLS is not configured");
+      if (tls_up_) return reply_error(option, kRepErrInvalid, "TLS is already running");
+      if (!data.empty()) return reply_error(option, kRepErrInvalid, "STARTTLS takes no data");
+      reply(option, kRepAck, {});
+      state_ = State::kStartTls;
+      return;
+    case kOptStructuredReply:
+      if (!data.empty()) return reply_error(option, kRepErrInvalid, "option takes no data");
+      // Extended headers, once agreed, take precedence.
+      if (style_ == ReplyStyle::kSimple) style_ = ReplyStyle::kStructured;
+      return reply(option, kRepAck, {});
+    case kOptListMetaContext:
+    case kOptSetMetaContext:
+      return handle_meta_context(option, data);
     default:
-      // Includes STARTTLS, STRUCTURED_REPLY and the meta-context options: simple replies only.
       return reply_error(option, kRepErrUnsup, "option not supported by the v2p vfilter");
   }
 }
@@ -174,10 +212,40 @@ void Handshake::handle_export_name(std::span<const std::byte> data) {
   if (!idx) return close("unknown export requested with NBD_OPT_EXPORT_NAME");
   const ExportInfo& e = exports_[*idx];
   put_be64(out_, e.size);
-  put_be16(out_, transmission_flags(e));
+  put_be16(out_, transmission_flags(e, style_));
   if (!no_zeroes_) out_.insert(out_.end(), 124, std::byte{0});
+  enter_transmission(*idx);
+}
+
+void Handshake::enter_transmission(std::size_t idx) {
   selected_ = idx;
+  // Contexts count only for the export they were selected on (the spec's rule for BLOCK_STATUS).
+  base_allocation_ = meta_export_ == idx;
   state_ = State::kTransmission;
+}
+
+void Handshake::handle_meta_context(std::uint32_t option, std::span<const std::byte> data) {
+  const bool listing = option == kOptListMetaContext;
+  // SET replaces the selection even when it fails.
+  if (!listing) meta_export_.reset();
+  if (style_ == ReplyStyle::kSimple) {
+    return reply_error(option, kRepErrInvalid, "negotiate structured replies first");
+  }
+  const auto req = parse_meta_context_request(data);
+  if (!req) return reply_error(option, kRepErrInvalid, "malformed meta context request");
+  const auto idx = find_export(req->export_name);
+  if (!idx) return reply_error(option, kRepErrUnknown, "no such export");
+  bool selected = listing && req->queries.empty();  // an empty list asks for everything
+  for (const auto q : req->queries)
+    selected = selected || query_selects_base_allocation(q, listing);
+  if (selected) {
+    std::vector<std::byte> d;
+    put_be32(d, listing ? 0 : kBaseAllocationId);
+    put_bytes(d, kBaseAllocation);
+    reply(option, kRepMetaContext, d);
+    if (!listing) meta_export_ = idx;
+  }
+  reply(option, kRepAck, {});
 }
 
 void Handshake::handle_info_or_go(std::uint32_t option, std::span<const std::byte> data) {
@@ -216,7 +284,7 @@ void Handshake::handle_info_or_go(std::uint32_t option, std::span<const std::byt
   std::vector<std::byte> d;
   put_be16(d, kInfoExport);
   put_be64(d, e.size);
-  put_be16(d, transmission_flags(e));
+  put_be16(d, transmission_flags(e, style_));
   reply(option, kRepInfo, d);
   // Block sizes are always sent: a server with constraints SHOULD advertise them.
   d.clear();
@@ -239,9 +307,8 @@ void Handshake::handle_info_or_go(std::uint32_t option, std::span<const std::byt
   }
   reply(option, kRepAck, {});
   if (option == kOptGo) {
-    selected_ = idx;
     block_size_agreed_ = want_block_size;
-    state_ = State::kTransmission;
+    enter_transmission(*idx);
   }
 }
 

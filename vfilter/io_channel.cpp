@@ -8,15 +8,9 @@
 #include "common/clock.hpp"
 #include "common/error.hpp"
 #include "v2p/tag.hpp"
+#include "vfilter/record_seq.hpp"
 
 namespace v2p::vfilter {
-namespace {
-
-// Per-process sequence number of records, so a consumer can detect loss.
-std::atomic<std::uint64_t> g_record_seq{0};
-
-}  // namespace
-
 std::uint16_t StageIo::ioprio() const noexcept {
   return tagging ? v2p::tag::ioprio_for_slot(slot) : 0;
 }
@@ -104,7 +98,7 @@ void IoChannel::publish(const StageIo& io, int res) noexcept {
   r.op = io.host_op;
   if (io.fua == Fua::kYes) r.flags |= kContextFua;
   if (io.op == StageOp::kZero && io.may_punch == MayPunch::kNo) r.flags |= kContextNoHole;
-  r.seq = g_record_seq.fetch_add(1, std::memory_order_relaxed);
+  r.seq = next_record_seq();
   options_.sink->publish(r);
 }
 

@@ -30,15 +30,20 @@ inline constexpr std::uint32_t kOptStartTls = 5;
 inline constexpr std::uint32_t kOptInfo = 6;
 inline constexpr std::uint32_t kOptGo = 7;
 inline constexpr std::uint32_t kOptStructuredReply = 8;
+inline constexpr std::uint32_t kOptListMetaContext = 9;
+inline constexpr std::uint32_t kOptSetMetaContext = 10;
+inline constexpr std::uint32_t kOptExtendedHeaders = 11;
 
 // Option replies.
 inline constexpr std::uint32_t kRepAck = 1;
 inline constexpr std::uint32_t kRepServer = 2;
 inline constexpr std::uint32_t kRepInfo = 3;
+inline constexpr std::uint32_t kRepMetaContext = 4;
 inline constexpr std::uint32_t kRepErrBit = 1U << 31;
 inline constexpr std::uint32_t kRepErrUnsup = kRepErrBit | 1;
 inline constexpr std::uint32_t kRepErrPolicy = kRepErrBit | 2;
 inline constexpr std::uint32_t kRepErrInvalid = kRepErrBit | 3;
+inline constexpr std::uint32_t kRepErrTlsReqd = kRepErrBit | 5;
 inline constexpr std::uint32_t kRepErrUnknown = kRepErrBit | 6;
 inline constexpr std::uint32_t kRepErrTooBig = kRepErrBit | 9;
 
@@ -55,7 +60,9 @@ inline constexpr std::uint16_t kTxSendFlush = 1 << 2;
 inline constexpr std::uint16_t kTxSendFua = 1 << 3;
 inline constexpr std::uint16_t kTxSendTrim = 1 << 5;
 inline constexpr std::uint16_t kTxSendWriteZeroes = 1 << 6;
+inline constexpr std::uint16_t kTxSendDf = 1 << 7;
 inline constexpr std::uint16_t kTxCanMultiConn = 1 << 8;
+inline constexpr std::uint16_t kTxSendCache = 1 << 10;
 
 // Commands and command flags.
 inline constexpr std::uint16_t kCmdRead = 0;
@@ -63,9 +70,13 @@ inline constexpr std::uint16_t kCmdWrite = 1;
 inline constexpr std::uint16_t kCmdDisc = 2;
 inline constexpr std::uint16_t kCmdFlush = 3;
 inline constexpr std::uint16_t kCmdTrim = 4;
+inline constexpr std::uint16_t kCmdCache = 5;
 inline constexpr std::uint16_t kCmdWriteZeroes = 6;
+inline constexpr std::uint16_t kCmdBlockStatus = 7;
 inline constexpr std::uint16_t kCmdFlagFua = 1 << 0;
 inline constexpr std::uint16_t kCmdFlagNoHole = 1 << 1;
+inline constexpr std::uint16_t kCmdFlagDf = 1 << 2;
+inline constexpr std::uint16_t kCmdFlagReqOne = 1 << 3;
 
 // Error values carried in replies (fixed by the protocol, not the host's errno).
 inline constexpr std::uint32_t kEperm = 1;
@@ -74,6 +85,7 @@ inline constexpr std::uint32_t kEnomem = 12;
 inline constexpr std::uint32_t kEinval = 22;
 inline constexpr std::uint32_t kEnospc = 28;
 inline constexpr std::uint32_t kEoverflow = 75;
+inline constexpr std::uint32_t kEnotsup = 95;
 inline constexpr std::uint32_t kEshutdown = 108;
 
 inline constexpr std::size_t kRequestSize = 28;

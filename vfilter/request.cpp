@@ -55,6 +55,15 @@ Validated validate_request(const RequestHeader& r, const ExportLimits& limits) n
   switch (r.type) {
     case kCmdRead:
       action = Action::kRead;
+      if (limits.structured) allowed_flags = kCmdFlagDf;
+      break;
+    case kCmdCache:
+      action = Action::kCache;
+      break;
+    case kCmdBlockStatus:
+      if (!limits.block_status) return refuse(kEinval);
+      action = Action::kBlockStatus;
+      allowed_flags = kCmdFlagReqOne;
       break;
     case kCmdWrite:
       action = Action::kWrite;
@@ -79,7 +88,8 @@ Validated validate_request(const RequestHeader& r, const ExportLimits& limits) n
   if ((r.flags & ~allowed_flags) != 0) return refuse(kEinval, payload);
   if (action == Action::kFlush) return {action, 0, 0};
 
-  const bool modifies = action != Action::kRead;
+  const bool modifies =
+      action != Action::kRead && action != Action::kCache && action != Action::kBlockStatus;
   if (modifies && limits.read_only) return refuse(kEperm, payload);
   // Only commands whose payload the client controls are bounded by the maximum payload size.
   if ((action == Action::kRead || is_write) && r.length > kMaxPayload) {
@@ -87,6 +97,8 @@ Validated validate_request(const RequestHeader& r, const ExportLimits& limits) n
   }
   const std::uint64_t end = r.offset + r.length;
   if (end < r.offset) return refuse(kEinval, payload);  // offset + length overflows
+  // A zero-length status query has no answer (the spec leaves it unspecified; refuse it).
+  if (action == Action::kBlockStatus && r.length == 0) return refuse(kEinval);
   if (end > limits.size) {
     const bool writes_data = is_write || action == Action::kWriteZeroes;
     return refuse(writes_data ? kEnospc : kEinval, payload);

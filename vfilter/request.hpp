@@ -27,9 +27,21 @@ struct ExportLimits {
   bool read_only = false;
   // Alignment the client promised (NBD_INFO_BLOCK_SIZE requested in NBD_OPT_GO); 1 otherwise.
   std::uint32_t agreed_min_block = 1;
+  bool structured = false;    // structured replies or extended headers: READ may carry DF
+  bool block_status = false;  // base:allocation selected: BLOCK_STATUS is allowed
 };
 
-enum class Action { kRead, kWrite, kFlush, kTrim, kWriteZeroes, kDisconnect, kReplyError };
+enum class Action {
+  kRead,
+  kWrite,
+  kFlush,
+  kTrim,
+  kWriteZeroes,
+  kCache,        // a read whose data is dropped: warms whatever caches the stack has
+  kBlockStatus,  // base:allocation extents
+  kDisconnect,
+  kReplyError
+};
 
 struct Validated {
   Action action = Action::kReplyError;

@@ -22,6 +22,7 @@
 #include "vfilter/file_backend.hpp"
 #include "vfilter/nbd_upstream_backend.hpp"
 #include "vfilter/peer_identity.hpp"
+#include "vfilter/vhost_user/listener.hpp"
 
 namespace v2p::vfilter {
 
@@ -140,9 +141,10 @@ class ServerImpl final : public Server {
  public:
   ServerImpl(const ServerConfig& config, RecordSink* sink) : ctx_(sink), config_(config) {
     open_exports();
-    if (config.unix_socket.empty() && config.tcp_port == 0) {
+    if (config.unix_socket.empty() && config.tcp_port == 0 && config.vhost_user_socket.empty()) {
       throw Error(
-          "no listener configured; give a unix socket (--socket PATH) or a TCP port (--tcp)");
+          "no listener configured; give a unix socket (--socket PATH), a TCP port (--tcp) or "
+          "a vhost-user socket (--vhost-user PATH)");
     }
     try {
       if (!config.unix_socket.empty()) {
@@ -151,6 +153,11 @@ class ServerImpl final : public Server {
       }
       if (config.tcp_port != 0) tcp_fd_ = listen_tcp(config.tcp_host, config.tcp_port, &tcp_port_);
       if (::pipe2(stop_pipe_, O_CLOEXEC) != 0) throw system_error("cannot create a pipe");
+      if (!config.vhost_user_socket.empty()) {
+        vhost_user_ = std::make_unique<vhost_user::Listener>(
+            ctx_, 0, config.vhost_user_socket, config.socket_mode,
+            vhost_user::BlkDeviceOptions{config.vhost_user_queues, config.vhost_user_threads});
+      }
     } catch (...) {
       close_listeners();
       throw;
@@ -171,6 +178,7 @@ class ServerImpl final : public Server {
     const char c = 'x';
     [[maybe_unused]] const auto n = ::write(stop_pipe_[1], &c, 1);
     if (acceptor_.joinable()) acceptor_.join();
+    vhost_user_.reset();  // ends the session; its requests complete first
     close_listeners();
     std::list<std::unique_ptr<Connection>> conns;
     {
@@ -204,6 +212,7 @@ class ServerImpl final : public Server {
     if (config_.vdisks.empty()) throw Error("no vdisk configured; give --image or a --config file");
     std::set<std::string> names;
     ctx_.tagging = config_.tagging;
+    if (!config_.tls_creds.empty()) ctx_.tls = std::make_unique<TlsCredentials>(config_.tls_creds);
     if (config_.tagging && config_.slot_table_fd >= 0) {
       ctx_.install_slot_table(
           std::make_unique<pfilter::SlotTable>(config_.slot_table_fd, config_.slot_table_row));
@@ -333,6 +342,7 @@ class ServerImpl final : public Server {
   std::filesystem::path unix_path_;
   int stop_pipe_[2] = {-1, -1};
   std::thread acceptor_;
+  std::unique_ptr<vhost_user::Listener> vhost_user_;
   std::mutex stop_mu_;
   bool stopped_ = false;
   mutable std::mutex conn_mu_;

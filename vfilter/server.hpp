@@ -51,6 +51,14 @@ struct ServerConfig {
   mode_t socket_mode = 0600;
   std::string tcp_host = "127.0.0.1";  // used only when tcp_port != 0
   std::uint16_t tcp_port = 0;
+  // A directory with ca-cert.pem, server-cert.pem and server-key.pem (qemu's layout): TCP
+  // clients must then negotiate TLS (NBD_OPT_STARTTLS) before anything else.
+  std::filesystem::path tls_creds;
+  // A vhost-user-blk socket (vfilter/vhost_user/) serving the first vdisk to one frontend at a
+  // time, with socket_mode; empty = none.
+  std::filesystem::path vhost_user_socket;
+  unsigned vhost_user_queues = 4;
+  unsigned vhost_user_threads = 16;
   bool tagging = true;    // put slot ids into ioprio hint bits
   bool direct_io = true;  // O_DIRECT with clean fallback where unsupported (tmpfs)
   // The probe's slot table (pfilter/slot_table.hpp) and this process's row in it, given by the

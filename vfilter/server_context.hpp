@@ -13,6 +13,7 @@
 #include "pfilter/slot_table.hpp"
 #include "vfilter/block_backend.hpp"
 #include "vfilter/handshake.hpp"
+#include "vfilter/nbd_tls.hpp"
 #include "vfilter/server.hpp"
 
 namespace v2p::vfilter {
@@ -69,6 +70,8 @@ struct ServerContext {
   std::mutex slot_tables_mu;
   std::vector<std::unique_ptr<pfilter::SlotTable>> slot_tables;
   VdiskRegistry registry;
+  // Set with ServerConfig::tls_creds: TLS is then required on TCP connections.
+  std::unique_ptr<TlsCredentials> tls;
   std::atomic<std::uint64_t> connections{0}, requests{0}, bytes_read{0}, bytes_written{0},
       errors{0};
 };

@@ -128,7 +128,7 @@ TEST(Handshake, FlagsFollowTheStacksCapabilities) {
   e.can_fua = false;
   e.can_zero = false;
   e.can_multi_conn = false;
-  EXPECT_EQ(transmission_flags(e), kTxHasFlags | kTxSendFlush);
+  EXPECT_EQ(transmission_flags(e), kTxHasFlags | kTxSendFlush | kTxSendCache);
 }
 
 TEST(Handshake, EmptyNameIsTheDefaultExport) {
@@ -204,13 +204,20 @@ TEST(Handshake, ExportNameUnknownCloses) {
 }
 
 TEST(Handshake, UnknownAndUnsupportedOptionsAreRefused) {
-  for (std::uint32_t opt : {kOptStructuredReply, kOptStartTls, 9u, 10u, 0xdeadu}) {
+  // STARTTLS without --tls-creds and unknown options are unsupported; the structured-reply
+  // options with data, or meta contexts before structured replies, are invalid.
+  const std::pair<std::uint32_t, std::uint32_t> cases[] = {{kOptStartTls, kRepErrUnsup},
+                                                           {0xdeadu, kRepErrUnsup},
+                                                           {kOptStructuredReply, kRepErrInvalid},
+                                                           {kOptListMetaContext, kRepErrInvalid},
+                                                           {kOptSetMetaContext, kRepErrInvalid}};
+  for (const auto& [opt, want] : cases) {
     Handshake hs(two_exports());
     hs.take_output();
     hs.feed(cat({client_flags(), option(opt, Bytes(7))}));
     const auto r = replies(hs.take_output());
     ASSERT_EQ(r.size(), 1u);
-    EXPECT_EQ(r[0].type, kRepErrUnsup);
+    EXPECT_EQ(r[0].type, want);
     EXPECT_EQ(r[0].option, opt);
     EXPECT_EQ(hs.state(), Handshake::State::kOptionHeader);
   }

@@ -46,7 +46,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   // Transmission phase: headers, each followed by the payload validation says to consume.
   const auto rest = whole.leftover();
   const ExportInfo e = exports().at(*whole.selected());
-  const ExportLimits limits{e.size, e.read_only, whole.block_size_agreed() ? e.min_block : 1};
+  const ExportLimits limits{e.size, e.read_only, whole.block_size_agreed() ? e.min_block : 1,
+                            whole.reply_style() != ReplyStyle::kSimple, whole.base_allocation()};
   std::size_t at = 0;
   while (rest.size() - at >= nbd::kRequestSize) {
     const auto req = parse_request(rest.subspan(at, nbd::kRequestSize));
@@ -58,6 +59,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         v.action != Action::kFlush && req->offset + req->length > e.size) {
       std::abort();  // an accepted request must lie inside the export
     }
+    if (v.action == Action::kBlockStatus && !limits.block_status) std::abort();
     (void)encode_simple_reply(req->cookie, v.error);
     if (v.payload > rest.size() - at) break;
     at += v.payload;
