@@ -63,6 +63,10 @@ void load_agent_config(const std::filesystem::path& file, AgentOptions& o) {
     } else if (key == "probe") {
       if (!value.is_boolean()) throw bad(key, "must be true or false");
       o.probe = value.get<bool>();
+    } else if (key == "http") {
+      o.http_listen = str();
+      o.http_optional = false;
+      if (o.http_listen == "off") o.http_listen.clear();
     } else if (key == "max_query_clients") {
       o.max_query_clients = uint(1, 65536);
     } else if (key == "queries_per_round") {
@@ -70,7 +74,7 @@ void load_agent_config(const std::filesystem::path& file, AgentOptions& o) {
     } else {
       throw bad(key,
                 "is unknown (socket, ingest_socket, group, socket_mode, state_dir, "
-                "snapshot_interval_ms, probe, max_query_clients, queries_per_round)");
+                "snapshot_interval_ms, probe, http, max_query_clients, queries_per_round)");
     }
   }
 }

@@ -45,6 +45,10 @@ bool MessageBuilder::append_image(const std::string& path) {
   return append(kImageFrame, {reinterpret_cast<const std::byte*>(path.data()), path.size()});
 }
 
+bool MessageBuilder::append(const ExportLatency& l) {
+  return append(kExportLatencyFrame, bytes_of(l));
+}
+
 void parse_message(std::span<const std::byte> message, MessageVisitor& visitor) {
   std::size_t pos = 0;
   while (pos < message.size()) {
@@ -81,6 +85,12 @@ void parse_message(std::span<const std::byte> message, MessageVisitor& visitor) 
         visitor.on_image(
             std::string(reinterpret_cast<const char*>(payload.data()), payload.size()));
         break;
+      case kExportLatencyFrame: {
+        const auto l = decode_fixed<ExportLatency>(payload, "export latency frame");
+        if (l.op > 2) throw Error("export latency frame of op class " + std::to_string(l.op));
+        visitor.on_export_latency(l);
+        break;
+      }
       default:
         throw Error("unknown ingest frame type " + std::to_string(h.type));
     }

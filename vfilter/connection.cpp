@@ -64,7 +64,8 @@ struct Pending {
   Action action{};
   Stage stage = Stage::kData;
   AlignedBuffer buf;
-  std::uint64_t room = 0;  // bytes counted against the connection's in-flight budget
+  std::uint64_t room = 0;         // bytes counted against the connection's in-flight budget
+  std::uint64_t received_ns = 0;  // request header read (0: not timed)
   SlotLease slot;
   std::uint64_t done = 0;  // bytes of the data / zero-fill stage completed
   // The host I/O currently in flight.
@@ -149,6 +150,9 @@ bool Connection::negotiate() {
   vm_name_ = vm;
   vm_id_ = ids.vm_id;
   vdisk_id_ = ids.vdisk_id;
+  if (ExportTimings* t = ctx_.sink != nullptr ? ctx_.sink->timings() : nullptr) {
+    timings_ = t->get(vm_id_, vdisk_id_);
+  }
   return true;
 }
 
@@ -237,6 +241,7 @@ void Connection::serve() {
 
   std::byte header[nbd::kRequestSize];
   while (!broken_.load() && read_exact(header, sizeof header)) {
+    const std::uint64_t received_ns = timings_ != nullptr ? monotonic_ns() : 0;
     const auto req = parse_request(header);
     if (!req) {
       fmt::print(stderr, "v2p vfilter: bad request magic; closing the connection\n");
@@ -274,6 +279,7 @@ void Connection::serve() {
       continue;
     }
     p->req = *req;
+    p->received_ns = received_ns;
     p->action = v.action;
     p->room = bytes;
     if (v.action == Action::kWrite && !read_exact(p->buf.get(), req->length)) {
@@ -574,6 +580,10 @@ void Connection::finish(Pending* p, std::uint32_t error) {
     } else if (p->action == Action::kWrite) {
       ctx_.bytes_written.fetch_add(p->req.length, std::memory_order_relaxed);
     }
+  }
+  if (timings_ != nullptr) {
+    const std::size_t op = p->action == Action::kRead ? 0 : p->action == Action::kWrite ? 1 : 2;
+    timings_->add(op, op == 2 ? 0 : p->req.length, monotonic_ns() - p->received_ns);
   }
   const std::uint64_t room = p->room;
   delete p;

@@ -13,6 +13,7 @@
 #include <string>
 #include <thread>
 
+#include "vfilter/export_timings.hpp"
 #include "vfilter/server_context.hpp"
 #include "vfilter/tagged_workers.hpp"
 
@@ -73,6 +74,7 @@ class Connection {
   std::uint32_t agreed_min_block_ = 1;
   std::uint32_t vm_id_ = 0;
   std::uint32_t vdisk_id_ = 0;
+  ExportTimings::Vdisk* timings_ = nullptr;  // the export layer's latency (observation)
 
   // Receive buffer (the reader only).
   std::vector<std::byte> rbuf_;
