@@ -18,9 +18,10 @@ namespace v2p::agent {
 
 struct HttpLimits {
   std::size_t max_request_bytes = 8192;
-  std::size_t workers = 4;
+  std::size_t workers = 8;
   std::size_t max_queued = 32;
-  std::chrono::seconds io_timeout{5};
+  // Also how long a connection may stay idle: an idle client holds a worker at most this long.
+  std::chrono::seconds io_timeout{2};
   std::chrono::milliseconds answer_timeout{5000};  // agent busy longer: 503
 };
 
