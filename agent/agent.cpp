@@ -148,7 +148,7 @@ class ExportVisitor final : public ingest::MessageVisitor {
 }  // namespace
 
 Agent::Agent(AgentOptions options)
-    : o_(std::move(options)), devices_(o_.probe), rx_(ingest::kMaxMessageBytes + 1) {
+    : o_(std::move(options)), devices_(o_.probe, o_.pin_dir), rx_(ingest::kMaxMessageBytes + 1) {
   restore();
   // The decoded snapshot file is gone: give its pages back (a 1 M-extent restore otherwise
   // leaves the agent about 30 bytes per extent fatter for good).
@@ -586,6 +586,13 @@ void Agent::round(int wait_ms) {
   accept_clients();
   read_exports();
   read_clients();
+  if (devices_.attaches() != noted_attaches_) {
+    noted_attaches_ = devices_.attaches();
+    const auto pins = devices_.pinned_at();
+    o_.log(pins.empty() ? fmt::format("probe attached, unpinned ({} is another probe's or off)",
+                                      o_.pin_dir.string())
+                        : fmt::format("probe attached, maps pinned at {}", pins.string()));
+  }
   for (const auto& d : pending_declarations_) declare(d);
   pending_declarations_.clear();
   for (const auto& b : pending_backends_) {

@@ -40,9 +40,11 @@ struct AgentOptions {
   // fdatasync'ed (survives a host crash) this often.
   unsigned log_write_interval_ms = 200;
   unsigned log_sync_interval_ms = 5'000;
-  bool probe = true;                   // false: no eBPF (tests without root; map stays empty)
-  std::size_t max_query_clients = 64;  // more are refused (counted)
-  std::size_t queries_per_round = 32;  // the rest wait for the next round (counted)
+  bool probe = true;  // false: no eBPF (tests without root; map stays empty)
+  // The probe's pins (the bpftool contract) when no other probe owns the directory; "" = none.
+  std::filesystem::path pin_dir = "/sys/fs/bpf/v2p";
+  std::size_t max_query_clients = 64;          // more are refused (counted)
+  std::size_t queries_per_round = 32;          // the rest wait for the next round (counted)
   std::size_t query_output_limit = 16u << 20;  // a client that does not read is dropped
   std::function<void(std::string_view)> log = [](std::string_view) {};
   // /metrics and the web page (agent/http_server.hpp): "HOST:PORT", "" = none. When
@@ -138,6 +140,7 @@ class Agent {
   std::vector<std::byte> rx_;
   AgentStats stats_;
   IoLayers layers_;
+  std::uint64_t noted_attaches_ = 0;
   std::map<std::uint32_t, std::string> device_names_;  // kernel number -> sysfs name
   std::uint64_t lost_from_closed_ = 0;
   std::uint64_t next_snapshot_ns_ = 0;

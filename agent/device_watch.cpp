@@ -20,9 +20,17 @@ void DeviceWatch::acquire(const std::vector<DeviceId>& devices) {
     if (!probe_) {
       pfilter::ProbeOptions options;
       options.devices = fresh;
-      // Unpinned: the pins belong to an operator's `v2p probe`, which may run beside the agent.
-      options.pin = false;
-      probe_ = pfilter::Probe::attach(options);
+      // Pinned where an operator's bpftool looks, unless an operator's `v2p probe` owns the
+      // directory: then unpinned, beside it.
+      options.pin = !pin_dir_.empty();
+      options.pin_dir = pin_dir_;
+      try {
+        probe_ = pfilter::Probe::attach(options);
+      } catch (const Error&) {
+        if (!options.pin) throw;
+        options.pin = false;
+        probe_ = pfilter::Probe::attach(options);
+      }
       ++attaches_;
     } else {
       for (const auto d : fresh) probe_->add_device(d);
@@ -47,6 +55,10 @@ void DeviceWatch::release(const std::vector<DeviceId>& devices) {
     }
   }
   if (users_.empty()) probe_.reset();  // detaches the programs
+}
+
+std::filesystem::path DeviceWatch::pinned_at() const {
+  return probe_ ? probe_->pin_dir() : std::filesystem::path();
 }
 
 std::vector<DeviceId> devices_for_image(const std::string& image) {

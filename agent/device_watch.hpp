@@ -4,6 +4,7 @@
 // any more are dropped here, in user space, until the probe is next re-attached.
 #pragma once
 
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
@@ -18,7 +19,10 @@ namespace v2p::agent {
 class DeviceWatch {
  public:
   // enabled = false: never attaches (an agent without privileges serves queries only).
-  explicit DeviceWatch(bool enabled) : enabled_(enabled) {}
+  // pin_dir: where the probe pins its maps (the bpftool contract, docs/observe.md) when no other
+  // probe owns that directory; "" = never pinned.
+  explicit DeviceWatch(bool enabled, std::filesystem::path pin_dir = {})
+      : enabled_(enabled), pin_dir_(std::move(pin_dir)) {}
   // Adds a user of `devices`. Throws v2p::Error when the probe cannot attach.
   void acquire(const std::vector<DeviceId>& devices);
   void release(const std::vector<DeviceId>& devices);
@@ -26,9 +30,12 @@ class DeviceWatch {
   [[nodiscard]] pfilter::Probe* probe() const noexcept { return probe_.get(); }
   [[nodiscard]] std::size_t device_count() const noexcept { return users_.size(); }
   [[nodiscard]] std::uint64_t attaches() const noexcept { return attaches_; }
+  // Where the running probe's maps are pinned ("" when unpinned or not attached).
+  [[nodiscard]] std::filesystem::path pinned_at() const;
 
  private:
   bool enabled_;
+  std::filesystem::path pin_dir_;
   std::map<std::uint32_t, unsigned> users_;  // kernel device number -> vdisks on it
   std::unordered_set<std::uint32_t> active_;
   std::unique_ptr<pfilter::Probe> probe_;

@@ -133,6 +133,22 @@ PY
   code=$(curl -s -o /dev/null -w '%{http_code}' -X POST --data-binary @"$dir/metrics.txt" "$url/metrics")
   [[ $code == 413 || $code == 404 || $code == 405 ]] || fail "a large POST got $code"
   curl -sf "$url/metrics" >/dev/null || fail "the agent stopped answering after bad requests"
+  # The bpftool contract: the agent's probe pins its counters with BTF-named fields.
+  if [[ ${#probe[@]} -eq 0 ]] && command -v bpftool >/dev/null; then
+    if grep -q "pinned at /sys/fs/bpf/v2p" "$dir/agent.log"; then
+      bpftool -j map dump pinned /sys/fs/bpf/v2p/v2p_device_stats >"$dir/bpftool.json" ||
+        fail "bpftool map dump"
+      dev=$(stat -c '%t:%T' "$loop" | { IFS=: read -r ma mi; echo $(((16#$ma << 20) | 16#$mi)); })
+      jq -e --argjson dev "$dev" '[.[] | .formatted // . | select(.key.dev == $dev) |
+        .values[].value.ios] | add > 0' "$dir/bpftool.json" >/dev/null ||
+        fail "no named per-device counters for $loop: $(head -c 600 "$dir/bpftool.json")"
+      bpftool -j map lookup pinned /sys/fs/bpf/v2p/v2p_slot_table key 0 0 0 0 >"$dir/slot.json"
+      jq -e '(.formatted // .).value | has("vm") and has("vdisk") and has("voffset")' \
+        "$dir/slot.json" >/dev/null || fail "the slot table has no named fields: $(cat "$dir/slot.json")"
+    else
+      echo "note: another probe owns /sys/fs/bpf/v2p; pins not checked"
+    fi
+  fi
   ;;
 prometheus)
   pport=$(free_port)
