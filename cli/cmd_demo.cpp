@@ -97,6 +97,9 @@ int run_demo(const DemoOptions& o) {
   chain_options.agent_ingest = views.ingest_socket();
   fmt::print("      agent: top view below, web page on http://{}/\n", views.web_address());
   LiveChain chain(chain_options);
+  if (!views.wait_for_probe(std::chrono::seconds(10))) {
+    fmt::print("      agent: its probe is not attached yet; its views may miss the first I/O\n");
+  }
   const auto& corr = chain.correlator();
 
   Workload workload(

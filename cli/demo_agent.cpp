@@ -36,6 +36,9 @@ DemoAgent::DemoAgent(const std::filesystem::path& dir)
   o.socket_mode = 0600;
   o.state_dir.clear();
   o.pin_dir.clear();  // the chain's own probe holds the pins
+  o.log = [this](std::string_view line) {
+    if (line.starts_with("probe attached")) probed_ = true;
+  };
   // 9391 when free (the address an operator knows), else any free port.
   o.http_listen = port_free(9391) ? agent::kDefaultHttpListen : "127.0.0.1:0";
   agent_ = std::make_unique<agent::Agent>(o);
@@ -48,6 +51,14 @@ DemoAgent::DemoAgent(const std::filesystem::path& dir)
 DemoAgent::~DemoAgent() {
   stop_ = true;
   thread_.join();
+}
+
+bool DemoAgent::wait_for_probe(std::chrono::milliseconds timeout) const {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (!probed_ && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return probed_;
 }
 
 std::vector<std::string> DemoAgent::top_lines() {

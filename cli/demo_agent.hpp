@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -26,12 +27,16 @@ class DemoAgent {
   [[nodiscard]] const std::filesystem::path& ingest_socket() const noexcept { return ingest_; }
   [[nodiscard]] const std::filesystem::path& query_socket() const noexcept { return query_; }
   [[nodiscard]] std::string web_address() const { return web_; }
+  // Waits until the agent's probe watches the chain's image (announced when the export
+  // connects), so the agent sees the workload's first bio; false after `timeout`.
+  bool wait_for_probe(std::chrono::milliseconds timeout) const;
   // The vdisk rows of `v2p top` since the previous call (empty when the agent did not answer).
   std::vector<std::string> top_lines();
 
  private:
   std::filesystem::path ingest_, query_;
   std::string web_;
+  std::atomic<bool> probed_{false};  // before agent_: its log writes it until it is gone
   std::unique_ptr<agent::Agent> agent_;
   std::atomic<bool> stop_{false};
   std::thread thread_;
