@@ -269,7 +269,8 @@ void Agent::write_log(std::uint64_t now) {
 }
 
 Agent::~Agent() {
-  http_.reset();  // its requests wait for this thread, which no longer answers them
+  jobs_.close();  // requests waiting for this thread get 503 at once
+  http_.reset();
   try {
     persist();
   } catch (const Error& e) {

@@ -14,7 +14,7 @@ struct AgentJobs::Job {
   std::mutex mu;
   std::condition_variable cv;
   std::optional<HttpAnswer> answer;
-  bool abandoned = false;
+  bool abandoned = false;  // the caller gave up, or the queue closed
 };
 
 AgentJobs::AgentJobs() : fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
@@ -31,16 +31,34 @@ std::optional<HttpAnswer> AgentJobs::call(std::function<HttpAnswer()> job,
   j->fn = std::move(job);
   {
     std::lock_guard lock(mu_);
+    if (closed_) return std::nullopt;
     queue_.push_back(j);
   }
   const std::uint64_t one = 1;
   [[maybe_unused]] auto n = ::write(fd_, &one, sizeof one);
   std::unique_lock lock(j->mu);
-  if (!j->cv.wait_for(lock, timeout, [&] { return j->answer.has_value(); })) {
+  if (!j->cv.wait_for(lock, timeout, [&] { return j->answer.has_value() || j->abandoned; }) ||
+      !j->answer) {
     j->abandoned = true;
     return std::nullopt;
   }
   return std::move(j->answer);
+}
+
+void AgentJobs::close() {
+  std::deque<std::shared_ptr<Job>> left;
+  {
+    std::lock_guard lock(mu_);
+    closed_ = true;
+    left.swap(queue_);
+  }
+  for (const auto& j : left) {
+    {
+      std::lock_guard lock(j->mu);
+      j->abandoned = true;
+    }
+    j->cv.notify_one();
+  }
 }
 
 void AgentJobs::run_pending(std::size_t budget) {

@@ -34,6 +34,8 @@ class AgentJobs {
                                  std::chrono::milliseconds timeout);
   // The agent's thread: runs at most `budget` waiting jobs.
   void run_pending(std::size_t budget);
+  // No job runs any more: waiting and later calls return nullopt at once (the agent stops).
+  void close();
 
   struct Job;
 
@@ -41,6 +43,7 @@ class AgentJobs {
   int fd_ = -1;
   std::mutex mu_;
   std::deque<std::shared_ptr<Job>> queue_;
+  bool closed_ = false;  // under mu_
 };
 
 }  // namespace v2p::agent
