@@ -50,9 +50,10 @@ TEST_F(AgentConfig, ErrorsNameFileFieldAndProblem) {
   const std::string f = file_.string();
   EXPECT_EQ(error_of("{"), f + ": not valid JSON");
   EXPECT_EQ(error_of("[]"), f + ": must be a JSON object");
-  EXPECT_EQ(error_of(R"({"sokcet":"x"})"),
-            f + ": field 'sokcet' is unknown (socket, ingest_socket, group, socket_mode, "
-                "state_dir, snapshot_interval_ms, probe, http, max_query_clients, queries_per_round)");
+  EXPECT_EQ(
+      error_of(R"({"sokcet":"x"})"),
+      f + ": field 'sokcet' is unknown (socket, ingest_socket, group, socket_mode, "
+          "state_dir, snapshot_interval_ms, probe, http, max_query_clients, queries_per_round)");
   EXPECT_EQ(error_of(R"({"socket":5})"), f + ": field 'socket' must be a non-empty string");
   EXPECT_EQ(error_of(R"({"snapshot_interval_ms":5})"),
             f + ": field 'snapshot_interval_ms' must be an integer in 100..86400000");
