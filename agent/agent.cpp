@@ -27,6 +27,7 @@ namespace v2p::agent {
 struct Agent::Export {
   Fd fd;
   std::uint32_t pid = 0;
+  std::uint64_t serial = 0;  // this connection, for its cumulative latency figures
   bool hello = false;
   std::map<std::uint64_t, VdiskKey> ids;  // (its vm_id << 32 | vdisk_id) -> agent's key
   std::set<VdiskKey> vdisks;
@@ -69,8 +70,9 @@ class ExportVisitor final : public ingest::MessageVisitor {
   using Announce = std::function<void(const std::string&)>;
   ExportVisitor(Agent::Export& e, Declare declare, Announce announce,
                 std::vector<BackendProcess>& backends, std::vector<ContextRecord>& records,
-                std::uint64_t& lost)
+                std::uint64_t& lost, IoLayers& layers)
       : e_(e),
+        layers_(layers),
         declare_(std::move(declare)),
         announce_(std::move(announce)),
         backends_(backends),
@@ -107,6 +109,12 @@ class ExportVisitor final : public ingest::MessageVisitor {
     need_hello();
     announce_(path);
   }
+  void on_export_latency(const ingest::ExportLatency& l) override {
+    need_hello();
+    // Figures of a vdisk not declared yet wait for the next message (they are cumulative).
+    const auto it = e_.ids.find(local_key(l.vm_id, l.vdisk_id));
+    if (it != e_.ids.end()) layers_.export_figures(e_.serial, it->second, l);
+  }
   void on_lost(const ingest::LostRecords& l) override {
     need_hello();
     if (l.lost_total > e_.lost_total) {
@@ -133,6 +141,7 @@ class ExportVisitor final : public ingest::MessageVisitor {
   }
 
   Agent::Export& e_;
+  IoLayers& layers_;
   Declare declare_;
   Announce announce_;
   std::vector<BackendProcess>& backends_;
@@ -143,7 +152,9 @@ class ExportVisitor final : public ingest::MessageVisitor {
 }  // namespace
 
 Agent::Agent(AgentOptions options)
-    : o_(std::move(options)), devices_(o_.probe, o_.every_bio), rx_(ingest::kMaxMessageBytes + 1) {
+    : o_(std::move(options)),
+      devices_(o_.probe, o_.every_bio, o_.pin_dir),
+      rx_(ingest::kMaxMessageBytes + 1) {
   restore();
   // The decoded snapshot file is gone: give its pages back (a 1 M-extent restore otherwise
   // leaves the agent about 30 bytes per extent fatter for good).
@@ -154,6 +165,22 @@ Agent::Agent(AgentOptions options)
   next_snapshot_ns_ = now + std::uint64_t{o_.snapshot_interval_ms} * 1'000'000;
   next_log_write_ns_ = now + std::uint64_t{o_.log_write_interval_ms} * 1'000'000;
   next_log_sync_ns_ = now + std::uint64_t{o_.log_sync_interval_ms} * 1'000'000;
+  if (!o_.http_listen.empty()) {
+    try {
+      http_ = std::make_unique<HttpServer>(
+          o_.http_listen, jobs_,
+          [this](const std::string& path, const HttpParams& params) { return http(path, params); });
+      o_.log(fmt::format("metrics on http://{}/metrics, web view on http://{}/", http_->address(),
+                         http_->address()));
+    } catch (const Error& e) {
+      if (!o_.http_optional) throw;
+      o_.log(fmt::format("no metrics or web view: {}", e.what()));
+    }
+  }
+}
+
+std::string Agent::http_address() const {
+  return http_ ? http_->address() : std::string();
 }
 
 // A backend named by the saved state: the correlator keeps it; the probe sends its every bio
@@ -255,6 +282,8 @@ void Agent::write_log(std::uint64_t now) {
 }
 
 Agent::~Agent() {
+  jobs_.close();  // requests waiting for this thread get 503 at once
+  http_.reset();
   try {
     persist();
   } catch (const Error& e) {
@@ -321,6 +350,7 @@ void Agent::drop_vdisk(VdiskKey key, std::string_view why) {
   }
   vdisk_exports_.erase(key);
   added_.erase(key);
+  layers_.drop(key);
   ++stats_.vdisks_dropped;
   log_event(fmt::format("vdisk {} dropped ({} extents): {}", label, extents, why));
 }
@@ -358,6 +388,7 @@ void Agent::close_export(std::size_t i, std::string_view why) {
   }
   if (e.granted_attach != 0 && devices_.probe() != nullptr) devices_.probe()->remove_export(e.pid);
   for (const auto& devs : e.watched) devices_.release(devs);
+  layers_.export_gone(e.serial);
   exports_.erase(exports_.begin() + static_cast<std::ptrdiff_t>(i));
 }
 
@@ -373,6 +404,7 @@ void Agent::accept_exports() {
     }
     e->fd = std::move(fd);
     ++stats_.export_connections;
+    e->serial = stats_.export_connections;
     o_.log(fmt::format("export pid {} connected", e->pid));
     exports_.push_back(std::move(e));
   }
@@ -412,7 +444,7 @@ void Agent::read_exports() {
                         image, e.pid, err.what()));
       }
     };
-    ExportVisitor visitor(e, declare, announce, pending_backends_, records_, lost);
+    ExportVisitor visitor(e, declare, announce, pending_backends_, records_, lost, layers_);
     std::string failure;
     for (int m = 0; m < kMessagesPerExportRound; ++m) {
       const ssize_t n = ::recv(e.fd.get(), rx_.data(), rx_.size(), MSG_DONTWAIT | MSG_TRUNC);
@@ -586,6 +618,7 @@ void Agent::round(int wait_ms) {
   std::vector<pollfd> fds;
   fds.push_back({ingest_.get(), POLLIN, 0});
   fds.push_back({query_.get(), POLLIN, 0});
+  fds.push_back({jobs_.fd(), POLLIN, 0});
   for (const auto& e : exports_) fds.push_back({e->fd.get(), POLLIN, 0});
   for (const auto& c : clients_) {
     fds.push_back({c->fd.get(), static_cast<short>(c->out.empty() ? POLLIN : POLLIN | POLLOUT), 0});
@@ -596,6 +629,13 @@ void Agent::round(int wait_ms) {
   accept_clients();
   read_exports();
   read_clients();
+  if (devices_.attaches() != noted_attaches_) {
+    noted_attaches_ = devices_.attaches();
+    const auto pins = devices_.pinned_at();
+    o_.log(pins.empty() ? fmt::format("probe attached, unpinned ({} is another probe's or off)",
+                                      o_.pin_dir.string())
+                        : fmt::format("probe attached, maps pinned at {}", pins.string()));
+  }
   for (const auto& d : pending_declarations_) declare(d);
   pending_declarations_.clear();
   for (const auto& b : pending_backends_) {
@@ -605,13 +645,17 @@ void Agent::round(int wait_ms) {
   }
   pending_backends_.clear();
   for (const auto& e : events_) corr_.on_event(e);
-  for (const auto& r : records_) corr_.on_record(r);
+  for (const auto& r : records_) {
+    corr_.on_record(r);
+    layers_.host_io(r);
+  }
   stats_.records_ingested += records_.size();
   // Re-read: a departed export may have detached the probe above.
   if (devices_.probe() != nullptr) corr_.on_lost(devices_.probe()->lost_events());
   const std::uint64_t now = monotonic_ns();
   corr_.advance(now);
   answer_queries();
+  jobs_.run_pending(o_.queries_per_round);
   write_clients();
   write_log(now);
   if (!o_.state_dir.empty() && now >= next_snapshot_ns_) {

@@ -14,14 +14,20 @@
 #include <string_view>
 #include <vector>
 
+#include "agent/agent_jobs.hpp"
 #include "agent/device_watch.hpp"
+#include "agent/http_server.hpp"
+#include "agent/io_layers.hpp"
 #include "agent/map_log.hpp"
+#include "agent/observation.hpp"
 #include "agent/query_protocol.hpp"
 #include "agent/unix_listener.hpp"
 #include "common/record_file.hpp"
 #include "correlator/correlator.hpp"
 
 namespace v2p::agent {
+
+inline constexpr const char* kDefaultHttpListen = "127.0.0.1:9391";
 
 struct AgentOptions {
   std::filesystem::path query_socket = "/run/v2p/agent.sock";
@@ -38,10 +44,16 @@ struct AgentOptions {
   // Send every bio (debugging). Default: the probe sends only what the map does not know
   // (docs/pfilter.md), and every bio of opaque exports' backends.
   bool every_bio = false;
+  // The probe's pins (the bpftool contract) when no other probe owns the directory; "" = none.
+  std::filesystem::path pin_dir = "/sys/fs/bpf/v2p";
   std::size_t max_query_clients = 64;          // more are refused (counted)
   std::size_t queries_per_round = 32;          // the rest wait for the next round (counted)
   std::size_t query_output_limit = 16u << 20;  // a client that does not read is dropped
   std::function<void(std::string_view)> log = [](std::string_view) {};
+  // /metrics and the web page (agent/http_server.hpp): "HOST:PORT", "" = none. When
+  // http_optional, an address that cannot be bound is logged and the agent runs without it.
+  std::string http_listen;
+  bool http_optional = false;
 };
 
 struct AgentStats {
@@ -85,6 +97,11 @@ class Agent {
   [[nodiscard]] const correlator::Correlator& correlator() const noexcept { return corr_; }
   // One line for `systemctl status` (sd_notify STATUS=).
   [[nodiscard]] std::string status_line() const;
+  // Every vdisk's and probed device's counters and latency per layer (agent/observation.hpp).
+  [[nodiscard]] Observation observe();
+  // The HTTP server's address ("" when none), and the answer to one GET (agent/agent_web.cpp).
+  [[nodiscard]] std::string http_address() const;
+  HttpAnswer http(const std::string& path, const HttpParams& params);
 
   struct Export;
   struct Client;
@@ -128,11 +145,16 @@ class Agent {
   std::vector<ContextRecord> records_;
   std::vector<std::byte> rx_;
   AgentStats stats_;
+  IoLayers layers_;
+  std::uint64_t noted_attaches_ = 0;
+  std::map<std::uint32_t, std::string> device_names_;  // kernel number -> sysfs name
   std::uint64_t lost_from_closed_ = 0;
   std::uint64_t next_snapshot_ns_ = 0;
   std::unique_ptr<MapLogWriter> map_log_;  // null without a state dir
   std::uint64_t next_log_write_ns_ = 0;
   std::uint64_t next_log_sync_ns_ = 0;
+  AgentJobs jobs_;
+  std::unique_ptr<HttpServer> http_;  // last: stopped first, before what its requests read
 };
 
 }  // namespace v2p::agent

@@ -66,6 +66,10 @@ void load_agent_config(const std::filesystem::path& file, AgentOptions& o) {
     } else if (key == "every_bio") {
       if (!value.is_boolean()) throw bad(key, "must be true or false");
       o.every_bio = value.get<bool>();
+    } else if (key == "http") {
+      o.http_listen = str();
+      o.http_optional = false;
+      if (o.http_listen == "off") o.http_listen.clear();
     } else if (key == "max_query_clients") {
       o.max_query_clients = uint(1, 65536);
     } else if (key == "queries_per_round") {
@@ -73,7 +77,8 @@ void load_agent_config(const std::filesystem::path& file, AgentOptions& o) {
     } else {
       throw bad(key,
                 "is unknown (socket, ingest_socket, group, socket_mode, state_dir, "
-                "snapshot_interval_ms, probe, every_bio, max_query_clients, queries_per_round)");
+                "snapshot_interval_ms, probe, every_bio, http, max_query_clients, "
+                "queries_per_round)");
     }
   }
 }

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "agent/agent.hpp"
+#include "agent/observation_json.hpp"
 #include "common/error.hpp"
 #include "correlator/map_source.hpp"
 #include "correlator/verify.hpp"
@@ -196,6 +197,7 @@ std::string Agent::answer(std::string_view line) {
                           {"untagged_bios", p->untagged_bios()}};
         }
         out["status"] = status_line();
+        add_observation(out, observe());
         break;
       case QueryOp::kVmAdd:
         add_vdisk(r.vm, r.vdisk, r.image);

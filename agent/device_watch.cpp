@@ -35,10 +35,19 @@ void DeviceWatch::acquire(const std::vector<DeviceId>& devices) {
 std::unique_ptr<pfilter::Probe> DeviceWatch::attach(const std::vector<DeviceId>& devices) {
   pfilter::ProbeOptions options;
   options.devices = devices;
-  // Unpinned: the pins belong to an operator's `v2p probe`, which may run beside the agent.
-  options.pin = false;
   options.every_bio = every_bio_;
-  auto probe = pfilter::Probe::attach(options);
+  // Pinned where an operator's bpftool looks, unless an operator's `v2p probe` owns the
+  // directory: then unpinned, beside it.
+  options.pin = !pin_dir_.empty();
+  options.pin_dir = pin_dir_;
+  std::unique_ptr<pfilter::Probe> probe;
+  try {
+    probe = pfilter::Probe::attach(options);
+  } catch (const Error&) {
+    if (!options.pin) throw;
+    options.pin = false;
+    probe = pfilter::Probe::attach(options);
+  }
   for (const auto t : backends_) probe->add_full_stream_process(t);
   ++attaches_;
   return probe;
@@ -73,6 +82,10 @@ void DeviceWatch::release(const std::vector<DeviceId>& devices) {
     }
   }
   if (users_.empty()) probe_.reset();  // detaches the programs
+}
+
+std::filesystem::path DeviceWatch::pinned_at() const {
+  return probe_ ? probe_->pin_dir() : std::filesystem::path();
 }
 
 std::vector<DeviceId> devices_for_image(const std::string& image) {

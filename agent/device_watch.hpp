@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
@@ -19,9 +20,12 @@ namespace v2p::agent {
 class DeviceWatch {
  public:
   // enabled = false: never attaches (an agent without privileges serves queries only).
+  // enabled = false: never attaches (an agent without privileges serves queries only).
   // every_bio: the probe sends every bio instead of only what the map does not know.
-  explicit DeviceWatch(bool enabled, bool every_bio = false)
-      : enabled_(enabled), every_bio_(every_bio) {}
+  // pin_dir: where the probe pins its maps (the bpftool contract, docs/observe.md) when no other
+  // probe owns that directory; "" = never pinned.
+  explicit DeviceWatch(bool enabled, bool every_bio = false, std::filesystem::path pin_dir = {})
+      : enabled_(enabled), every_bio_(every_bio), pin_dir_(std::move(pin_dir)) {}
   // Adds a user of `devices`. Throws v2p::Error when the probe cannot attach.
   void acquire(const std::vector<DeviceId>& devices);
   void release(const std::vector<DeviceId>& devices);
@@ -35,6 +39,8 @@ class DeviceWatch {
   std::string add_backend(std::uint32_t tgid);
   // Whether the probe sends only news (docs/pfilter.md) or every bio.
   [[nodiscard]] bool every_bio() const noexcept { return every_bio_; }
+  // Where the running probe's maps are pinned ("" when unpinned or not attached).
+  [[nodiscard]] std::filesystem::path pinned_at() const;
 
  private:
   std::unique_ptr<pfilter::Probe> attach(const std::vector<DeviceId>& devices);
@@ -42,6 +48,7 @@ class DeviceWatch {
   bool enabled_;
   bool every_bio_;
   std::vector<std::uint32_t> backends_;
+  std::filesystem::path pin_dir_;
   std::map<std::uint32_t, unsigned> users_;  // kernel device number -> vdisks on it
   std::unordered_set<std::uint32_t> active_;
   std::unique_ptr<pfilter::Probe> probe_;

@@ -22,10 +22,16 @@ struct AgentFlags {
   bool no_probe = false;
   bool every_bio = false;
   bool no_state = false;
+  std::string http;  // "" = the default (127.0.0.1:9391, optional); "off" = none
 };
 
 int run_agent(const AgentFlags& f) {
   agent::AgentOptions o;
+  // /metrics and the web view by default, on loopback. The default address may be taken (a
+  // second agent, a test): then the agent runs without it and says so; an address asked for
+  // (flag or config) must be bound.
+  o.http_listen = agent::kDefaultHttpListen;
+  o.http_optional = true;
   const char* kDefaultConfig = "/etc/v2p/agent.json";
   if (!f.config.empty()) {
     agent::load_agent_config(f.config, o);
@@ -50,6 +56,12 @@ int run_agent(const AgentFlags& f) {
   if (f.snapshot_interval_ms != 0) o.snapshot_interval_ms = f.snapshot_interval_ms;
   if (f.no_probe) o.probe = false;
   if (f.every_bio) o.every_bio = true;
+  if (f.http == "off") {
+    o.http_listen.clear();
+  } else if (!f.http.empty()) {
+    o.http_listen = f.http;
+    o.http_optional = false;
+  }
   o.log = [](std::string_view line) { fmt::print("v2p agent: {}\n", line); };
 
   StopSignal stop;
@@ -98,6 +110,8 @@ const Register kAgent{
        app.add_flag("--every-bio", f->every_bio,
                     "Have the probe send every bio (debugging; default: only what the map does "
                     "not know, and every bio of opaque exports' backends)");
+       app.add_option("--http", f->http,
+                      "HOST:PORT of /metrics and the web view (default 127.0.0.1:9391; off: none)");
        return [f] { return run_agent(*f); };
      }}};
 

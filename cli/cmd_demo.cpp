@@ -10,6 +10,7 @@
 #include <fstream>
 #include <thread>
 
+#include "cli/demo_agent.hpp"
 #include "cli/demo_report.hpp"
 #include "cli/demo_workload.hpp"
 #include "cli/live_chain.hpp"
@@ -91,19 +92,31 @@ int run_demo(const DemoOptions& o) {
     fmt::print("      live map: snapshot every {} ms to {}\n", o.snapshot_ms,
                chain_options.snapshot.string());
   }
+  // The views of `v2p agent` (docs/observe.md): the export streams to an agent of the demo's own.
+  DemoAgent views(workdir.path());
+  chain_options.agent_ingest = views.ingest_socket();
+  fmt::print("      agent: top view below, web page on http://{}/\n", views.web_address());
   LiveChain chain(chain_options);
+  if (!views.wait_for_probe(std::chrono::seconds(10))) {
+    fmt::print("      agent: its probe is not attached yet; its views may miss the first I/O\n");
+  }
   const auto& corr = chain.correlator();
 
   Workload workload(
       {parse_workload_kind(o.workload), socket, o.vdisk, o.guest_dir, o.workload_mib});
   fmt::print("[4/6] workload: {}\n", workload.description());
-  double next_report = 1.0;
+  double next_report = 1.0, next_top = 2.0;
   while (!workload.exited() && !stop.requested()) {
     chain.pump(100);
     for (const auto& line : workload.progress_lines()) fmt::print("      | {}\n", line);
     if (elapsed() >= next_report) {
       print_progress_line(elapsed(), corr);
       next_report = elapsed() + 1.0;
+    }
+    if (elapsed() >= next_top) {
+      // What `v2p top` shows for the demo VM: IOPS, MB/s and latency per layer.
+      for (const auto& line : views.top_lines()) fmt::print("      top | {}\n", line);
+      next_top = elapsed() + 2.0;
     }
   }
   for (const auto& line : workload.progress_lines()) fmt::print("      | {}\n", line);
@@ -132,6 +145,9 @@ int run_demo(const DemoOptions& o) {
     // Stays a live chain: any NBD client may attach to the export, and the map keeps following.
     fmt::print("v2p demo: serving until Ctrl-C: export nbd+unix:///{}?socket={}\n", o.vdisk,
                socket.string());
+    fmt::print("v2p demo: web view (heat map, latency per layer): http://{}/\n",
+               views.web_address());
+    fmt::print("v2p demo: top view: v2p top --agent {}\n", views.query_socket().string());
     if (!o.snapshot.empty()) {
       fmt::print(
           "v2p demo: query it with: v2p map --snapshot {0} | v2p whose {1} SECTOR "

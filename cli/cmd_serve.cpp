@@ -44,6 +44,7 @@ struct ServeOptions {
   std::string vhost_user;
   std::string record;
   std::string agent;  // the v2p agent's ingest socket (docs/agent.md)
+  bool no_export_latency = false;
   bool read_only = false;
   bool no_tagging = false;
   bool no_direct = false;
@@ -205,6 +206,7 @@ int run_serve(const ServeOptions& o) {
     vfilter::AgentSinkOptions ao;
     ao.socket = o.agent;
     ao.next = sink.get();
+    ao.timings = !o.no_export_latency;
     agent_sink = std::make_unique<vfilter::AgentSink>(std::move(ao));
     // The agent runs elsewhere (another cwd): it gets absolute image paths.
     for (auto& v : config.server.vdisks) {
@@ -343,6 +345,8 @@ const Register kServe{
        app.add_option("--agent", o->agent,
                       "Stream declarations and records to the v2p agent's ingest socket "
                       "(e.g. /run/v2p/ingest.sock); the data path never waits for it");
+       app.add_flag("--no-export-latency", o->no_export_latency,
+                    "With --agent: do not time requests for the agent's export-layer latency");
        app.add_option("--policy", "Load a policy shared object (repeatable)")
            ->type_name("FILE.so")
            ->allow_extra_args(false)

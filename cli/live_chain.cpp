@@ -40,6 +40,16 @@ LiveChain::LiveChain(const LiveChainOptions& options)
     corr_.set_change_observer(
         [host = options.policies](const MapChange& c) { host->map_changed(c); });
   }
+  if (!options.agent_ingest.empty()) {
+    vfilter::AgentSinkOptions ao;
+    ao.socket = options.agent_ingest;
+    ao.next = sink;
+    agent_sink_ = std::make_unique<vfilter::AgentSink>(std::move(ao));
+    for (const auto& v : options.vdisks) {
+      if (!v.image.empty()) agent_sink_->announce_image(std::filesystem::absolute(v.image));
+    }
+    sink = agent_sink_.get();
+  }
   server_ = vfilter::Server::start(server_config, sink);
 }
 

@@ -11,6 +11,7 @@
 #include "pfilter/probe.hpp"
 #include "policy/host/policy_host.hpp"
 #include "policy/host/record_tee.hpp"
+#include "vfilter/agent_sink.hpp"
 #include "vfilter/server.hpp"
 
 namespace v2p::cli {
@@ -27,6 +28,9 @@ struct LiveChainOptions {
   // Policies to feed (not owned, started by the caller): the export's records and the
   // correlator's map changes, as `v2p serve --policy` does with the records alone.
   policy::PolicyHost* policies = nullptr;
+  // When set, the export also streams to a `v2p agent` on this ingest socket (what `v2p serve
+  // --agent` does), so the agent's views show the chain: `v2p demo`'s top view and web page.
+  std::filesystem::path agent_ingest{};
 };
 
 class LiveChain {
@@ -57,6 +61,7 @@ class LiveChain {
   std::unique_ptr<pfilter::Probe> probe_;
   vfilter::QueueSink sink_;
   std::unique_ptr<policy::RecordTee> tee_;
+  std::unique_ptr<vfilter::AgentSink> agent_sink_;
   std::unique_ptr<vfilter::Server> server_;
   correlator::Correlator corr_;
   std::vector<PhysEvent> events_;  // one poll's events, reused

@@ -65,6 +65,10 @@ SlotTableGrant parse_grant(std::span<const std::byte> message) {
   return decode_fixed<SlotTableGrant>(message.subspan(sizeof h), "slot table grant");
 }
 
+bool MessageBuilder::append(const ExportLatency& l) {
+  return append(kExportLatencyFrame, bytes_of(l));
+}
+
 void parse_message(std::span<const std::byte> message, MessageVisitor& visitor) {
   std::size_t pos = 0;
   while (pos < message.size()) {
@@ -101,6 +105,12 @@ void parse_message(std::span<const std::byte> message, MessageVisitor& visitor) 
         visitor.on_image(
             std::string(reinterpret_cast<const char*>(payload.data()), payload.size()));
         break;
+      case kExportLatencyFrame: {
+        const auto l = decode_fixed<ExportLatency>(payload, "export latency frame");
+        if (l.op > 2) throw Error("export latency frame of op class " + std::to_string(l.op));
+        visitor.on_export_latency(l);
+        break;
+      }
       default:
         throw Error("unknown ingest frame type " + std::to_string(h.type));
     }

@@ -25,6 +25,9 @@ inline constexpr std::uint16_t kLostRecordsFrame = 101;  // records the export c
 // probe to its devices before the first I/O. Payload: the absolute path, at most kMaxPathBytes.
 inline constexpr std::uint16_t kImageFrame = 102;
 inline constexpr std::size_t kMaxPathBytes = 4096;
+// The export's request timings for one vdisk and op class, cumulative since the export started
+// (so a lost message costs resolution, never counts), sent about once a second.
+inline constexpr std::uint16_t kExportLatencyFrame = 103;
 
 // The only agent -> export message: the probe's slot table (its map fd rides along as
 // SCM_RIGHTS) and the row the export publishes its slot contexts in (pfilter/slot_table.hpp), so
@@ -49,6 +52,19 @@ struct LostRecords {
 };
 static_assert(sizeof(LostRecords) == 8);
 
+// NBD request in -> reply out, as the export timed it (docs/observe.md).
+struct ExportLatency {
+  std::uint32_t vm_id = 0;
+  std::uint32_t vdisk_id = 0;
+  std::uint32_t op = 0;  // 0 read, 1 write, 2 other (flush, trim, write zeroes)
+  std::uint32_t reserved = 0;
+  std::uint64_t requests = 0;
+  std::uint64_t bytes = 0;
+  std::uint64_t sum_ns = 0;
+  std::uint64_t buckets[32] = {};  // common/latency_histogram.hpp's layout
+};
+static_assert(sizeof(ExportLatency) == 296);
+
 // Builds one message. append_* return false (and add nothing) when the frame would not fit.
 class MessageBuilder {
  public:
@@ -60,6 +76,7 @@ class MessageBuilder {
   bool append(const LostRecords& l);
   bool append_image(const std::string& path);
   bool append(const SlotTableGrant& g);
+  bool append(const ExportLatency& l);
   [[nodiscard]] std::span<const std::byte> bytes() const noexcept { return buf_; }
   [[nodiscard]] bool empty() const noexcept { return buf_.empty(); }
   void clear() noexcept { buf_.clear(); }
@@ -78,6 +95,7 @@ class MessageVisitor {
   virtual void on_record(const ContextRecord& r) = 0;
   virtual void on_lost(const LostRecords& l) = 0;
   virtual void on_image(const std::string& path) = 0;
+  virtual void on_export_latency(const ExportLatency& /*l*/) {}
 };
 
 // Parses one received message; every length is checked against the message. Throws v2p::Error

@@ -14,6 +14,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev libisal-dev libnbd-dev libnbd-bin python3-libnbd libdevmapper-dev libjerasure-dev libgf-complete-dev
   qemu-utils qemu-system-x86 nbdkit fio jq libgnutls28-dev gnutls-bin
   libsystemd-dev systemd
+  libcpp-httplib-dev libncurses-dev tmux prometheus chromium bpftrace
   libvirt-daemon-system libvirt-clients
   e2fsprogs xfsprogs btrfs-progs util-linux kmod
   busybox-static cpio xz-utils zstd dmsetup

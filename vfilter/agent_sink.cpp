@@ -186,6 +186,19 @@ bool AgentSink::receive_grants(int fd) {
   }
 }
 
+// Cumulative figures: a message lost with a connection costs resolution, not counts.
+bool AgentSink::send_timings(int fd) {
+  if (!options_.timings) return true;
+  ingest::MessageBuilder msg;
+  for (const auto& l : timings_.snapshot()) {
+    if (msg.append(l)) continue;
+    if (!send_message(fd, msg.bytes())) return false;
+    msg.clear();
+    msg.append(l);
+  }
+  return msg.empty() || send_message(fd, msg.bytes());
+}
+
 void AgentSink::run() {
   auto backoff = options_.min_backoff;
   for (;;) {
@@ -218,6 +231,7 @@ void AgentSink::run() {
     bool ok = send_message(fd, hello.bytes());
     std::size_t declared = 0, backends_sent = 0;
     std::uint64_t lost_reported = lost_.load();
+    auto next_timings = std::chrono::steady_clock::now();
     while (ok) {
       {
         std::unique_lock lock(mu_);
@@ -234,6 +248,11 @@ void AgentSink::run() {
         m.append(ingest::LostRecords{lost_now});
         ok = send_message(fd, m.bytes());
         lost_reported = lost_now;
+      }
+      // After the batch: the declarations the timings name have gone first.
+      if (ok && std::chrono::steady_clock::now() >= next_timings) {
+        ok = send_timings(fd);
+        next_timings = std::chrono::steady_clock::now() + options_.timings_interval;
       }
       bool stop = false;
       {

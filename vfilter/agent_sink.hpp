@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "vfilter/export_timings.hpp"
 #include "vfilter/record_sink.hpp"
 
 namespace v2p::vfilter {
@@ -29,6 +30,10 @@ struct AgentSinkOptions {
   std::chrono::milliseconds max_backoff{2000};
   // Also hand everything to this sink (a record file), when set. Not owned.
   RecordSink* next = nullptr;
+  // Time every request (request in -> reply out) and send the export layer's latency to the
+  // agent every timings_interval; false: no clock read per request (the observation-cost bench).
+  bool timings = true;
+  std::chrono::milliseconds timings_interval{1000};
 };
 
 struct AgentSinkStats {
@@ -52,6 +57,7 @@ class AgentSink final : public RecordSink {
   // An image this export serves, announced on every connection before anything else, so the
   // agent watches its devices before a client connects (declarations come at connection time).
   void announce_image(const std::string& path);
+  ExportTimings* timings() noexcept override { return options_.timings ? &timings_ : nullptr; }
   [[nodiscard]] AgentSinkStats stats() const;
   // Called (on the sender thread) with the probe's slot table and this export's row when the
   // agent grants them (common/ingest_wire.hpp), again after each re-grant; the fd is closed
@@ -64,6 +70,7 @@ class AgentSink final : public RecordSink {
   bool send_batch(int fd, std::size_t& declared, std::size_t& backends_sent);
   bool receive_grants(int fd);
   void deliver_grant(int map_fd, std::uint32_t row);
+  bool send_timings(int fd);
 
   AgentSinkOptions options_;
   mutable std::mutex mu_;
@@ -73,6 +80,7 @@ class AgentSink final : public RecordSink {
   std::vector<VdiskDeclaration> declarations_;
   std::vector<BackendProcess> backends_;
   std::vector<std::string> images_;
+  ExportTimings timings_;
   bool stopping_ = false;
   std::atomic<std::uint64_t> sent_{0}, lost_{0}, connections_{0};
   std::atomic<bool> connected_{false};

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <new>
 
+#include "common/clock.hpp"
 #include "vfilter/file_backend.hpp"
 #include "vfilter/nbd_block_status.hpp"
 #include "vfilter/nbd_meta_context.hpp"
@@ -141,6 +142,9 @@ bool Connection::negotiate() {
   vm_name_ = vm;
   vm_id_ = ids.vm_id;
   vdisk_id_ = ids.vdisk_id;
+  if (ExportTimings* t = ctx_.sink != nullptr ? ctx_.sink->timings() : nullptr) {
+    timings_ = t->get(vm_id_, vdisk_id_);
+  }
   return true;
 }
 
@@ -284,6 +288,7 @@ void Connection::serve() {
 
   std::byte header[nbd::kRequestSize];
   while (!broken_.load() && read_exact(header, sizeof header)) {
+    const std::uint64_t received_ns = timings_ != nullptr ? monotonic_ns() : 0;
     auto req = parse_request(header);
     if (!req) {
       fmt::print(stderr, "v2p vfilter: bad request magic; closing the connection\n");
@@ -325,6 +330,7 @@ void Connection::serve() {
     }
     p->conn = this;
     p->req = *req;
+    p->received_ns = received_ns;
     p->action = v.action;
     p->room = bytes;
     {
@@ -390,6 +396,10 @@ void Connection::finish(Pending* p, std::uint32_t error) {
     } else if (p->action == Action::kWrite) {
       ctx_.bytes_written.fetch_add(p->req.length, std::memory_order_relaxed);
     }
+  }
+  if (timings_ != nullptr) {
+    const std::size_t op = p->action == Action::kRead ? 0 : p->action == Action::kWrite ? 1 : 2;
+    timings_->add(op, op == 2 ? 0 : p->req.length, monotonic_ns() - p->received_ns);
   }
   const std::uint64_t room = p->room;
   {

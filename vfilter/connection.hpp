@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "common/host_layout/aligned_buffer.hpp"
+#include "vfilter/export_timings.hpp"
 #include "vfilter/io_channel.hpp"
 #include "vfilter/nbd_structured_reply.hpp"
 #include "vfilter/request.hpp"
@@ -34,7 +35,8 @@ struct Pending final : v2p::Completion,
   RequestHeader req;
   Action action{};
   host_layout::AlignedBuffer buf;
-  std::uint64_t room = 0;  // bytes counted against the connection's in-flight budget
+  std::uint64_t room = 0;         // bytes counted against the connection's in-flight budget
+  std::uint64_t received_ns = 0;  // request header read (0: not timed)
   SlotLease slot;
   StageIo io;
   void done(int result) noexcept override;
@@ -95,6 +97,7 @@ class Connection {
   bool base_allocation_ = false;
   std::uint32_t vm_id_ = 0;
   std::uint32_t vdisk_id_ = 0;
+  ExportTimings::Vdisk* timings_ = nullptr;  // the export layer's latency (observation)
 
   std::unique_ptr<TlsSession> tls_;  // set by STARTTLS, before the completer exists
   // Receive buffer (the reader only).

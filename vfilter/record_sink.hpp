@@ -6,6 +6,8 @@
 
 namespace v2p::vfilter {
 
+class ExportTimings;
+
 class RecordSink {
  public:
   virtual ~RecordSink() = default;
@@ -16,6 +18,9 @@ class RecordSink {
   virtual void declare_backend(const BackendProcess& b) = 0;
   // One per completed host I/O, on the completion path: must not throw, should not block long.
   virtual void publish(const ContextRecord& r) noexcept = 0;
+  // Where connections time their requests (request in -> reply out); null: nobody wants them,
+  // and the data path reads no clock for it.
+  virtual ExportTimings* timings() noexcept { return nullptr; }
 };
 
 }  // namespace v2p::vfilter

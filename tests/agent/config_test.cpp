@@ -30,7 +30,7 @@ class AgentConfig : public ::testing::Test {
 TEST_F(AgentConfig, AppliesEveryField) {
   std::ofstream(file_) << R"({"socket":"/tmp/a.sock","ingest_socket":"/tmp/i.sock","group":"kvm",
     "socket_mode":"0600","state_dir":"/tmp/st","snapshot_interval_ms":500,"probe":false,
-    "max_query_clients":3,"queries_per_round":7})";
+    "max_query_clients":3,"queries_per_round":7,"http":"127.0.0.1:9999"})";
   AgentOptions o;
   load_agent_config(file_, o);
   EXPECT_EQ(o.query_socket, "/tmp/a.sock");
@@ -42,6 +42,8 @@ TEST_F(AgentConfig, AppliesEveryField) {
   EXPECT_FALSE(o.probe);
   EXPECT_EQ(o.max_query_clients, 3u);
   EXPECT_EQ(o.queries_per_round, 7u);
+  EXPECT_EQ(o.http_listen, "127.0.0.1:9999");
+  EXPECT_FALSE(o.http_optional);  // asked for: must be bound
 }
 
 TEST_F(AgentConfig, ErrorsNameFileFieldAndProblem) {
@@ -50,7 +52,7 @@ TEST_F(AgentConfig, ErrorsNameFileFieldAndProblem) {
   EXPECT_EQ(error_of("[]"), f + ": must be a JSON object");
   EXPECT_EQ(error_of(R"({"sokcet":"x"})"),
             f + ": field 'sokcet' is unknown (socket, ingest_socket, group, socket_mode, "
-                "state_dir, snapshot_interval_ms, probe, every_bio, max_query_clients, "
+                "state_dir, snapshot_interval_ms, probe, every_bio, http, max_query_clients, "
                 "queries_per_round)");
   EXPECT_EQ(error_of(R"({"socket":5})"), f + ": field 'socket' must be a non-empty string");
   EXPECT_EQ(error_of(R"({"snapshot_interval_ms":5})"),

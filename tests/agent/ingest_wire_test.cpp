@@ -23,6 +23,10 @@ struct Collect final : MessageVisitor {
   void on_lost(const LostRecords& l) override {
     seen.push_back("lost " + std::to_string(l.lost_total));
   }
+  void on_export_latency(const ExportLatency& l) override {
+    seen.push_back("latency " + std::to_string(l.op) + " " + std::to_string(l.requests) + " " +
+                   std::to_string(l.buckets[31]));
+  }
 };
 
 TEST(IngestWire, RoundTripsEveryFrameInOrder) {
@@ -35,10 +39,15 @@ TEST(IngestWire, RoundTripsEveryFrameInOrder) {
   ASSERT_TRUE(m.append(r));
   ASSERT_TRUE(m.append(LostRecords{5}));
   ASSERT_TRUE(m.append_image("/img"));
+  ExportLatency l;
+  l.op = 1;
+  l.requests = 9;
+  l.buckets[31] = 3;
+  ASSERT_TRUE(m.append(l));
   Collect c;
   parse_message(m.bytes(), c);
   EXPECT_EQ(c.seen, (std::vector<std::string>{"hello 42", "decl vm1", "backend 77", "record 8192",
-                                              "lost 5", "image /img"}));
+                                              "lost 5", "image /img", "latency 1 9 3"}));
 }
 
 TEST(IngestWire, AMessageNeverGrowsPastTheLimit) {
@@ -61,6 +70,11 @@ TEST(IngestWire, RefusesTruncatedWrongSizedAndUnknownFrames) {
   std::memcpy(wrong.data() + 4, &len, 4);
   wrong.pop_back();
   EXPECT_THROW(parse_message(wrong, c), Error);
+  MessageBuilder bad_op;
+  ExportLatency l;
+  l.op = 3;  // read, write, other only
+  ASSERT_TRUE(bad_op.append(l));
+  EXPECT_THROW(parse_message(bad_op.bytes(), c), Error);
   MessageBuilder u;
   ASSERT_TRUE(u.append(999, {}));
   EXPECT_THROW(parse_message(u.bytes(), c), Error);

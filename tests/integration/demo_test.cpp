@@ -186,6 +186,14 @@ TEST_F(Demo, KeptChainPublishesTheLiveMapAsSnapshots) {
     const auto at = seen.find("export nbd+unix://");
     ASSERT_NE(at, std::string::npos) << seen;
     const auto uri = seen.substr(at + 7, seen.find('\n', at) - at - 7);
+    // The demo's own agent: its web page shows the demo VM's regions on the loop device.
+    const auto web_at = seen.find("web view (heat map, latency per layer): ");
+    ASSERT_NE(web_at, std::string::npos) << seen;
+    const auto web_from = seen.find("http://", web_at);
+    const auto web = seen.substr(web_from, seen.find('\n', web_from) - web_from);
+    const auto heat = run_command({"curl", "-sf", web + "api/heat"});
+    EXPECT_EQ(heat.exit_code, 0) << heat.err;
+    EXPECT_NE(heat.out.find("\"vms\":[\"demo-vm\"]"), std::string::npos) << heat.out;
 
     struct stat st {};
     ASSERT_EQ(::stat(snap.c_str(), &st), 0);
