@@ -139,8 +139,9 @@ PY
       bpftool -j map dump pinned /sys/fs/bpf/v2p/v2p_device_stats >"$dir/bpftool.json" ||
         fail "bpftool map dump"
       dev=$(stat -c '%t:%T' "$loop" | { IFS=: read -r ma mi; echo $(((16#$ma << 20) | 16#$mi)); })
-      jq -e --argjson dev "$dev" '[.[] | .formatted // . | select(.key.dev == $dev) |
-        .values[].value.ios] | add > 0' "$dir/bpftool.json" >/dev/null ||
+      # Per-CPU arrays whose values name their key (docs/pfilter.md): sum our device's entries.
+      jq -e --argjson dev "$dev" '[.[] | .formatted // . | .values[].value |
+        select(.used == 1 and .dev == $dev) | .ios] | add > 0' "$dir/bpftool.json" >/dev/null ||
         fail "no named per-device counters for $loop: $(head -c 600 "$dir/bpftool.json")"
       bpftool -j map lookup pinned /sys/fs/bpf/v2p/v2p_slot_table key 0 0 0 0 >"$dir/slot.json"
       jq -e '(.formatted // .).value | has("vm") and has("vdisk") and has("voffset")' \
