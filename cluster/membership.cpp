@@ -90,6 +90,7 @@ void join(EtcdClient& client, const std::string& cluster, const HostInfo& host) 
   record.host = host.host;
   record.address = host.address;
   record.started_unix = host.started_unix;
+  record.stores = host.stores;  // so a pool still knows a down host's stores
   client.put(member_key(cluster, host.host), to_json(record));
 }
 

@@ -56,7 +56,7 @@ class ChunkServiceTest : public ::testing::Test {
                                                 creds_ / ("h" + std::to_string(h)), stores);
     ports_[h] = servers_[h]->port();
   }
-  ec::PoolConfig pool_config(ec::Layout layout) {
+  ec::PoolConfig pool_config(ec::Layout layout, int hosts = 4) {
     ec::PoolConfig c;
     c.metadata_dir = root_ / "meta";
     c.default_layout = layout;
@@ -64,7 +64,7 @@ class ChunkServiceTest : public ::testing::Test {
     c.block_bytes = 4096;
     c.allow_shared_domains = true;  // host first, then a second store on a host
     c.hedge_delay = std::chrono::milliseconds(50);
-    for (int h = 1; h <= 4; ++h) {
+    for (int h = 1; h <= hosts; ++h) {
       const std::string host = "h" + std::to_string(h);
       auto ch = peer_channel("127.0.0.1:" + std::to_string(ports_[h]), host, creds_ / "gw");
       for (int d = 0; d < 2; ++d) {
@@ -137,6 +137,30 @@ TEST_F(ChunkServiceTest, TwoHostsLostReadsStayExactAndEvacuationRestoresKPlusM) 
   // reads are still exact.
   fs::remove_all(root_ / "h3" / "d0" / "chunks");
   back = pool.read(kKey, VirtualOffset{0}, data.size());
+  ASSERT_TRUE(back.ok()) << back.error();
+  EXPECT_EQ(back.value(), data);
+}
+
+TEST_F(ChunkServiceTest, HostJoinsThenRebalanceEvensTheStores) {
+  const auto data = random_bytes(6 << 20, 4);
+  {
+    ec::Pool pool(pool_config({2, 1}, 3));
+    pool.write(kKey, VirtualOffset{0}, data);
+    pool.flush();
+  }
+  ec::Pool pool(pool_config({2, 1}, 4));  // host 4 joined with two empty stores
+  auto rep = pool.rebalance();
+  EXPECT_EQ(rep.failed, 0u) << (rep.problems.empty() ? "" : rep.problems[0]);
+  EXPECT_GT(rep.chunks_rebuilt, 0u);
+  std::uint64_t lo = ~0ull, hi = 0;
+  for (const auto& s : pool.status().stores) {
+    EXPECT_EQ(s.chunks_present, s.chunks_expected) << s.id;
+    lo = std::min(lo, s.chunks_expected);
+    hi = std::max(hi, s.chunks_expected);
+  }
+  EXPECT_LE(hi - lo, 1u) << "every store within one chunk of the others";
+  EXPECT_EQ(pool.status().vms[0].containers_sharing_domains, 0u);
+  auto back = pool.read(kKey, VirtualOffset{0}, data.size());
   ASSERT_TRUE(back.ok()) << back.error();
   EXPECT_EQ(back.value(), data);
 }
