@@ -1,0 +1,221 @@
+#!/usr/bin/env bash
+# Many hosts on one machine: a 3-member etcd cluster and 4 hosts, each in its own network
+# namespace on a bridge that lives in a namespace of its own (10.213.0.0/24 exists only inside
+# them; nothing is routed outside). Each host runs `v2p agent --cluster` with two stores; host h4
+# also runs the pool (`v2p cluster put|get|rebuild|rebalance`). Checked, in order:
+#   put/get across hosts (2+2, one chunk per host); kill -9 of h1's agent and h2's link cut:
+#   both seen down within the lease TTL (+ etcd's expiry slack), reads exact, rebuild restores
+#   k+m on the hosts left, nothing acknowledged lost; the isolated h2 cannot place writes (the
+#   split); one etcd member killed: the cluster keeps working; a peer with another CA's
+#   certificate gets no chunk; h1 and h2 come back, rebalance moves chunks onto them.
+# Every namespace, process and file it makes is removed on exit, failure included.
+# Usage: cluster_netns_test.sh V2P_BINARY
+set -uo pipefail
+here=$(dirname "$(readlink -f "$0")")
+source "$here/../common/test_skip.sh"
+v2p=$(readlink -f "$1")
+[[ $(id -u) -eq 0 ]] || skip_machine "needs root (network namespaces)"
+require_tools etcd etcdctl ip openssl jq
+ip netns add v2p-probe-$$ 2>/dev/null || skip_machine "cannot create network namespaces here"
+ip netns del v2p-probe-$$
+
+TTL=3
+ns=v2pc$$
+W=$(mktemp -d /tmp/v2p-cluster-XXXXXX)
+pids=()
+fail=0
+cleanup() {
+  local p
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+  for p in "${pids[@]}"; do
+    for _ in $(seq 100); do [[ -e /proc/$p ]] || break; sleep 0.05; done
+  done
+  for n in br e1 e2 e3 h1 h2 h3 h4; do ip netns del "$ns-$n" 2>/dev/null; done
+  rm -rf "$W"
+}
+trap cleanup EXIT
+check() {  # check WHAT CONDITION...
+  local what=$1
+  shift
+  if "$@"; then echo "ok: $what"; else echo "FAILED: $what"; fail=1; fi
+}
+die() {
+  echo "FAILED: $*"
+  for f in "$W"/*.log; do echo "--- $f"; tail -5 "$f"; done
+  exit 1
+}
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
+in_ns() { local n=$1; shift; ip netns exec "$ns-$n" "$@"; }
+
+# --- topology: bridge namespace + 3 etcd + 4 hosts
+for n in br e1 e2 e3 h1 h2 h3 h4; do ip netns add "$ns-$n" && ip -n "$ns-$n" link set lo up; done
+ip -n "$ns-br" link add br0 type bridge && ip -n "$ns-br" link set br0 up
+attach() {  # attach NAME ADDRESS
+  ip -n "$ns-br" link add "p-$1" type veth peer name eth0 netns "$ns-$1"
+  ip -n "$ns-br" link set "p-$1" master br0 up
+  ip -n "$ns-$1" addr add "$2/24" dev eth0
+  ip -n "$ns-$1" link set eth0 up
+}
+for i in 1 2 3; do attach e$i 10.213.0.1$i; done
+for i in 1 2 3 4; do attach h$i 10.213.0.2$i; done
+endpoints=10.213.0.11:2379,10.213.0.12:2379,10.213.0.13:2379
+start_etcd() {  # start_etcd N
+  local i=$1
+  in_ns e$i setsid etcd --name e$i --data-dir "$W/e$i" --pre-vote \
+    --listen-peer-urls http://10.213.0.1$i:2380 --initial-advertise-peer-urls http://10.213.0.1$i:2380 \
+    --listen-client-urls http://10.213.0.1$i:2379 --advertise-client-urls http://10.213.0.1$i:2379 \
+    --initial-cluster e1=http://10.213.0.11:2380,e2=http://10.213.0.12:2380,e3=http://10.213.0.13:2380 \
+    --initial-cluster-token $ns --initial-cluster-state new >>"$W/e$i.log" 2>&1 &
+  epid[$i]=$!
+  pids+=($!)
+}
+declare -A epid apid
+t0=$(now)
+for i in 1 2 3; do start_etcd $i; done
+healthy=0
+for _ in $(seq 100); do
+  if in_ns h4 etcdctl --dial-timeout=1s --endpoints=$endpoints endpoint health >/dev/null 2>&1; then
+    healthy=1
+    break
+  fi
+  sleep 0.1
+done
+((healthy)) || die "etcd cluster not healthy"
+echo "etcd: 3 members healthy after $(elapsed "$t0") s"
+
+# --- credentials and agents
+"$v2p" cluster init --dir "$W/creds" --host h1 --host h2 --host h3 --host h4 >/dev/null ||
+  die "cluster init"
+"$v2p" cluster init --dir "$W/foreign" --host h4 >/dev/null || die "foreign init"
+config() {  # config HOST [CREDENTIALS_DIR]
+  local h=$1 i=${1#h} creds=${2:-$W/creds/$1}
+  mkdir -p "$W/$h/d0" "$W/$h/d1" "$W/$h/run"
+  cat >"$W/$h/cluster.json" <<JSON
+{"cluster": "t$$", "host": "$h", "etcd": "$endpoints", "ttl_seconds": $TTL,
+ "listen": "10.213.0.2$i:7420", "credentials": "$creds",
+ "stores": [{"id": ${i}0, "path": "$W/$h/d0"}, {"id": ${i}1, "path": "$W/$h/d1"}],
+ "pool": {"metadata": "$W/$h/meta", "layout": "2+2", "container_bytes": 4194304}}
+JSON
+}
+start_agent() {  # start_agent HOST
+  local h=$1
+  in_ns "$h" setsid "$v2p" agent --no-probe --no-state --socket "$W/$h/run/agent.sock" \
+    --ingest-socket "$W/$h/run/ingest.sock" --cluster "$W/$h/cluster.json" >>"$W/$h.log" 2>&1 &
+  apid[$h]=$!
+  pids+=($!)
+}
+for h in h1 h2 h3 h4; do config $h; start_agent $h; done
+status() { in_ns h4 "$v2p" cluster status --config "$W/h4/cluster.json" --json 2>/dev/null; }
+up_count() { status | jq '[.hosts[] | select(.up)] | length'; }
+wait_up() {  # wait_up N
+  for _ in $(seq 100); do [[ $(up_count) == "$1" ]] && return 0; sleep 0.1; done
+  return 1
+}
+wait_up 4 || die "4 hosts not up: $(status)"
+in_ns h4 "$v2p" cluster status --config "$W/h4/cluster.json"
+
+# --- put/get across hosts
+gw=(in_ns h4 "$v2p" cluster)
+gwc=(--config "$W/h4/cluster.json")
+head -c $((24 << 20)) /dev/urandom >"$W/img1"
+"${gw[@]}" put "${gwc[@]}" --vm 1 --image "$W/img1" || die "put"
+"${gw[@]}" get "${gwc[@]}" --vm 1 --length $((24 << 20)) --out "$W/back1" || die "get"
+check "put/get across 4 hosts reads back exactly" cmp -s "$W/img1" "$W/back1"
+pool_json() { "${gw[@]}" pool "${gwc[@]}" --json; }
+check "one chunk per host (no container shares a host)" \
+  test "$(pool_json | jq '[.vms[].containers_sharing_domains] | add')" == 0
+for h in h1 h2 h3 h4; do
+  check "host $h holds chunks" test "$(ls "$W/$h/d0/chunks" "$W/$h/d1/chunks" | grep -c '\.')" -gt 0
+done
+
+# --- kill -9 one agent, cut another host's link
+t_loss=$(now)
+kill -9 "${apid[h1]}"
+ip -n "$ns-br" link set p-h2 down
+seen=0
+for _ in $(seq 200); do
+  s=$(status)
+  if [[ $(jq -r '.hosts[] | select(.host=="h1") | .up' <<<"$s") == false &&
+    $(jq -r '.hosts[] | select(.host=="h2") | .up' <<<"$s") == false ]]; then
+    seen=1
+    break
+  fi
+  sleep 0.05
+done
+detect=$(elapsed "$t_loss")
+echo "loss of h1 (kill -9) and h2 (link cut) seen after $detect s (TTL $TTL s)"
+check "both losses seen" test $seen == 1
+# etcd expires a lease up to ~0.5 s after its TTL, more across a leader change (facts file).
+check "losses seen within TTL + 2 s" awk -v d="$detect" -v t=$TTL 'BEGIN { exit !(d < t + 2) }'
+"${gw[@]}" get "${gwc[@]}" --vm 1 --length $((24 << 20)) --out "$W/back2" >"$W/get2.out" ||
+  die "degraded get: $(cat "$W/get2.out")"
+check "reads exact with 2 of 4 hosts lost" cmp -s "$W/img1" "$W/back2"
+grep -q 'degraded' "$W/get2.out" && check "those reads were degraded" grep -vq ' 0 degraded' "$W/get2.out"
+
+# --- the split: h2 is alive but cut off from etcd; it must not place writes
+head -c $((4 << 20)) /dev/urandom >"$W/img3"
+config h2 >/dev/null
+if in_ns h2 timeout 20 "$v2p" cluster put --config "$W/h2/cluster.json" --vm 3 --image "$W/img3" \
+  >"$W/split.out" 2>&1; then
+  check "isolated host refuses to place writes" false
+else
+  check "isolated host refuses to place writes" grep -q etcd "$W/split.out"
+fi
+
+# --- rebuild onto the hosts left
+t_rb=$(now)
+"${gw[@]}" rebuild "${gwc[@]}" >"$W/rebuild.out" 2>&1 || die "rebuild: $(cat "$W/rebuild.out")"
+rb=$(elapsed "$t_rb")
+tail -3 "$W/rebuild.out"
+chunks=$(grep -o '^rebuild: [0-9]* chunks moved' "$W/rebuild.out" | grep -o '[0-9]*')
+echo "rebuild: $chunks chunks in $rb s"
+pj=$(pool_json)
+check "rebuild: h3 and h4 stores hold all their chunks" \
+  test "$(jq '[.stores[] | select(.id >= 30) | .chunks_expected - .chunks_present] | add' <<<"$pj")" == 0
+check "rebuild: nothing left on h1 and h2" \
+  test "$(jq '[.stores[] | select(.id < 30) | .chunks_expected] | add' <<<"$pj")" == 0
+check "rebuild: every container has k+m chunks present" \
+  test "$(jq '[.vms[].chunks_missing] | add' <<<"$pj")" == 0
+"${gw[@]}" get "${gwc[@]}" --vm 1 --length $((24 << 20)) --out "$W/back3" >/dev/null || die "get after rebuild"
+check "reads exact after rebuild" cmp -s "$W/img1" "$W/back3"
+
+# --- one etcd member down: the cluster keeps working
+kill -9 "${epid[1]}"
+head -c $((8 << 20)) /dev/urandom >"$W/img2"
+"${gw[@]}" put "${gwc[@]}" --vm 2 --image "$W/img2" >/dev/null 2>&1 ||
+  "${gw[@]}" put "${gwc[@]}" --vm 2 --image "$W/img2" || die "put with one etcd member down"
+"${gw[@]}" get "${gwc[@]}" --vm 2 --length $((8 << 20)) --out "$W/back4" >/dev/null || die "get"
+check "put/get with one etcd member down" cmp -s "$W/img2" "$W/back4"
+check "status with one etcd member down" test "$(up_count)" == 2
+
+# --- a peer with another CA's certificate gets nothing
+config h4 "$W/foreign/h4" >/dev/null
+mv "$W/h4/meta" "$W/h4/meta.real"
+if in_ns h4 "$v2p" cluster get --config "$W/h4/cluster.json" --vm 1 --length 4096 \
+  --out "$W/foreign.out" >"$W/foreign.log" 2>&1; then
+  check "a peer without the cluster credential is refused" false
+else
+  check "a peer without the cluster credential is refused" test ! -e "$W/foreign.out"
+fi
+rm -rf "$W/h4/meta"
+mv "$W/h4/meta.real" "$W/h4/meta"
+config h4 >/dev/null
+grep -qi 'handshake\|certificate' "$W/h3.log" "$W/h4.log" 2>/dev/null || true
+
+# --- h1 and h2 come back: they register again and rebalance moves chunks onto them
+ip -n "$ns-br" link set p-h2 up
+start_agent h1
+wait_up 4 || die "h1/h2 did not come back: $(status)"
+"${gw[@]}" rebalance "${gwc[@]}" >"$W/rebalance.out" 2>&1 || die "rebalance: $(cat "$W/rebalance.out")"
+tail -1 "$W/rebalance.out"
+pj=$(pool_json)
+check "rebalance: h1 and h2 hold chunks again" \
+  test "$(jq '[.stores[] | select(.id < 30) | .chunks_expected] | add' <<<"$pj")" -gt 0
+"${gw[@]}" get "${gwc[@]}" --vm 1 --length $((24 << 20)) --out "$W/back5" >/dev/null || die "get after rebalance"
+check "reads exact after rebalance" cmp -s "$W/img1" "$W/back5"
+"${gw[@]}" get "${gwc[@]}" --vm 2 --length $((8 << 20)) --out "$W/back6" >/dev/null || die "get vm 2"
+check "nothing acknowledged lost (vm 2)" cmp -s "$W/img2" "$W/back6"
+
+echo "figures: detect ${detect}s (TTL ${TTL}s), rebuild ${chunks} chunks in ${rb}s, load $(cut -d' ' -f1-3 /proc/loadavg)"
+exit $fail
