@@ -25,7 +25,11 @@ W=$(mktemp -d /tmp/v2p-cluster-XXXXXX)
 pids=()
 fail=0
 cleanup() {
-  local p
+  local p n
+  # Everything started inside the test's namespaces, whatever forked it.
+  for n in br e1 e2 e3 h1 h2 h3 h4; do
+    for p in $(ip netns pids "$ns-$n" 2>/dev/null); do pids+=("$p"); done
+  done
   for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
   for p in "${pids[@]}"; do
     for _ in $(seq 100); do [[ -e /proc/$p ]] || break; sleep 0.05; done
@@ -62,12 +66,13 @@ for i in 1 2 3 4; do attach h$i 10.213.0.2$i; done
 endpoints=10.213.0.11:2379,10.213.0.12:2379,10.213.0.13:2379
 start_etcd() {  # start_etcd N
   local i=$1
-  in_ns e$i setsid etcd --name e$i --data-dir "$W/e$i" --pre-vote \
+  ip netns exec "$ns-e$i" etcd --name e$i --data-dir "$W/e$i" --pre-vote \
     --listen-peer-urls http://10.213.0.1$i:2380 --initial-advertise-peer-urls http://10.213.0.1$i:2380 \
     --listen-client-urls http://10.213.0.1$i:2379 --advertise-client-urls http://10.213.0.1$i:2379 \
     --initial-cluster e1=http://10.213.0.11:2380,e2=http://10.213.0.12:2380,e3=http://10.213.0.13:2380 \
     --initial-cluster-token $ns --initial-cluster-state new >>"$W/e$i.log" 2>&1 &
   epid[$i]=$!
+  disown $!
   pids+=($!)
 }
 declare -A epid apid
@@ -100,9 +105,10 @@ JSON
 }
 start_agent() {  # start_agent HOST
   local h=$1
-  in_ns "$h" setsid "$v2p" agent --no-probe --no-state --socket "$W/$h/run/agent.sock" \
+  ip netns exec "$ns-$h" "$v2p" agent --no-probe --no-state --socket "$W/$h/run/agent.sock" \
     --ingest-socket "$W/$h/run/ingest.sock" --cluster "$W/$h/cluster.json" >>"$W/$h.log" 2>&1 &
   apid[$h]=$!
+  disown $!
   pids+=($!)
 }
 for h in h1 h2 h3 h4; do config $h; start_agent $h; done
@@ -131,6 +137,8 @@ done
 
 # --- kill -9 one agent, cut another host's link
 t_loss=$(now)
+# Started directly (no function or subshell in between), so $! is the agent itself.
+[[ $(status | jq '.hosts[] | select(.host=="h1") | .pid') == "${apid[h1]}" ]] || die "h1's pid"
 kill -9 "${apid[h1]}"
 ip -n "$ns-br" link set p-h2 down
 seen=0
@@ -146,6 +154,7 @@ done
 detect=$(elapsed "$t_loss")
 echo "loss of h1 (kill -9) and h2 (link cut) seen after $detect s (TTL $TTL s)"
 check "both losses seen" test $seen == 1
+((seen)) || { status | jq -c '.hosts[] | [.host, .up, .pid, .load]'; tail -n 3 "$W/h1.log" "$W/h2.log"; }
 # etcd expires a lease up to ~0.5 s after its TTL, more across a leader change (facts file).
 check "losses seen within TTL + 2 s" awk -v d="$detect" -v t=$TTL 'BEGIN { exit !(d < t + 2) }'
 "${gw[@]}" get "${gwc[@]}" --vm 1 --length $((24 << 20)) --out "$W/back2" >"$W/get2.out" ||
