@@ -121,6 +121,19 @@ wait_up() {  # wait_up N
 wait_up 4 || die "4 hosts not up: $(status)"
 in_ns h4 "$v2p" cluster status --config "$W/h4/cluster.json"
 
+# --- which host serves which VM (the agents publish their VMs with the heartbeat)
+head -c $((1 << 20)) /dev/zero >"$W/h3/vm7.img"
+in_ns h3 "$v2p" vm add vm7 --vdisk disk0 --image "$W/h3/vm7.img" --agent "$W/h3/run/agent.sock" \
+  >/dev/null || die "vm add on h3"
+whose=""
+for _ in $(seq 100); do
+  whose=$(in_ns h4 "$v2p" cluster whose --config "$W/h4/cluster.json" vm7 2>/dev/null) && break
+  sleep 0.1
+done
+check "cluster whose: vm7 is served by h3" test "$whose" == "vm7 h3 10.213.0.23:7420"
+check "cluster whose: an unknown VM is an error" \
+  bash -c "! ip netns exec $ns-h4 $v2p cluster whose --config $W/h4/cluster.json nosuchvm 2>/dev/null"
+
 # --- put/get across hosts
 gw=(in_ns h4 "$v2p" cluster)
 gwc=(--config "$W/h4/cluster.json")
@@ -171,6 +184,10 @@ if in_ns h2 timeout 20 "$v2p" cluster put --config "$W/h2/cluster.json" --vm 3 -
 else
   check "isolated host refuses to place writes" grep -q etcd "$W/split.out"
 fi
+
+check "the isolated host's agent still answers locally" \
+  in_ns h2 "$v2p" status --agent "$W/h2/run/agent.sock" >/dev/null
+check "the isolated host logged one line about etcd" test "$(grep -c 'etcd unreachable' "$W/h2.log")" == 1
 
 # --- rebuild onto the hosts left
 t_rb=$(now)
