@@ -51,6 +51,8 @@ ClusterConfig load_cluster_config(const std::filesystem::path& file) {
       if (p.contains("layout")) c.layout = ec::parse_layout(p.at("layout").get<std::string>());
       field = "pool.container_bytes";
       c.container_bytes = p.value("container_bytes", c.container_bytes);
+      field = "pool.hedge_ms";
+      c.hedge_ms = p.value("hedge_ms", c.hedge_ms);
     }
   } catch (const nlohmann::json::exception& e) {
     throw Error(fmt::format("{}: field '{}': {}", file.string(), field, e.what()));

@@ -27,6 +27,7 @@ struct ClusterConfig {
   std::filesystem::path pool_metadata;
   ec::Layout layout{2, 1};
   std::uint32_t container_bytes = 4u << 20;
+  int hedge_ms = 50;  // data chunks slower than this: read the fastest k of k + m instead
 };
 
 // Throws v2p::Error "FILE: field 'X' …".

@@ -19,6 +19,7 @@ ClusterPool::ClusterPool(const ClusterConfig& config) : cfg_(config) {
   pc.metadata_dir = cfg_.pool_metadata;
   pc.default_layout = cfg_.layout;
   pc.container_bytes = cfg_.container_bytes;
+  pc.hedge_delay = std::chrono::milliseconds(cfg_.hedge_ms);
   // Hosts first; with fewer hosts up than k + m (after losses), a second store on a host.
   pc.allow_shared_domains = true;
   pc.may_place = [this] { return fresh_view(); };
