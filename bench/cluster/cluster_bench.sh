@@ -5,7 +5,8 @@
 # the root namespace. Rounds alternate which goes first; medians and the ratio are printed, with
 # the load average, so a quiet machine can re-run it. Then the time to see a host lost
 # (kill -9 of its agent, lease TTL 3 s) and the rebuild rate onto the 3 hosts left.
-# Usage (root): bench/cluster/cluster_bench.sh BUILD/cli/v2p [MiB per put, default 64] [rounds, 5]
+# Usage (root): [HEDGE_MS=50] bench/cluster/cluster_bench.sh BUILD/cli/v2p [MiB per put, 64] [rounds, 5]
+# (HEDGE_MS: the gateway pool's hedge before it reads the fastest k of k + m instead.)
 set -uo pipefail
 v2p=$(readlink -f "$1")
 mib=${2:-64}

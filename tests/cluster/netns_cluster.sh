@@ -78,7 +78,8 @@ config() {  # config HOST [CREDENTIALS_DIR]
 {"cluster": "t$$", "host": "$h", "etcd": "$endpoints", "ttl_seconds": $TTL,
  "listen": "10.213.0.2$i:7420", "credentials": "$creds",
  "stores": [{"id": ${i}0, "path": "$W/$h/d0"}, {"id": ${i}1, "path": "$W/$h/d1"}],
- "pool": {"metadata": "$W/$h/meta", "layout": "2+2", "container_bytes": 4194304}}
+ "pool": {"metadata": "$W/$h/meta", "layout": "2+2", "container_bytes": 4194304,
+          "hedge_ms": ${HEDGE_MS:-50}}}
 JSON
 }
 start_agent() {  # start_agent HOST
