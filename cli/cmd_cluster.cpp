@@ -215,6 +215,16 @@ int run_rebuild(const ClusterFlags& f) {
   return rep.failed == 0 ? 0 : 1;
 }
 
+int run_drain(const ClusterFlags& f) {
+  cluster::ClusterPool cp(config_of(f));
+  auto rep = cp.drain(f.file, [](std::uint64_t done, std::uint64_t total) {
+    if (done == total || done % 16 == 0) fmt::print("drain: {}/{} chunks\n", done, total);
+  });
+  print_report("drain", rep);
+  if (rep.failed == 0) fmt::print("drain: {} left the cluster (stop its agent now)\n", f.file);
+  return rep.failed == 0 ? 0 : 1;
+}
+
 int run_rebalance(const ClusterFlags& f) {
   cluster::ClusterPool cp(config_of(f));
   auto rep = cp.rebalance([](std::uint64_t done, std::uint64_t total) {
@@ -225,7 +235,8 @@ int run_rebalance(const ClusterFlags& f) {
 }
 
 const Register kCluster{
-    {"cluster", "Many hosts on etcd: init, status, whose, put, get, pool, rebuild, rebalance",
+    {"cluster",
+     "Many hosts on etcd: init, status, whose, put, get, pool, rebuild, drain, rebalance",
      [](CLI::App& app) -> std::function<int()> {
        app.require_subcommand(1);
        auto f = std::make_shared<ClusterFlags>();
@@ -275,6 +286,10 @@ const Register kCluster{
        with_config(rebuild);
        rebuild->add_option("--wait-down", f->wait_down_s,
                            "Wait up to this many seconds for a host to be seen down");
+       auto* drain = sub("drain", "Move every chunk off a host, then remove it from the cluster",
+                         [f] { return run_drain(*f); });
+       with_config(drain);
+       drain->add_option("HOST", f->file, "The host that leaves")->required();
        auto* rebalance = sub("rebalance", "Move chunks onto hosts that joined",
                              [f] { return run_rebalance(*f); });
        with_config(rebalance);

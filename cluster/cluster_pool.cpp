@@ -67,8 +67,26 @@ std::vector<std::uint32_t> ClusterPool::stores_of_down_hosts() const {
 }
 
 ec::RebuildReport ClusterPool::rebuild_down_hosts(const ec::ProgressFn& progress) {
+  return evacuate_all(stores_of_down_hosts(), progress);
+}
+
+ec::RebuildReport ClusterPool::drain(const std::string& host, const ec::ProgressFn& progress) {
+  const auto state = view_->snapshot();
+  auto it = state.hosts.find(host);
+  if (it == state.hosts.end()) {
+    throw Error(fmt::format("host '{}' is not a member of cluster '{}'", host, cfg_.cluster));
+  }
+  std::vector<std::uint32_t> stores;
+  for (const auto& s : it->second.info.stores) stores.push_back(s.id);
+  view_->mark_draining(host);  // or chunks leaving one of its stores could land on another
+  auto rep = evacuate_all(stores, progress);
+  if (rep.failed == 0) leave(*client_, cfg_.cluster, host);
+  return rep;
+}
+
+ec::RebuildReport ClusterPool::evacuate_all(const std::vector<std::uint32_t>& stores,
+                                            const ec::ProgressFn& progress) {
   ec::RebuildReport total;
-  const auto stores = stores_of_down_hosts();
   // Progress over all stores of all down hosts, not per store.
   std::uint64_t expected = 0;
   for (const auto& s : pool_->status().stores) {

@@ -39,9 +39,15 @@ class ClusterPool {
   // Moves chunks from the fullest stores to the emptiest (after a host joined) until every
   // store is within one chunk of the mean, host failure domains respected.
   ec::RebuildReport rebalance(const ec::ProgressFn& progress = {});
+  // A host that leaves: every chunk on its stores moves to the other hosts (it may still be
+  // up), then its member record is deleted. Throws v2p::Error for a host that is no member;
+  // the member record stays when a chunk could not be moved.
+  ec::RebuildReport drain(const std::string& host, const ec::ProgressFn& progress = {});
 
  private:
   bool fresh_view();
+  ec::RebuildReport evacuate_all(const std::vector<std::uint32_t>& stores,
+                                 const ec::ProgressFn& progress);
 
   ClusterConfig cfg_;
   std::unique_ptr<EtcdClient> client_;

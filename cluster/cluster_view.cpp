@@ -31,6 +31,16 @@ std::chrono::steady_clock::time_point ClusterView::down_since(const std::string&
   return it == down_since_.end() ? std::chrono::steady_clock::time_point{} : it->second;
 }
 
+void ClusterView::mark_draining(const std::string& host) {
+  std::lock_guard lock(mu_);
+  draining_.insert(host);
+}
+
+bool ClusterView::draining(const std::string& host) const {
+  std::lock_guard lock(mu_);
+  return draining_.count(host) != 0;
+}
+
 void ClusterView::reload() {
   ClusterState fresh;
   try {

@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 
 #include "cluster/etcd_client.hpp"
@@ -27,6 +28,10 @@ class ClusterView {
 
   [[nodiscard]] ClusterState snapshot() const;
   [[nodiscard]] bool up(const std::string& host) const;
+  // A host being drained takes no new chunks (its stores probe as missing to placement) but
+  // still serves reads of the chunks it holds.
+  void mark_draining(const std::string& host);
+  [[nodiscard]] bool draining(const std::string& host) const;
   // Steady-clock time the host was last seen going down (for detection figures), or zero.
   [[nodiscard]] std::chrono::steady_clock::time_point down_since(const std::string& host) const;
 
@@ -40,6 +45,7 @@ class ClusterView {
   mutable std::mutex mu_;
   ClusterState state_;
   std::map<std::string, std::chrono::steady_clock::time_point> down_since_;
+  std::set<std::string> draining_;
   std::unique_ptr<EtcdWatch> watch_;
 };
 

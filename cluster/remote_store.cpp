@@ -80,7 +80,7 @@ bool RemoteStore::host_down() const {
 }
 
 ec::Store::State RemoteStore::probe(std::uint64_t pool_id) const {
-  if (host_down()) return ec::Store::State::kMissing;
+  if (host_down() || (view_ && view_->draining(host_))) return ec::Store::State::kMissing;
   grpc::ClientContext ctx;
   set_deadline(ctx, kProbeDeadline);
   ProbeRequest req;

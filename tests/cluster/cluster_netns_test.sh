@@ -6,7 +6,8 @@
 #   both seen down within the lease TTL (+ etcd's expiry slack), reads exact, rebuild restores
 #   k+m on the hosts left, nothing acknowledged lost; the isolated h2 cannot place writes (the
 #   split); one etcd member killed: the cluster keeps working; a peer with another CA's
-#   certificate gets no chunk; h1 and h2 come back, rebalance moves chunks onto them.
+#   certificate gets no chunk; h1 and h2 come back, rebalance moves chunks onto them; h1 is
+#   drained and leaves.
 # Every namespace, process and file it makes is removed on exit, failure included.
 # Usage: cluster_netns_test.sh V2P_BINARY
 set -uo pipefail
@@ -148,6 +149,19 @@ check "rebalance: h1 and h2 hold chunks again" \
 check "reads exact after rebalance" cmp -s "$W/img1" "$W/back5"
 "${gw[@]}" get "${gwc[@]}" --vm 2 --length $((8 << 20)) --out "$W/back6" >/dev/null || die "get vm 2"
 check "nothing acknowledged lost (vm 2)" cmp -s "$W/img2" "$W/back6"
+
+# --- a host that leaves is drained: its chunks move to the others, then it is no member
+"${gw[@]}" drain "${gwc[@]}" h1 >"$W/drain.out" 2>&1 || die "drain: $(cat "$W/drain.out")"
+kill -TERM "${apid[h1]}"  # a clean stop revokes its lease at once
+for _ in $(seq 100); do [[ -e /proc/${apid[h1]} ]] || break; sleep 0.05; done
+pj=$(pool_json)
+check "drain: chunks moved off h1" grep -q '^drain: [1-9][0-9]* chunks moved or rebuilt of [0-9]*, 0 failed' "$W/drain.out"
+check "drain: nothing expected on h1's stores" \
+  test "$(jq '[.stores[] | select(.id == 10 or .id == 11) | .chunks_expected] | add // 0' <<<"$pj")" == 0
+check "drain: every container has k+m chunks present" test "$(jq '[.vms[].chunks_missing] | add' <<<"$pj")" == 0
+check "drain: h1 is no longer listed" test "$(status | jq '[.hosts[] | select(.host=="h1")] | length')" == 0
+"${gw[@]}" get "${gwc[@]}" --vm 1 --length $((24 << 20)) --out "$W/back7" >/dev/null || die "get after drain"
+check "reads exact after h1 was drained" cmp -s "$W/img1" "$W/back7"
 
 echo "figures: detect ${detect}s (TTL ${TTL}s), rebuild ${chunks} chunks in ${rb}s, load $(cut -d' ' -f1-3 /proc/loadavg)"
 exit $fail
