@@ -164,7 +164,11 @@ int run_probe(const ProbeArgs& a) {
   }
   if (probe->suppressing()) {
     completions =
-        fmt::format(", {} bios counted in the kernel (already known)", probe->suppressed_bios());
+        fmt::format(", {} bios counted in the kernel (already known; {} of them untagged)",
+                    probe->suppressed_bios(), probe->untagged_bios());
+  }
+  if (const auto uncounted = probe->uncounted_ios(); uncounted != 0) {
+    completions += fmt::format(", {} I/Os not counted (the counter tables are full)", uncounted);
   }
   fmt::print(stderr, "probe: {} events, {} lost{}{}\n", total, lost, completions,
              a.record.empty() ? "" : ", recorded in " + a.record);
@@ -193,7 +197,7 @@ const Register kProbe(
                     "send an event for every bio and its completion (debugging; default: only "
                     "what the map does not know, the rest counted in the kernel)");
        app.add_option("--seen-ranges", a->seen_ranges,
-                      "ranges the kernel remembers as reported (32 bytes each); a larger "
+                      "ranges the kernel remembers as reported (8 bytes each); a larger "
                       "working set is reported again as it is evicted");
        app.add_flag("--no-completions", a->no_completions,
                     "with --every-bio: no completion events (no per-bio latency)");

@@ -111,9 +111,11 @@ struct {
 } v2p_slot_table SEC(".maps");
 
 /* The loader sizes both (ProbeOptions::seen_ranges / V2P_SEEN_WAYS sets, a power of two) and
- * sets seen_set_mask to the sets - 1. */
+ * sets seen_set_mask to the sets - 1. Mmapable so the values start on a page boundary: each
+ * 64-byte set is one cache line. */
 struct {
   __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(map_flags, BPF_F_MMAPABLE);
   __uint(max_entries, 1);
   __type(key, __u32);
   __type(value, struct v2p_seen_set);
@@ -121,22 +123,23 @@ struct {
 
 struct {
   __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(map_flags, BPF_F_MMAPABLE);
   __uint(max_entries, 1);
   __type(key, __u32);
   __type(value, struct v2p_seen_set);
 } v2p_seen_from SEC(".maps");
 
 struct {
-  __uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-  __uint(max_entries, 4096);
-  __type(key, struct v2p_device_stats_key);
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, V2P_DEVICE_STATS_ENTRIES);
+  __type(key, __u32);
   __type(value, struct v2p_device_stats);
 } v2p_device_stats SEC(".maps");
 
 struct {
-  __uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-  __uint(max_entries, 4096);
-  __type(key, struct v2p_vdisk_stats_key);
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, V2P_VDISK_STATS_ENTRIES);
+  __type(key, __u32);
   __type(value, struct v2p_vdisk_stats);
 } v2p_vdisk_stats SEC(".maps");
 
@@ -354,6 +357,16 @@ static __always_inline __u32 op_class(__u32 opf) {
   }
 }
 
+/* splitmix64's finalizer: every input bit moves every output bit. */
+static __always_inline __u64 mix64(__u64 x) {
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ULL;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebULL;
+  x ^= x >> 31;
+  return x;
+}
+
 /* The context the export published for the bio's slot; false when untagged, when the process
  * has no row, or when the slot was never written. */
 static __always_inline bool slot_context(__u32 tgid, __u16 ioprio, struct v2p_slot_context* out) {
@@ -372,14 +385,32 @@ static __always_inline bool slot_context(__u32 tgid, __u16 ioprio, struct v2p_sl
   return out->generation != 0;
 }
 
+/* The counter entry of {vm, vdisk, op} on this CPU, taken on first use; NULL when the table is
+ * full around the key's hash. */
+static __always_inline struct v2p_vdisk_stats* vdisk_entry(__u32 vm, __u32 vdisk, __u32 op) {
+  __u32 h = (__u32)mix64(((__u64)vm << 32) | vdisk);
+#pragma unroll
+  for (int i = 0; i < V2P_STATS_PROBES; i++) {
+    __u32 index = (((h + i) * V2P_OP_CLASSES) + op) & (V2P_VDISK_STATS_ENTRIES - 1);
+    struct v2p_vdisk_stats* v = bpf_map_lookup_elem(&v2p_vdisk_stats, &index);
+    if (!v) return NULL;
+    if (v->used && v->vm == vm && v->vdisk == vdisk && v->op_class == op) return v;
+    if (!v->used) {
+      v->vm = vm;
+      v->vdisk = vdisk;
+      v->op_class = op;
+      v->used = 1;
+      return v;
+    }
+  }
+  return NULL;
+}
+
 static __always_inline void count_vdisk(const struct v2p_slot_context* c, __u32 op, __u32 bytes) {
-  struct v2p_vdisk_stats_key key = {.vm = c->vm, .vdisk = c->vdisk, .op_class = op};
-  struct v2p_vdisk_stats* v = bpf_map_lookup_elem(&v2p_vdisk_stats, &key);
+  struct v2p_vdisk_stats* v = vdisk_entry(c->vm, c->vdisk, op);
   if (!v) {
-    struct v2p_vdisk_stats zero = {};
-    bpf_map_update_elem(&v2p_vdisk_stats, &key, &zero, BPF_NOEXIST);
-    v = bpf_map_lookup_elem(&v2p_vdisk_stats, &key);
-    if (!v) return; /* the map is full */
+    count(V2P_COUNTER_STATS_FULL, V2P_PROG_QUEUE, 1);
+    return;
   }
   v->ios += 1;
   v->bytes += bytes;
@@ -398,41 +429,67 @@ static __always_inline __u32 latency_bucket(__u64 ns) {
   return b < V2P_LATENCY_BUCKETS ? b : V2P_LATENCY_BUCKETS - 1;
 }
 
+/* A device named in the inline filter set has its entries at its position there (one compare
+ * per member, no hash); any other device, or one whose position held another device before,
+ * is placed by hash in the rest of the table. */
+static __always_inline struct v2p_device_stats* device_entry(__u32 dev, __u32 op) {
+#pragma unroll
+  for (int i = 0; i < V2P_SET_INLINE; i++) {
+    if (v2p_dev_set[i] == dev) {
+      __u32 index = i * V2P_OP_CLASSES + op;
+      struct v2p_device_stats* v = bpf_map_lookup_elem(&v2p_device_stats, &index);
+      if (!v) return NULL;
+      if (!v->used) {
+        v->dev = dev;
+        v->op_class = op;
+        v->used = 1;
+      }
+      if (v->dev == dev) return v;
+      break; /* the position held another device before: place this one by hash */
+    }
+  }
+  __u32 h = (__u32)mix64(dev);
+#pragma unroll
+  for (int i = 0; i < V2P_STATS_PROBES; i++) {
+    __u32 index = V2P_DEVICE_STATS_HASHED +
+                  ((((h + i) * V2P_OP_CLASSES) + op) & (V2P_DEVICE_STATS_HASHED - 1));
+    struct v2p_device_stats* v = bpf_map_lookup_elem(&v2p_device_stats, &index);
+    if (!v) return NULL;
+    if (v->used && v->dev == dev && v->op_class == op) return v;
+    if (!v->used) {
+      v->dev = dev;
+      v->op_class = op;
+      v->used = 1;
+      return v;
+    }
+  }
+  return NULL;
+}
+
 /* One completed request (or the part nr_bytes of it) in its disk's counters; the latency from
  * the request's start time, which blk-mq stamps when the queue keeps I/O statistics (0 when it
- * does not: counted without a latency). */
-static __always_inline void count_device(struct request* rq, __u32 nr_bytes, __u64 now) {
+ * does not: counted without a latency, and without reading the clock). */
+static __always_inline void count_device(struct request* rq, __u32 nr_bytes) {
   struct gendisk* disk = rq->q->disk;
   if (!disk) return;
-  struct v2p_device_stats_key key = {
-      .dev = ((__u32)disk->major << 20) | (__u32)disk->first_minor,
-      .op_class = op_class(rq->cmd_flags),
-  };
-  struct v2p_device_stats* v = bpf_map_lookup_elem(&v2p_device_stats, &key);
+  __u32 dev = ((__u32)disk->major << 20) | (__u32)disk->first_minor;
+  struct v2p_device_stats* v = device_entry(dev, op_class(rq->cmd_flags));
   if (!v) {
-    struct v2p_device_stats zero = {};
-    bpf_map_update_elem(&v2p_device_stats, &key, &zero, BPF_NOEXIST);
-    v = bpf_map_lookup_elem(&v2p_device_stats, &key);
-    if (!v) return;
+    count(V2P_COUNTER_STATS_FULL, V2P_PROG_RQ_DONE, 1);
+    return;
   }
   v->ios += 1;
   v->bytes += nr_bytes;
   __u64 start = rq->start_time_ns;
-  if (start != 0 && start <= now) v->latency_us_log2[latency_bucket(now - start) & 31] += 1;
+  if (start == 0) return;
+  __u64 now = bpf_ktime_get_ns();
+  if (start <= now) v->latency_us_log2[latency_bucket(now - start) & 31] += 1;
 }
 
-/* splitmix64's finalizer: every input bit moves every output bit. */
-static __always_inline __u64 mix64(__u64 x) {
-  x ^= x >> 30;
-  x *= 0xbf58476d1ce4e5b9ULL;
-  x ^= x >> 27;
-  x *= 0x94d049bb133111ebULL;
-  x ^= x >> 31;
-  return x;
-}
+#define V2P_GOLDEN 0x9e3779b97f4a7c15ULL
 
 static __always_inline __u64 range_hash(__u32 dev, __u64 sector, __u32 bytes) {
-  return mix64(sector ^ mix64(((__u64)dev << 32) | bytes));
+  return mix64(sector ^ ((((__u64)dev << 32) | bytes) * V2P_GOLDEN));
 }
 
 static __always_inline __u64 owner_hash(__u32 tgid, bool known, const struct v2p_slot_context* c) {
@@ -446,50 +503,49 @@ static __always_inline __u64 virtual_hash(__u32 tgid, const struct v2p_slot_cont
                mix64(((__u64)tgid << 32 | c->vm) ^ mix64((__u64)c->vdisk << 32 | bytes)));
 }
 
-static __always_inline __u64 entry_check(__u64 key, __u64 value, __u32 epoch, __u32 op_bits) {
-  return mix64(key ^ mix64(value ^ ((__u64)epoch << 32 | op_bits))) | 1;
+/* The lower half of an entry for this owner (or physical range) hash and epoch, op bits clear. */
+static __always_inline __u32 seen_value(__u64 hash, __u32 epoch) {
+  return (__u32)(hash ^ ((epoch + 1) * V2P_GOLDEN)) & ~((1u << V2P_SEEN_OP_BITS) - 1);
 }
 
-/* The entry for `key` in its set (*found), or the way it would replace: a way holding no valid
- * entry if there is one (else two ranges of one set could evict each other for ever), otherwise
- * one chosen by the key's low bits. NULL only if the map lookup fails, which it cannot for an
+/* A set per 32 KiB of a device (or of a vdisk), consecutive for consecutive regions, so a working
+ * set occupies as many cache lines and pages of the table as its span needs: hashed indexes
+ * spread even a small working set over the whole table, and each bio then paid a cache and TLB
+ * miss (measured, docs/pfilter.md). The salt keeps devices (vdisks) apart. */
+#define V2P_SEEN_REGION_SHIFT 15
+static __always_inline __u32 seen_index(__u64 byte_offset, __u64 salt) {
+  return (__u32)(byte_offset >> V2P_SEEN_REGION_SHIFT) + (__u32)((salt * V2P_GOLDEN) >> 32);
+}
+
+/* The way holding `key`'s range in set `index` (*found), or the way it would take: a free one if
+ * there is one (else two ranges of one set could evict each other for ever), otherwise one
+ * chosen by the key's low bits. NULL only if the map lookup fails, which it cannot for an
  * index within the array. */
-static __always_inline struct v2p_seen_entry* seen_entry(void* map, __u64 key, __u32 epoch,
-                                                         bool* found) {
-  __u32 index = (__u32)(key >> 32) & seen_set_mask;
+static __always_inline __u64* seen_way(void* map, __u32 index, __u64 key, bool* found) {
+  __u32 name = (__u32)(key >> 32);
+  index &= seen_set_mask;
   struct v2p_seen_set* set = bpf_map_lookup_elem(map, &index);
   *found = false;
   if (!set) return NULL;
-  struct v2p_seen_entry* victim = &set->way[key & (V2P_SEEN_WAYS - 1)];
+  __u64* victim = &set->way[(key >> 29) & (V2P_SEEN_WAYS - 1)];
   bool have_free = false;
 #pragma unroll
   for (int i = 0; i < V2P_SEEN_WAYS; i++) {
-    struct v2p_seen_entry* e = &set->way[i];
-    bool valid =
-        e->epoch == epoch && e->check == entry_check(e->key, e->value, e->epoch, e->op_bits);
-    if (valid && e->key == key) {
+    __u64 w = *(volatile __u64*)&set->way[i];
+    if (w != 0 && (__u32)(w >> 32) == name) {
       *found = true;
-      return e;
+      return &set->way[i];
     }
-    if (!valid && !have_free) {
-      victim = e;
+    if (w == 0 && !have_free) {
+      victim = &set->way[i];
       have_free = true;
     }
   }
   return victim;
 }
 
-/* check cleared first and set last: a reader between sees no valid entry. */
-static __always_inline void seen_write(struct v2p_seen_entry* e, __u64 key, __u64 value,
-                                       __u32 epoch, __u32 op_bits) {
-  *(volatile __u64*)&e->check = 0;
-  asm volatile("" ::: "memory");
-  e->key = key;
-  e->value = value;
-  e->epoch = epoch;
-  e->op_bits = op_bits;
-  asm volatile("" ::: "memory");
-  *(volatile __u64*)&e->check = entry_check(key, value, epoch, op_bits);
+static __always_inline void seen_write(__u64* way, __u64 key, __u32 value) {
+  *(volatile __u64*)way = (key & 0xffffffff00000000ULL) | value;
 }
 
 /* Whether the map already knows what this bio would tell it, so it is counted and not sent:
@@ -510,26 +566,33 @@ static __always_inline bool already_reported(__u32 dev, __u64 sector, __u32 byte
   __u32 epoch = *(volatile __u32*)&v2p_epoch;
   __u64 at = range_hash(dev, sector, bytes);
   bool seen = false;
-  struct v2p_seen_entry* e = seen_entry(&v2p_seen_at, at, epoch, &seen);
+  __u64* e = seen_way(&v2p_seen_at, seen_index(sector << 9, dev), at, &seen);
   if (!e) return false;
   bool tagged = ((ioprio >> 3) & (V2P_SLOTS_PER_ROW - 1)) != 0;
   if (tagged && !known) {
-    if (seen) *(volatile __u64*)&e->check = 0;
+    if (seen) *(volatile __u64*)e = 0;
     return false;
   }
-  __u64 owner = owner_hash(tgid, known, c);
-  bool same_owner = seen && e->value == owner;
+  __u32 old = seen ? (__u32) * (volatile __u64*)e : 0;
+  __u32 owner = seen_value(owner_hash(tgid, known, c), epoch);
+  bool same_owner = seen && (old & ~((1u << V2P_SEEN_OP_BITS) - 1)) == owner;
   bool placed_here = true;
   if (known) {
     __u64 from = virtual_hash(tgid, c, bytes);
     bool from_seen = false;
-    struct v2p_seen_entry* f = seen_entry(&v2p_seen_from, from, epoch, &from_seen);
-    placed_here = from_seen && f->value == at;
-    if (!placed_here && f) seen_write(f, from, at, epoch, 0);
+    __u64* f =
+        seen_way(&v2p_seen_from,
+                 seen_index(c->voffset, ((__u64)tgid << 32 | c->vm) ^ ((__u64)c->vdisk << 16)),
+                 from, &from_seen);
+    __u32 here = seen_value(at, epoch);
+    placed_here = from_seen && (__u32) * (volatile __u64*)f == here;
+    if (!placed_here && f) seen_write(f, from, here);
   }
   __u32 op_bit = 1u << op;
-  if (same_owner && placed_here && (e->op_bits & op_bit)) return true;
-  seen_write(e, at, owner, epoch, same_owner && placed_here ? e->op_bits | op_bit : op_bit);
+  if (same_owner && placed_here && (old & op_bit)) return true;
+  seen_write(e, at,
+             owner | (same_owner && placed_here ? (old & ((1u << V2P_SEEN_OP_BITS) - 1)) | op_bit
+                                                : op_bit));
   return false;
 }
 
@@ -598,6 +661,15 @@ int BPF_PROG(v2p_bio_queue, struct bio* bio) {
   __u16 ioprio = bio->bi_ioprio;
   __u32 bytes = bio->bi_iter.bi_size;
   __u32 op = op_class(bio->bi_opf);
+  /* An untagged read or write tells the map nothing (the correlator counts it as unattributed
+   * and never maps it; docs/pfilter.md): counted, not sent, and no table is looked at, so the
+   * I/O of the host's other programs costs next to nothing. Its discards are still news. */
+  if (suppress_repeats && ((ioprio >> 3) & (V2P_SLOTS_PER_ROW - 1)) == 0 && bytes != 0 &&
+      (op == V2P_OP_READ || op == V2P_OP_WRITE)) {
+    count(V2P_COUNTER_UNTAGGED, V2P_PROG_QUEUE, 1);
+    count(V2P_COUNTER_SUPPRESSED, V2P_PROG_QUEUE, 1);
+    return 0;
+  }
   struct v2p_slot_context context;
   bool known = slot_context(tgid, ioprio, &context);
   if (known) count_vdisk(&context, op, bytes);
@@ -646,9 +718,9 @@ int BPF_PROG(v2p_rq_done, struct request* rq, blk_status_t error, unsigned int n
     bio_dev(bio, &wanted);
     if (!wanted) return 0;
   }
-  __u64 now = bpf_ktime_get_ns();
-  count_device(rq, nr_bytes, now);
+  count_device(rq, nr_bytes);
   if (!track_completions || !bio) return 0; /* !bio: a flush without data */
+  __u64 now = bpf_ktime_get_ns();
   struct v2p_complete_batch* b = batch_begin(V2P_BATCH_RQ);
   __u32 done = 0;
   for (int i = 0; i < V2P_MAX_BIOS_PER_REQUEST && bio; i++) {

@@ -24,7 +24,9 @@
 #define V2P_COUNTER_RING_FULL 0  /* events dropped because the ring buffer was full */
 #define V2P_COUNTER_EVENTS 1     /* events committed to the ring buffer */
 #define V2P_COUNTER_SUPPRESSED 2 /* bios the map already knew: counted, not sent */
-#define V2P_COUNTERS 3
+#define V2P_COUNTER_STATS_FULL 3 /* I/Os whose device or vdisk found no counter entry */
+#define V2P_COUNTER_UNTAGGED 4   /* untagged data bios counted, not sent (also in SUPPRESSED) */
+#define V2P_COUNTERS 5
 #define V2P_PROG_QUEUE 0
 #define V2P_PROG_REMAP 1
 #define V2P_PROG_RQ_DONE 2
@@ -143,42 +145,51 @@ struct v2p_slot_context {
 /* v2p_seen_at: per physical range, the owner of its last reported bio. v2p_seen_from (tagged
  * bios with a known context only): per virtual range, the physical range of its last reported bio.
  * A bio is suppressed when both agree with it: then the map's forward and reverse entries already
- * say what it says. Both are arrays of 4-way sets (two cache lines) shared by all CPUs, so every
- * CPU knows what any CPU reported: a lookup is one inlined array access and four compares, an
- * update a few plain stores, no lock and no allocation (docs/pfilter.md). Keys and values are
- * 64-bit hashes of the fields (v2p_range_hash & co. in blockio.bpf.c); `check` hashes the whole
- * entry, so an entry torn by two CPUs writing it at once reads as absent. An entry whose check is
- * wrong or whose epoch is old is absent. */
-struct v2p_seen_entry {
-  __u64 key;     /* hash of the range */
-  __u64 value;   /* hash of the owner (v2p_seen_at) or of the physical range (v2p_seen_from) */
-  __u32 epoch;   /* v2p_epoch when reported: a discard anywhere makes every entry stale */
-  __u32 op_bits; /* v2p_seen_at: the op classes reported for this owner, 1 << V2P_OP_* */
-  __u64 check;
-};
-#define V2P_SEEN_WAYS 4
+ * say what it says. Both are arrays of 8-way sets, one cache line each, shared by all CPUs, so
+ * every CPU knows what any CPU reported: a lookup is one inlined array access (one cache line)
+ * and eight compares, an update one store, no lock and no allocation (docs/pfilter.md).
+ *
+ * An entry is one 64-bit word, so two CPUs writing it at once cannot tear it: the upper half
+ * names the range (the bits of the range's 64-bit hash the set index does not use), the lower
+ * half is what was reported for it, a hash of the owner (v2p_seen_at) or of the physical range
+ * (v2p_seen_from) mixed with the discard epoch, whose low V2P_SEEN_OP_BITS bits are replaced by
+ * the op classes reported (1 << V2P_OP_READ / V2P_OP_WRITE). 0 is a free way. A bio is
+ * suppressed only if its range's name (32 bits) and its owner's half (30 bits) both match: a
+ * wrong suppression needs a 62-bit collision on top of the set index. */
+#define V2P_SEEN_WAYS 8
+#define V2P_SEEN_OP_BITS 2
 struct v2p_seen_set {
-  struct v2p_seen_entry way[V2P_SEEN_WAYS];
+  __u64 way[V2P_SEEN_WAYS];
 };
 
-/* Counters, readable with `bpftool map dump` (the contract in docs/pfilter.md). */
+/* Counters, readable with `bpftool map dump` (the contract in docs/pfilter.md). Both maps are
+ * per-CPU arrays used as small open-addressed tables (the key is stored in the value, `used`
+ * marks a taken entry): an inlined array access instead of a hash lookup per I/O. A CPU places
+ * a key at the first free or matching entry among V2P_STATS_PROBES from the key's hash, so one
+ * key can sit at different indexes on different CPUs; readers sum by key. A key that finds no
+ * entry is counted in V2P_COUNTER_STATS_FULL (cardinality stays bounded). Each CPU's copy is
+ * written only by one program, which does not nest on its CPU: no atomics. */
 #define V2P_LATENCY_BUCKETS 32 /* bucket b: latency in [2^b, 2^(b+1)) µs; bucket 0 also < 1 µs */
-struct v2p_device_stats_key {
-  __u32 dev; /* kernel dev_t of the request's disk */
-  __u32 op_class;
-};
+#define V2P_DEVICE_STATS_ENTRIES 2048 /* devices x op classes, per CPU */
+/* The first entries belong to the members of the inline device filter set, by position
+ * (V2P_OP_CLASSES each); the upper half is placed by hash. */
+#define V2P_DEVICE_STATS_HASHED (V2P_DEVICE_STATS_ENTRIES / 2)
+#define V2P_VDISK_STATS_ENTRIES 4096 /* vdisks x op classes, per CPU */
+#define V2P_STATS_PROBES 4
 struct v2p_device_stats { /* per CPU; counted when a request completes */
+  __u32 dev;              /* kernel dev_t of the request's disk */
+  __u32 op_class;
+  __u32 used;
+  __u32 reserved;
   __u64 ios;
   __u64 bytes;
   __u64 latency_us_log2[V2P_LATENCY_BUCKETS];
 };
-struct v2p_vdisk_stats_key {
+struct v2p_vdisk_stats { /* per CPU; counted when a bio with a known slot context is queued */
   __u32 vm;
   __u32 vdisk;
   __u32 op_class;
-  __u32 reserved;
-};
-struct v2p_vdisk_stats { /* per CPU; counted when a bio with a known slot context is queued */
+  __u32 used;
   __u64 ios;
   __u64 bytes;
 };

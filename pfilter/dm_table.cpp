@@ -57,10 +57,11 @@ DmTarget parse_line(std::string line, std::size_t n) {
   if (!(in >> t.type)) throw Error("dm table line " + std::to_string(n) + ": missing target type");
   std::getline(in >> std::ws, t.params);
   std::istringstream args(t.params);
-  if (t.type == "linear") {
+  // dm-v2p (kmod/) is a pass-through with linear's table: `<device> <offset>`.
+  if (t.type == "linear" || t.type == "v2p") {
     std::string dev;
     if (!(args >> dev))
-      throw Error("dm table line " + std::to_string(n) + ": linear needs a device");
+      throw Error("dm table line " + std::to_string(n) + ": " + t.type + " needs a device");
     t.stripes.push_back(make_stripe(dev, number(args, "offset", n)));
   } else if (t.type == "striped") {
     const auto count = number(args, "stripe count", n);
@@ -85,7 +86,7 @@ std::optional<DeviceRange> DmTable::map(std::uint64_t sector) const {
   for (const auto& t : targets) {
     if (sector < t.start || sector >= t.start + t.length) continue;
     const std::uint64_t off = sector - t.start;
-    if (t.type == "linear") {
+    if (t.type == "linear" || t.type == "v2p") {
       return DeviceRange{t.stripes[0].id, t.stripes[0].offset + off, t.length - off};
     }
     if (t.type == "striped") {

@@ -3,8 +3,8 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
-#include <algorithm>
 #include <cerrno>
+#include <map>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -42,64 +42,60 @@ int possible_cpus() {
   return n;
 }
 
-// Calls on_entry(key, per_cpu_values) for every key of a per-CPU hash map.
-template <typename Key, typename Value, typename OnEntry>
-void for_each_percpu(int map_fd, const char* what, OnEntry on_entry) {
+// Calls on_entry(per_cpu_values) for every index of a per-CPU array map of `entries`.
+template <typename Value, typename OnEntry>
+void for_each_percpu(int map_fd, std::uint32_t entries, const char* what, OnEntry on_entry) {
   const auto cpus = static_cast<std::size_t>(possible_cpus());
   std::vector<Value> values(cpus);
-  Key key{};
-  Key next{};
-  const Key* prev = nullptr;
-  while (bpf_map_get_next_key(map_fd, prev, &next) == 0) {
-    // An entry deleted between the two calls is skipped (ENOENT); the maps only grow.
-    if (bpf_map_lookup_elem(map_fd, &next, values.data()) == 0) on_entry(next, values);
-    key = next;
-    prev = &key;
+  for (std::uint32_t index = 0; index < entries; ++index) {
+    if (bpf_map_lookup_elem(map_fd, &index, values.data()) != 0) {
+      throw system_error(std::string("cannot read the pfilter ") + what);
+    }
+    on_entry(values);
   }
-  if (errno != ENOENT) throw system_error(std::string("cannot read the pfilter ") + what);
 }
 
 }  // namespace
 
+// Each CPU places a key where its own probing found room (blockio.h), so entries of one key
+// are summed over indexes and CPUs.
 std::vector<DeviceStats> read_device_stats(int map_fd) {
+  std::map<std::pair<std::uint32_t, std::uint32_t>, DeviceStats> by_key;
+  for_each_percpu<v2p_device_stats>(map_fd, V2P_DEVICE_STATS_ENTRIES, "device counters",
+                                    [&](const auto& per_cpu) {
+                                      for (const auto& v : per_cpu) {
+                                        if (!v.used) continue;
+                                        auto& s = by_key[{v.dev, v.op_class}];
+                                        s.dev = v.dev;
+                                        s.op = static_cast<OpClass>(v.op_class);
+                                        s.ios += v.ios;
+                                        s.bytes += v.bytes;
+                                        for (std::size_t b = 0; b < kLatencyBuckets; ++b) {
+                                          s.latency_us_log2[b] += v.latency_us_log2[b];
+                                        }
+                                      }
+                                    });
   std::vector<DeviceStats> out;
-  for_each_percpu<v2p_device_stats_key, v2p_device_stats>(
-      map_fd, "device counters", [&](const v2p_device_stats_key& k, const auto& per_cpu) {
-        DeviceStats s;
-        s.dev = k.dev;
-        s.op = static_cast<OpClass>(k.op_class);
-        for (const auto& v : per_cpu) {
-          s.ios += v.ios;
-          s.bytes += v.bytes;
-          for (std::size_t b = 0; b < kLatencyBuckets; ++b) {
-            s.latency_us_log2[b] += v.latency_us_log2[b];
-          }
-        }
-        out.push_back(s);
-      });
-  std::sort(out.begin(), out.end(), [](const DeviceStats& a, const DeviceStats& b) {
-    return std::pair(a.dev, a.op) < std::pair(b.dev, b.op);
-  });
+  for (auto& [key, s] : by_key) out.push_back(s);
   return out;
 }
 
 std::vector<VdiskStats> read_vdisk_stats(int map_fd) {
+  std::map<std::tuple<std::uint32_t, std::uint32_t, std::uint32_t>, VdiskStats> by_key;
+  for_each_percpu<v2p_vdisk_stats>(map_fd, V2P_VDISK_STATS_ENTRIES, "vdisk counters",
+                                   [&](const auto& per_cpu) {
+                                     for (const auto& v : per_cpu) {
+                                       if (!v.used) continue;
+                                       auto& s = by_key[{v.vm, v.vdisk, v.op_class}];
+                                       s.vm = v.vm;
+                                       s.vdisk = v.vdisk;
+                                       s.op = static_cast<OpClass>(v.op_class);
+                                       s.ios += v.ios;
+                                       s.bytes += v.bytes;
+                                     }
+                                   });
   std::vector<VdiskStats> out;
-  for_each_percpu<v2p_vdisk_stats_key, v2p_vdisk_stats>(
-      map_fd, "vdisk counters", [&](const v2p_vdisk_stats_key& k, const auto& per_cpu) {
-        VdiskStats s;
-        s.vm = k.vm;
-        s.vdisk = k.vdisk;
-        s.op = static_cast<OpClass>(k.op_class);
-        for (const auto& v : per_cpu) {
-          s.ios += v.ios;
-          s.bytes += v.bytes;
-        }
-        out.push_back(s);
-      });
-  std::sort(out.begin(), out.end(), [](const VdiskStats& a, const VdiskStats& b) {
-    return std::tuple(a.vm, a.vdisk, a.op) < std::tuple(b.vm, b.vdisk, b.op);
-  });
+  for (auto& [key, s] : by_key) out.push_back(s);
   return out;
 }
 

@@ -524,6 +524,14 @@ std::uint64_t Probe::suppressed_bios() const {
   return impl_->counter(V2P_COUNTER_SUPPRESSED);
 }
 
+std::uint64_t Probe::untagged_bios() const {
+  return impl_->counter(V2P_COUNTER_UNTAGGED);
+}
+
+std::uint64_t Probe::uncounted_ios() const {
+  return impl_->counter(V2P_COUNTER_STATS_FULL);
+}
+
 bool Probe::suppressing() const noexcept {
   return impl_->suppressing;
 }

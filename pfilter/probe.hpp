@@ -41,7 +41,7 @@ struct ProbeOptions {
   // agent's window join for opaque backends needs every untagged backend bio); they opt in.
   // Completions imply it: their join needs every queue event.
   bool every_bio = true;
-  // Entries of each of the two tables that remember what was reported (32 bytes each, rounded to
+  // Entries of each of the two tables that remember what was reported (8 bytes each, rounded to
   // a power of two): a working set larger than this is partly reported again, never missed.
   std::uint32_t seen_ranges = 1u << 18;
 };
@@ -75,6 +75,10 @@ class Probe {
 
   // Bios counted instead of sent because the map already knew them, since attach.
   std::uint64_t suppressed_bios() const;
+  // Of those, the untagged reads and writes (never sent when suppressing: docs/pfilter.md).
+  std::uint64_t untagged_bios() const;
+  // I/Os whose device or vdisk found no room in the counter tables (blockio.h), since attach.
+  std::uint64_t uncounted_ios() const;
   // Whether repeats are suppressed (neither every_bio nor completions).
   [[nodiscard]] bool suppressing() const noexcept;
 

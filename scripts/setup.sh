@@ -16,7 +16,7 @@ packages=(
   libsystemd-dev systemd
   libvirt-daemon-system libvirt-clients
   e2fsprogs xfsprogs btrfs-progs util-linux kmod
-  busybox-static cpio xz-utils zstd
+  busybox-static cpio xz-utils zstd dmsetup
   etcd-server etcd-client libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler openssl iproute2
   ccache help2man debhelper dpkg-dev lintian debootstrap
 )
@@ -41,4 +41,9 @@ if [[ ! -s $guest_dir/vmlinuz ]]; then
   apt-get update -qq
 fi
 "$(dirname "$0")/guest/build-guest.sh" "$guest_dir"
+# Headers of exactly the guest's kernel, for the dm-v2p module the guest test loads (tests/dm).
+kheaders=linux-headers-$(cat "$guest_dir/kernel-version")
+if ! dpkg-query -W -f='${Status}' "$kheaders" 2>/dev/null | grep -q "install ok installed"; then
+  apt-get install -y -qq --no-install-recommends "$kheaders" >/dev/null
+fi
 echo "setup.sh: ready (guest in $guest_dir)"

@@ -8,7 +8,8 @@ set -euo pipefail
 out=${1:?usage: build-guest.sh OUTDIR}
 here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$out"
-if [[ -s $out/vmlinuz && -s $out/initrd.img && $out/initrd.img -nt $here/guest-init.sh ]]; then
+if [[ -s $out/vmlinuz && -s $out/initrd.img && $out/initrd.img -nt $here/guest-init.sh &&
+      -s $out/modules/dm-mod.ko ]]; then
   exit 0
 fi
 
@@ -45,5 +46,16 @@ for m in virtio/virtio_ring virtio/virtio virtio/virtio_pci_modern_dev virtio/vi
   esac
   echo "$(basename "$m").ko" >>"$root/modules/order"
 done
+# Kept beside the kernel for tests that build their own initramfs (tests/dm): the virtio
+# modules above, device-mapper, and the version that module builds must match.
+rm -rf "$out/modules"
+cp -r "$root/modules" "$out/modules"
+dm=$(ls "$moddir"/md/dm-mod.ko* | head -1)
+case $dm in
+  *.xz) xz -dc "$dm" >"$out/modules/dm-mod.ko" ;;
+  *.zst) zstd -qdc "$dm" >"$out/modules/dm-mod.ko" ;;
+  *) cp "$dm" "$out/modules/dm-mod.ko" ;;
+esac
+echo "$kver" >"$out/kernel-version"
 install -m 0755 "$here/guest-init.sh" "$root/init"
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$out/initrd.img"
