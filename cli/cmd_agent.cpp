@@ -1,6 +1,7 @@
 // `v2p agent`: the host service that keeps every VM's map live (docs/agent.md).
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <memory>
 
@@ -8,6 +9,10 @@
 #include "agent/agent_config.hpp"
 #include "agent/service_notify.hpp"
 #include "cli/subcommand.hpp"
+#if V2P_HAVE_CLUSTER
+#include "cluster/cluster_config.hpp"
+#include "cluster/node.hpp"
+#endif
 #include "common/clock.hpp"
 #include "common/error.hpp"
 #include "common/stop_signal.hpp"
@@ -22,7 +27,8 @@ struct AgentFlags {
   bool no_probe = false;
   bool every_bio = false;
   bool no_state = false;
-  std::string http;  // "" = the default (127.0.0.1:9391, optional); "off" = none
+  std::string http;     // "" = the default (127.0.0.1:9391, optional); "off" = none
+  std::string cluster;  // cluster configuration (docs/cluster.md)
 };
 
 int run_agent(const AgentFlags& f) {
@@ -67,6 +73,18 @@ int run_agent(const AgentFlags& f) {
   StopSignal stop;
   agent::ServiceNotify notify;
   agent::Agent a(o);
+#if V2P_HAVE_CLUSTER
+  // The cluster side runs on threads of its own: the loop below never waits for etcd or a peer.
+  std::unique_ptr<cluster::Node> node;
+  if (!f.cluster.empty()) {
+    node = std::make_unique<cluster::Node>(
+        cluster::load_cluster_config(f.cluster),
+        [](const std::string& l) { fmt::print("v2p agent: cluster: {}\n", l); });
+    fmt::print("v2p agent: cluster '{}' as host {}\n", node->config().cluster, node->config().host);
+  }
+#else
+  if (!f.cluster.empty()) throw Error("--cluster: this v2p was built without the cluster part");
+#endif
   fmt::print("v2p agent: queries on {}, ingest on {} (mode {:04o}{}), state in {}{}\n",
              o.query_socket.string(), o.ingest_socket.string(), o.socket_mode,
              o.group.empty() ? "" : ", group " + o.group,
@@ -82,6 +100,16 @@ int run_agent(const AgentFlags& f) {
     if (now >= next_status) {
       notify.status(a.status_line());
       next_status = now + 2'000'000'000;
+#if V2P_HAVE_CLUSTER
+      if (node) {
+        std::vector<std::string> vms, images;
+        for (const auto& d : a.correlator().vdisk_declarations()) {
+          if (std::find(vms.begin(), vms.end(), d.vm_name) == vms.end()) vms.push_back(d.vm_name);
+          images.push_back(d.image_path);
+        }
+        node->set_vms(std::move(vms), std::move(images));
+      }
+#endif
     }
   }
   notify.stopping();
@@ -112,6 +140,8 @@ const Register kAgent{
                     "not know, and every bio of opaque exports' backends)");
        app.add_option("--http", f->http,
                       "HOST:PORT of /metrics and the web view (default 127.0.0.1:9391; off: none)");
+       app.add_option("--cluster", f->cluster,
+                      "Join the cluster this file describes (docs/cluster.md)");
        return [f] { return run_agent(*f); };
      }}};
 

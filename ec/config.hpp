@@ -5,7 +5,9 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -21,9 +23,17 @@ struct Layout {
   [[nodiscard]] std::string label() const { return std::to_string(k) + "+" + std::to_string(m); }
 };
 
+class StoreBackend;
+
 struct StoreConfig {
+  StoreConfig() = default;
+  StoreConfig(std::uint32_t store_id, std::filesystem::path store_path,
+              std::shared_ptr<const StoreBackend> store_backend = {})
+      : id(store_id), path(std::move(store_path)), backend(std::move(store_backend)) {}
+
   std::uint32_t id = 0;
-  std::filesystem::path path;
+  std::filesystem::path path;                   // a remote store: a label, the backend does the I/O
+  std::shared_ptr<const StoreBackend> backend;  // null: the local directory `path`
 };
 
 struct PoolConfig {
@@ -37,6 +47,9 @@ struct PoolConfig {
   bool allow_shared_domains = false;
   std::chrono::milliseconds hedge_delay{50};  // data chunks slower than this: read parity too
   int io_threads = 16;
+  // Consulted before a container is placed: false refuses the write (a cluster host that lost
+  // its etcd lease must not place data on what may be stale membership). Null: always allowed.
+  std::function<bool()> may_place;
 
   // The vdisk's own layout, else its VM's, else the default.
   [[nodiscard]] Layout layout_for(VdiskKey key) const;

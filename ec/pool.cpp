@@ -31,7 +31,9 @@ Pool::Pool(PoolConfig config) : cfg_(std::move(config)) {
   log_ = std::make_unique<MetadataLog>(cfg_.metadata_dir, random64() | 1);
   pool_id_ = log_->pool_id();
   dropped_tail_ = log_->dropped_tail();
-  for (const auto& s : cfg_.stores) stores_.emplace(s.id, StoreInfo{Store(s.id, s.path), {}, true});
+  for (const auto& s : cfg_.stores) {
+    stores_.emplace(s.id, StoreInfo{Store(s.id, s.path, s.backend), {}, true});
+  }
   for (const auto& r : log_->replayed()) apply(r);
   log_->replayed().clear();
   for (auto& [id, info] : stores_) {
@@ -40,7 +42,7 @@ Pool::Pool(PoolConfig config) : cfg_(std::move(config)) {
     if (state == Store::State::kNoIdentity && !info.adopted) {
       // Never part of the pool: nothing on it to lose, so it joins now (new pool, added store).
       info.store.adopt(pool_id_);
-      info.domain = failure_domain_of(info.store.root());
+      info.domain = info.store.failure_domain();
       log_->append(StoreAdopted{id, info.domain.label()});
       info.adopted = true;
       state = Store::State::kOnline;
@@ -49,7 +51,7 @@ Pool::Pool(PoolConfig config) : cfg_(std::move(config)) {
       throw Error("store " + std::to_string(id) + " at " + info.store.root().string() +
                   " belongs to another pool or has another id");
     }
-    if (state == Store::State::kOnline) info.domain = failure_domain_of(info.store.root());
+    if (state == Store::State::kOnline) info.domain = info.store.failure_domain();
   }
   workers_ = std::make_unique<IoWorkers>(cfg_.io_threads);
 }
@@ -107,7 +109,9 @@ std::vector<Candidate> Pool::online_candidates_locked(
     }
     if (info.store.probe(pool_id_) != Store::State::kOnline) continue;
     const auto load = store_load_.find(id);
-    out.push_back({id, info.domain, load == store_load_.end() ? 0 : load->second});
+    out.push_back(
+        {id, info.domain,
+         (load == store_load_.end() ? 0 : load->second) + info.store.placement_penalty()});
   }
   return out;
 }
@@ -175,6 +179,11 @@ void Pool::seal_locked(VdiskKey key) {
   std::vector<std::string> problems;
   for (int attempt = 0; attempt < 2; ++attempt) {
     try {
+      if (cfg_.may_place && !cfg_.may_place()) {
+        throw Error(
+            "not placing new data: this host has lost its cluster lease (cut off from etcd), "
+            "so its view of the hosts may be stale; the data stays buffered");
+      }
       rec.stores = place_chunks(online_candidates_locked(failed), n, cfg_.allow_shared_domains);
     } catch (...) {
       oc.blocks = std::move(rec.blocks);

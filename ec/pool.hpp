@@ -126,6 +126,9 @@ class Pool {
   void wait_rebuild();
   // Moves every chunk off `store` onto others (before removing it from the configuration).
   RebuildReport evacuate(std::uint32_t store, const ProgressFn& progress = {});
+  // Moves chunks from stores above the mean load to the least loaded ones (stores were added),
+  // failure domains respected; chunks_total = moves planned, chunks_rebuilt = moves done.
+  RebuildReport rebalance(const ProgressFn& progress = {});
 
   [[nodiscard]] PoolStatus status() const;
   [[nodiscard]] std::uint64_t pool_id() const noexcept { return pool_id_; }

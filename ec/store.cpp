@@ -113,6 +113,7 @@ fs::path Store::chunk_path(std::uint64_t container_id, std::uint8_t index) const
 }
 
 Store::State Store::probe(std::uint64_t pool_id) const {
+  if (backend_) return backend_->probe(pool_id);
   std::error_code ec;
   if (!fs::is_directory(root_, ec)) return State::kMissing;
   std::ifstream in(root_ / kIdentityFile);
@@ -122,6 +123,7 @@ Store::State Store::probe(std::uint64_t pool_id) const {
 }
 
 void Store::adopt(std::uint64_t pool_id) const {
+  if (backend_) return backend_->adopt(pool_id);
   std::error_code ec;
   if (!fs::is_directory(root_, ec)) {
     throw Error("store " + std::to_string(id_) + ": " + root_.string() + " is not a directory");
@@ -153,6 +155,7 @@ void Store::adopt(std::uint64_t pool_id) const {
 
 Result<bool> Store::write_chunk(const ChunkHeader& header,
                                 std::span<const std::uint8_t> payload) const {
+  if (backend_) return backend_->write_chunk(header, payload);
   using R = Result<bool>;
   const auto path = chunk_path(header.container_id, header.index);
   const auto tmp = fs::path(path.string() + kTmpSuffix);
@@ -195,6 +198,7 @@ Result<bool> Store::write_chunk(const ChunkHeader& header,
 }
 
 Result<std::vector<std::uint8_t>> Store::read_chunk(const ChunkExpect& e) const {
+  if (backend_) return backend_->read_chunk(e);
   using R = Result<std::vector<std::uint8_t>>;
   const auto path = chunk_path(e.container_id, e.index);
   auto opened = open_checked(path, e);
@@ -212,6 +216,7 @@ Result<std::vector<std::uint8_t>> Store::read_chunk(const ChunkExpect& e) const 
 
 Result<std::vector<std::uint8_t>> Store::read_range(const ChunkExpect& e, std::uint32_t offset,
                                                     std::uint32_t len) const {
+  if (backend_) return backend_->read_range(e, offset, len);
   using R = Result<std::vector<std::uint8_t>>;
   const auto path = chunk_path(e.container_id, e.index);
   if (std::uint64_t{offset} + len > e.chunk_len) return R::failure("range beyond the chunk");
@@ -226,16 +231,19 @@ Result<std::vector<std::uint8_t>> Store::read_range(const ChunkExpect& e, std::u
 }
 
 bool Store::has_chunk(const ChunkExpect& e) const {
+  if (backend_) return backend_->has_chunk(e);
   struct stat st {};
   return ::stat(chunk_path(e.container_id, e.index).c_str(), &st) == 0 &&
          static_cast<std::uint64_t>(st.st_size) == kChunkHeaderSize + e.chunk_len;
 }
 
 void Store::remove_chunk(std::uint64_t container_id, std::uint8_t index) const noexcept {
+  if (backend_) return backend_->remove_chunk(container_id, index);
   ::unlink(chunk_path(container_id, index).c_str());
 }
 
 std::vector<StoredChunk> Store::list_chunks() const {
+  if (backend_) return backend_->list_chunks();
   std::vector<StoredChunk> out;
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(root_ / kChunkDir, ec)) {
@@ -252,12 +260,21 @@ std::vector<StoredChunk> Store::list_chunks() const {
 }
 
 std::vector<fs::path> Store::list_temporaries() const {
+  if (backend_) return {};  // the serving host cleans its own
   std::vector<fs::path> out;
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(root_ / kChunkDir, ec)) {
     if (e.path().extension() == kTmpSuffix) out.push_back(e.path());
   }
   return out;
+}
+
+FailureDomain Store::failure_domain() const {
+  return backend_ ? backend_->failure_domain() : failure_domain_of(root_);
+}
+
+std::uint64_t Store::placement_penalty() const {
+  return backend_ ? backend_->placement_penalty() : 0;
 }
 
 }  // namespace v2p::ec

@@ -6,11 +6,13 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "ec/chunk_format.hpp"
+#include "ec/failure_domain.hpp"
 #include "ec/result.hpp"
 
 namespace v2p::ec {
@@ -32,11 +34,17 @@ struct StoredChunk {
   std::filesystem::path path;
 };
 
+class StoreBackend;
+
 class Store {
  public:
   enum class State { kOnline, kMissing, kNoIdentity, kForeign };
 
   Store(std::uint32_t id, std::filesystem::path root) : id_(id), root_(std::move(root)) {}
+  // A store another host serves (cluster/remote_store): every call below goes to `backend`;
+  // `root` is only a label ("host2:/srv/disk1/v2p").
+  Store(std::uint32_t id, std::filesystem::path root, std::shared_ptr<const StoreBackend> backend)
+      : id_(id), root_(std::move(root)), backend_(std::move(backend)) {}
 
   [[nodiscard]] std::uint32_t id() const noexcept { return id_; }
   [[nodiscard]] const std::filesystem::path& root() const noexcept { return root_; }
@@ -65,9 +73,37 @@ class Store {
   [[nodiscard]] std::filesystem::path chunk_path(std::uint64_t container_id,
                                                  std::uint8_t index) const;
 
+  // The disk of a local store (failure_domain_of); the host (then disk) of a remote one.
+  [[nodiscard]] FailureDomain failure_domain() const;
+  // Added to the store's chunk count when placement ranks stores: 0 locally; from free space
+  // and host load for a remote store, so fuller or busier hosts get fewer new chunks.
+  [[nodiscard]] std::uint64_t placement_penalty() const;
+  [[nodiscard]] bool remote() const noexcept { return backend_ != nullptr; }
+
  private:
   std::uint32_t id_;
   std::filesystem::path root_;
+  std::shared_ptr<const StoreBackend> backend_;
+};
+
+// What a remote store implements; the same contract as Store's methods of the same name. May
+// block (network); must not throw from the Result-returning calls.
+class StoreBackend {
+ public:
+  virtual ~StoreBackend() = default;
+  [[nodiscard]] virtual Store::State probe(std::uint64_t pool_id) const = 0;
+  virtual void adopt(std::uint64_t pool_id) const = 0;
+  virtual Result<bool> write_chunk(const ChunkHeader& header,
+                                   std::span<const std::uint8_t> payload) const = 0;
+  virtual Result<std::vector<std::uint8_t>> read_chunk(const ChunkExpect& expect) const = 0;
+  virtual Result<std::vector<std::uint8_t>> read_range(const ChunkExpect& expect,
+                                                       std::uint32_t offset,
+                                                       std::uint32_t len) const = 0;
+  [[nodiscard]] virtual bool has_chunk(const ChunkExpect& expect) const = 0;
+  virtual void remove_chunk(std::uint64_t container_id, std::uint8_t index) const noexcept = 0;
+  [[nodiscard]] virtual std::vector<StoredChunk> list_chunks() const = 0;
+  [[nodiscard]] virtual FailureDomain failure_domain() const = 0;
+  [[nodiscard]] virtual std::uint64_t placement_penalty() const = 0;
 };
 
 const char* to_string(Store::State s) noexcept;

@@ -18,6 +18,7 @@ packages=(
   libvirt-daemon-system libvirt-clients
   e2fsprogs xfsprogs btrfs-progs util-linux kmod
   busybox-static cpio xz-utils zstd dmsetup
+  etcd-server etcd-client libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler openssl iproute2
   ccache help2man debhelper dpkg-dev lintian debootstrap
 )
 missing=()
