@@ -129,6 +129,7 @@ void AttachSession::on_qemu(const v2p_qemu_event& e) {
     f.pos = e.offset;
     f.result = e.bytes;
     f.write = e.op == V2P_QEMU_WRITE;
+    f.data = e.op != V2P_QEMU_OTHER;
     join_->on_file_io(f);
   }
 }

@@ -70,6 +70,7 @@ void UprobeJoin::on_layer(const LayerRequest& r) {
       const auto v = hooks_.vdisk ? hooks_.vdisk(r.tgid, *n) : std::nullopt;
       if (!v) return;
       key = p.node_vdisk.emplace(r.node, *v).first;
+      p.path_vdisk.try_emplace(n->path, *v);
     }
     if (r.qiov == 0) {
       // Guest write-zeroes: the range's old placement no longer holds its data.
@@ -105,9 +106,14 @@ void UprobeJoin::on_layer(const LayerRequest& r) {
     p.node_vdisk[r.node] = t->second.vdisk;
   } else {
     ++stats_.metadata_requests;
+    // Whose metadata: the vdisk this node was seen serving, else the one whose top node opens
+    // the same file (a qcow2 node and its file child share the path).
     if (const auto v = p.node_vdisk.find(r.node); v != p.node_vdisk.end()) {
       range.known_vdisk = true;
       range.vdisk = v->second;
+    } else if (const auto pv = p.path_vdisk.find(n->path); pv != p.path_vdisk.end()) {
+      range.known_vdisk = true;
+      range.vdisk = pv->second;
     }
   }
   p.files[n->path][r.offset] = range;
@@ -115,7 +121,7 @@ void UprobeJoin::on_layer(const LayerRequest& r) {
 
 void UprobeJoin::on_file_io(const FileIo& f) {
   const auto pit = procs_.find(f.tgid);
-  if (pit == procs_.end() || f.result <= 0) return;
+  if (pit == procs_.end() || (f.data && f.result <= 0)) return;
   Process& p = pit->second;
   Window w{f.start_ns, f.end_ns, false, false, {}};
   const auto path = hooks_.fd_path ? hooks_.fd_path(f.tgid, f.fd) : std::nullopt;
@@ -136,8 +142,13 @@ void UprobeJoin::on_file_io(const FileIo& f) {
   if (range) {
     w.known_vdisk = range->known_vdisk;
     w.vdisk = range->vdisk;
+  } else if (path) {
+    if (const auto pv = p.path_vdisk.find(*path); pv != p.path_vdisk.end()) {
+      w.known_vdisk = true;
+      w.vdisk = pv->second;
+    }
   }
-  if (range && range->data && f.pos + bytes <= range_offset + range->bytes) {
+  if (f.data && range && range->data && f.pos + bytes <= range_offset + range->bytes) {
     w.data = true;
     ContextRecord rec;
     rec.submit_ns = f.start_ns;

@@ -57,6 +57,7 @@ struct FileIo {
   std::uint64_t pos = 0;
   std::int64_t result = 0;  // bytes done, or -errno
   bool write = false;
+  bool data = true;  // false: fallocate / fdatasync / fsync, whose bios are never guest data
 };
 
 // What the process says about one of its nodes (qemu_nodes.hpp reads it from its memory).
@@ -137,7 +138,8 @@ class UprobeJoin {
     std::unordered_map<std::uint64_t, NodeInfo> nodes;
     std::unordered_map<std::uint64_t, bool> top_nodes;  // node -> is a top node
     std::unordered_map<std::uint64_t, VdiskKey> node_vdisk;
-    std::unordered_map<std::uint64_t, Top> tops;                      // by qiov
+    std::map<std::string, VdiskKey> path_vdisk;   // a top node's file -> its vdisk
+    std::unordered_map<std::uint64_t, Top> tops;  // by qiov
     std::map<std::string, std::map<std::uint64_t, FileRange>> files;  // path -> offset -> range
     std::unordered_map<std::uint32_t, std::deque<Window>> windows;    // by tid
     std::deque<PhysEvent> held;

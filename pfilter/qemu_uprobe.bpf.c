@@ -120,13 +120,15 @@ int v2p_qemu_preadv(struct pt_regs* ctx) { return layer(ctx, V2P_QEMU_READ); }
 SEC("uprobe")
 int v2p_qemu_pwritev(struct pt_regs* ctx) { return layer(ctx, V2P_QEMU_WRITE); }
 
-static __always_inline int syscall_enter(struct trace_event_raw_sys_enter* ctx, __u32 op) {
+static __always_inline int syscall_enter(struct trace_event_raw_sys_enter* ctx, __u32 op,
+                                         int pos_arg) {
   __u64 id = bpf_get_current_pid_tgid();
   if (!traced(id >> 32)) return 0;
-  /* pread64/pwrite64: (fd, buf, count, pos); p{read,write}v{,2}: (fd, vec, vlen, pos_l, ...). */
-  if ((long)ctx->args[3] < 0) return 0; /* preadv2 with pos -1: the file position, not used */
-  struct syscall_entry s = {
-      .start_ns = bpf_ktime_get_ns(), .fd = ctx->args[0], .pos = ctx->args[3], .op = op};
+  /* pread64/pwrite64: (fd, buf, count, pos); p{read,write}v{,2}: (fd, vec, vlen, pos_l, ...);
+   * fallocate: (fd, mode, offset, len); fdatasync/fsync: (fd). */
+  __u64 pos = pos_arg == 2 ? ctx->args[2] : pos_arg == 3 ? ctx->args[3] : 0;
+  if ((long)pos < 0) return 0; /* preadv2 with pos -1: the file position, not used */
+  struct syscall_entry s = {.start_ns = bpf_ktime_get_ns(), .fd = ctx->args[0], .pos = pos, .op = op};
   __u32 tid = (__u32)id;
   bpf_map_update_elem(&v2p_qemu_syscalls, &tid, &s, BPF_ANY);
   return 0;
@@ -158,17 +160,21 @@ static __always_inline int syscall_exit(struct trace_event_raw_sys_exit* ctx) {
   return 0;
 }
 
-#define V2P_SYSCALL(name, op)                                                        \
+#define V2P_SYSCALL(name, op, pos_arg)                                               \
   SEC("tracepoint/syscalls/sys_enter_" #name)                                        \
   int v2p_enter_##name(struct trace_event_raw_sys_enter* ctx) {                      \
-    return syscall_enter(ctx, op);                                                   \
+    return syscall_enter(ctx, op, pos_arg);                                          \
   }                                                                                  \
   SEC("tracepoint/syscalls/sys_exit_" #name)                                         \
   int v2p_exit_##name(struct trace_event_raw_sys_exit* ctx) { return syscall_exit(ctx); }
 
-V2P_SYSCALL(pread64, V2P_QEMU_READ)
-V2P_SYSCALL(preadv, V2P_QEMU_READ)
-V2P_SYSCALL(preadv2, V2P_QEMU_READ)
-V2P_SYSCALL(pwrite64, V2P_QEMU_WRITE)
-V2P_SYSCALL(pwritev, V2P_QEMU_WRITE)
-V2P_SYSCALL(pwritev2, V2P_QEMU_WRITE)
+V2P_SYSCALL(pread64, V2P_QEMU_READ, 3)
+V2P_SYSCALL(preadv, V2P_QEMU_READ, 3)
+V2P_SYSCALL(preadv2, V2P_QEMU_READ, 3)
+V2P_SYSCALL(pwrite64, V2P_QEMU_WRITE, 3)
+V2P_SYSCALL(pwritev, V2P_QEMU_WRITE, 3)
+V2P_SYSCALL(pwritev2, V2P_QEMU_WRITE, 3)
+/* No guest data, but their bios are the vdisk's: allocation (qcow2 zero clusters) and flushes. */
+V2P_SYSCALL(fallocate, V2P_QEMU_OTHER, 2)
+V2P_SYSCALL(fdatasync, V2P_QEMU_OTHER, -1)
+V2P_SYSCALL(fsync, V2P_QEMU_OTHER, -1)

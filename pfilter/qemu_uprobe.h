@@ -15,6 +15,7 @@
 /* v2p_qemu_event.op */
 #define V2P_QEMU_READ 0
 #define V2P_QEMU_WRITE 1
+#define V2P_QEMU_OTHER 2 /* fileio: fallocate, fdatasync, fsync */
 
 /* The first iovecs of a layer request's QEMUIOVector (the rest are not needed to identify it). */
 #define V2P_QEMU_IOVS 4
