@@ -51,16 +51,15 @@ void UprobeJoin::on_layer(const LayerRequest& r) {
   const NodeInfo* n = node(p, r.tgid, r.node);
   if (!n) return;
   if (!n->protocol) {
-    auto [tn, first] = p.top_nodes.try_emplace(r.node, true);
-    if (first) {
-      // A node first seen on the qiov of another node's pending request lies below it (a
-      // backing file or a filter); otherwise it is where guest requests enter.
-      const auto t = p.tops.find(r.qiov);
-      if (r.qiov != 0 && t != p.tops.end() && t->second.node != r.node &&
-          r.ts_ns - t->second.ts_ns < kRequestLifeNs)
-        tn->second = false;
-    }
-    if (!tn->second) {
+    // Below a device's top node, filters and backing files keep the guest offset: a request on
+    // the qiov of another node's pending request, at the offset that part has there, is that
+    // request one layer down. Anything else (a freed qiov reused by another device's request
+    // lands at an unrelated offset) is a guest request entering at its top node.
+    const auto t = r.qiov == 0 ? p.tops.end() : p.tops.find(r.qiov);
+    if (t != p.tops.end() && t->second.node != r.node &&
+        r.ts_ns - t->second.ts_ns < kRequestLifeNs && r.qiov_offset >= t->second.qiov_offset &&
+        r.qiov_offset + r.bytes <= t->second.qiov_offset + t->second.bytes &&
+        r.offset == t->second.offset + (r.qiov_offset - t->second.qiov_offset)) {
       ++stats_.lower_requests;
       return;
     }

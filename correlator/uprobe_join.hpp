@@ -136,7 +136,6 @@ class UprobeJoin {
   };
   struct Process {
     std::unordered_map<std::uint64_t, NodeInfo> nodes;
-    std::unordered_map<std::uint64_t, bool> top_nodes;  // node -> is a top node
     std::unordered_map<std::uint64_t, VdiskKey> node_vdisk;
     std::map<std::string, VdiskKey> path_vdisk;   // a top node's file -> its vdisk
     std::unordered_map<std::uint64_t, Top> tops;  // by qiov
