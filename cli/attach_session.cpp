@@ -40,10 +40,14 @@ AttachSession::AttachSession(const AttachOptions& options) {
     notes_.push_back(std::to_string(pid) + ": attached to " + t.attach->executable().string());
     traced_.push_back(std::move(t));
   }
-  pfilter::ProbeOptions po;
-  for (const auto& t : traced_) po.tgids.push_back(static_cast<std::uint32_t>(t.pid));
-  po.pin = false;  // another probe (the agent's) may own the pin directory
-  probe_ = pfilter::Probe::attach(po);
+  if (options.into != nullptr) {
+    corr_ = options.into;
+  } else {
+    pfilter::ProbeOptions po;
+    for (const auto& t : traced_) po.tgids.push_back(static_cast<std::uint32_t>(t.pid));
+    po.pin = false;  // another probe (the agent's) may own the pin directory
+    probe_ = pfilter::Probe::attach(po);
+  }
   if (!options.record.empty()) writer_ = std::make_unique<StreamWriter>(options.record);
 
   correlator::UprobeJoin::Hooks h;
@@ -60,11 +64,11 @@ AttachSession::AttachSession(const AttachOptions& options) {
   };
   h.on_record = [this](const ContextRecord& r) {
     if (writer_) writer_->write(r);
-    corr_.on_record(r);
+    corr_->on_record(r);
   };
   h.on_event = [this](const PhysEvent& e) {
     if (writer_) writer_->write(e);
-    corr_.on_event(e);
+    corr_->on_event(e);
   };
   join_ = std::make_unique<correlator::UprobeJoin>(std::move(h));
   for (const auto& t : traced_) join_->add_process(static_cast<std::uint32_t>(t.pid));
@@ -84,6 +88,13 @@ std::optional<VdiskKey> AttachSession::declare(std::uint32_t tgid,
                                                const correlator::NodeInfo& top) {
   Traced* t = find(tgid);
   if (!t) return std::nullopt;
+  // A vdisk the chain already serves from this image (an export in front of qsd).
+  for (const auto& d : corr_->vdisk_declarations())
+    if (d.image_path == top.path && !d.image_path.empty()) {
+      notes_.push_back(std::to_string(tgid) + ": exact join for " + d.vm_name + "/" + d.vdisk_name +
+                       " (" + top.format + " " + top.path + ")");
+      return VdiskKey{VmId{d.vm_id}, VdiskId{d.vdisk_id}};
+    }
   for (const auto& d : declared_)
     if (d.image_path == top.path && d.vm_name == t->vm_name)
       return VdiskKey{VmId{d.vm_id}, VdiskId{d.vdisk_id}};
@@ -100,7 +111,7 @@ std::optional<VdiskKey> AttachSession::declare(std::uint32_t tgid,
   d.image_path = top.path;
   declared_.push_back(d);
   if (writer_) writer_->write(d);
-  corr_.declare(d);
+  corr_->declare(d);
   notes_.push_back(std::to_string(tgid) + ": vdisk " + d.vm_name + "/" + d.vdisk_name + " (" +
                    top.format + " " + top.path + ")");
   return VdiskKey{VmId{d.vm_id}, VdiskId{d.vdisk_id}};
@@ -134,21 +145,16 @@ void AttachSession::on_qemu(const v2p_qemu_event& e) {
   }
 }
 
-void AttachSession::pump(int wait_ms) {
+void AttachSession::poll_uprobes() {
   const std::function<void(const v2p_qemu_event&)> on_qemu = [this](const v2p_qemu_event& e) {
     this->on_qemu(e);
   };
-  // The uprobe events first: a syscall's window should be known before its bios arrive.
-  for (auto& t : traced_)
-    if (t.attach) t.attach->poll(0, on_qemu);
-  probe_->poll(wait_ms, [this](const PhysEvent& e) { join_->on_event(e); });
-  for (auto& t : traced_)
-    if (t.attach) t.attach->poll(0, on_qemu);
-  const std::uint64_t now = monotonic_ns();
-  join_->advance(now);
-  corr_.advance(now);
   for (auto& t : traced_) {
-    if (t.attach && t.attach->exited()) {
+    if (!t.attach) continue;
+    // Exited: deliver what it left, then detach, so its uprobes do not outlive it.
+    const bool exited = t.attach->exited();
+    t.attach->poll(0, on_qemu);
+    if (exited) {
       t.attach->detach();
       t.attach.reset();
       notes_.push_back(std::to_string(t.pid) + ": process exited; detached");
@@ -156,13 +162,24 @@ void AttachSession::pump(int wait_ms) {
   }
 }
 
+void AttachSession::pump(int wait_ms) {
+  // The uprobe events first: a syscall's window should be known before its bios arrive.
+  poll_uprobes();
+  probe_->poll(wait_ms, [this](const PhysEvent& e) { join_->on_event(e); });
+  poll_uprobes();
+  const std::uint64_t now = monotonic_ns();
+  join_->advance(now);
+  corr_->advance(now);
+}
+
 void AttachSession::settle() {
+  if (!probe_) return;  // the chain settles
   const std::uint64_t until = monotonic_ns() + 400'000'000;
   while (monotonic_ns() < until) pump(50);
   probe_->poll(0, [this](const PhysEvent& e) { join_->on_event(e); });
   join_->drain();
-  corr_.on_lost(probe_->lost_events());
-  corr_.drain();
+  corr_->on_lost(probe_->lost_events());
+  corr_->drain();
   if (writer_) writer_->flush(true);
 }
 

@@ -24,6 +24,11 @@ struct AttachOptions {
   std::vector<pid_t> pids;
   std::string vm_name;             // empty: the process's -name, else "qemu-PID"
   std::filesystem::path record{};  // when set: the joined stream (records, events) goes there
+  // A chain that owns the probe and the correlator (LiveChain): the session then loads no probe
+  // and feeds this correlator; the chain hands it the probe's events (on_probe_event) and calls
+  // poll_uprobes / advance / drain. Vdisks the chain declared (same image path) are reused, so
+  // the exact join lands on the export's vdisk and replaces its window join.
+  correlator::Correlator* into = nullptr;
 };
 
 class AttachSession {
@@ -40,8 +45,14 @@ class AttachSession {
   // Detaches every process now.
   void detach();
 
+  // For a chain that owns the probe (AttachOptions::into).
+  void on_probe_event(const PhysEvent& e) { join_->on_event(e); }
+  void poll_uprobes();
+  void advance(std::uint64_t now_ns) { join_->advance(now_ns); }
+  void drain() { join_->drain(); }
+
   [[nodiscard]] bool all_exited() const;
-  [[nodiscard]] const correlator::Correlator& correlator() const noexcept { return corr_; }
+  [[nodiscard]] const correlator::Correlator& correlator() const noexcept { return *corr_; }
   [[nodiscard]] const correlator::UprobeJoinStats& join_stats() const noexcept {
     return join_->stats();
   }
@@ -61,8 +72,9 @@ class AttachSession {
   void on_qemu(const v2p_qemu_event& e);
 
   std::vector<Traced> traced_;
-  std::unique_ptr<pfilter::Probe> probe_;
-  correlator::Correlator corr_;
+  std::unique_ptr<pfilter::Probe> probe_;  // null when a chain owns it
+  correlator::Correlator own_corr_;
+  correlator::Correlator* corr_ = &own_corr_;
   std::unique_ptr<correlator::UprobeJoin> join_;
   std::unique_ptr<StreamWriter> writer_;
   std::vector<VdiskDeclaration> declared_;

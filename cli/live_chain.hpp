@@ -7,6 +7,7 @@
 #include <memory>
 #include <vector>
 
+#include "cli/attach_session.hpp"
 #include "correlator/correlator.hpp"
 #include "pfilter/probe.hpp"
 #include "policy/host/policy_host.hpp"
@@ -27,6 +28,9 @@ struct LiveChainOptions {
   // Policies to feed (not owned, started by the caller): the export's records and the
   // correlator's map changes, as `v2p serve --policy` does with the records alone.
   policy::PolicyHost* policies = nullptr;
+  // Processes to attach to passively (docs/attach.md): e.g. the qemu-storage-daemon behind an
+  // opaque vdisk, whose bios the uprobes then join exactly instead of by window.
+  std::vector<pid_t> attach_pids{};
 };
 
 class LiveChain {
@@ -51,6 +55,8 @@ class LiveChain {
     corr_.set_window_observer(std::move(observer));
   }
   [[nodiscard]] const std::filesystem::path& socket() const noexcept { return socket_; }
+  // The passive attach, or null without LiveChainOptions::attach_pids.
+  [[nodiscard]] const AttachSession* attach() const noexcept { return attach_.get(); }
 
  private:
   std::filesystem::path socket_;
@@ -59,7 +65,8 @@ class LiveChain {
   std::unique_ptr<policy::RecordTee> tee_;
   std::unique_ptr<vfilter::Server> server_;
   correlator::Correlator corr_;
-  std::vector<PhysEvent> events_;  // one poll's events, reused
+  std::unique_ptr<AttachSession> attach_;  // declared after corr_: detached before it goes
+  std::vector<PhysEvent> events_;          // one poll's events, reused
   void write_snapshot();
   std::filesystem::path snapshot_path_;
   std::uint64_t snapshot_interval_ns_ = 0;

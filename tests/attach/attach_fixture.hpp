@@ -12,6 +12,7 @@
 #include <string>
 #include <thread>
 
+#include "common/error.hpp"
 #include "common/loop_filesystem.hpp"
 #include "common/subprocess.hpp"
 #include "tests/common/test_skip.hpp"
