@@ -140,7 +140,8 @@ void AttachSession::on_qemu(const v2p_qemu_event& e) {
     f.pos = e.offset;
     f.result = e.bytes;
     f.write = e.op == V2P_QEMU_WRITE;
-    f.data = e.op != V2P_QEMU_OTHER;
+    f.data = e.op == V2P_QEMU_READ || e.op == V2P_QEMU_WRITE;
+    f.submit = e.op == V2P_QEMU_SUBMIT;
     join_->on_file_io(f);
   }
 }

@@ -1,5 +1,6 @@
 #include "correlator/uprobe_join.hpp"
 
+#include <algorithm>
 #include <utility>
 
 #include "v2p/tag.hpp"
@@ -8,6 +9,9 @@ namespace v2p::correlator {
 namespace {
 
 constexpr std::uint16_t kSyntheticSlot = 1;
+// Slots of submit-window records (per thread, cycling): never 1, the thread-pool syscalls' slot.
+constexpr std::uint16_t kFirstSubmitSlot = 2;
+constexpr std::size_t kMaxQueued = 4096;
 // How long a top request may wait for its lower layers, and a file request for its syscall
 // (a thread pool queue under load): older ones are forgotten.
 constexpr std::uint64_t kRequestLifeNs = 10'000'000'000;
@@ -116,12 +120,31 @@ void UprobeJoin::on_layer(const LayerRequest& r) {
     }
   }
   p.files[n->path][r.offset] = range;
+  if (r.qiov != 0) {
+    auto& q = p.queued[r.tid];
+    q.push_back({n->path, r.offset, r.bytes, r.write, range});
+    if (q.size() > kMaxQueued) q.pop_front();  // thread-pool aio never consumes them
+  }
 }
 
 void UprobeJoin::on_file_io(const FileIo& f) {
   const auto pit = procs_.find(f.tgid);
   if (pit == procs_.end() || (f.data && f.result <= 0)) return;
   Process& p = pit->second;
+  if (f.submit) {
+    if (f.result <= 0) return;
+    SubmitWindow w{f.tid, f.start_ns, f.end_ns, static_cast<std::uint64_t>(f.result), {}};
+    for (auto it = p.held.begin(); it != p.held.end();) {
+      if (it->tid == f.tid && inside(it->ts_ns, w.start_ns, w.end_ns)) {
+        w.bios.push_back(*it);
+        it = p.held.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    p.submits.push_back(std::move(w));
+    return;
+  }
   Window w{f.start_ns, f.end_ns, false, false, {}};
   const auto path = hooks_.fd_path ? hooks_.fd_path(f.tgid, f.fd) : std::nullopt;
   const auto file = path ? p.files.find(*path) : p.files.end();
@@ -165,6 +188,19 @@ void UprobeJoin::on_file_io(const FileIo& f) {
   } else {
     ++stats_.other_syscalls;
   }
+  if (range) {
+    // Done by a syscall of its own (the thread pool: an unaligned request under aio=native, or
+    // aio=threads): no submit syscall will issue it.
+    for (auto& [tid, q] : p.queued) {
+      const auto it = std::find_if(q.begin(), q.end(), [&](const Queued& x) {
+        return x.offset == range_offset && x.path == *path;
+      });
+      if (it != q.end()) {
+        q.erase(it);
+        break;
+      }
+    }
+  }
   p.windows[f.tid].push_back(w);
   // Bios that arrived before the syscall's exit event.
   for (auto it = p.held.begin(); it != p.held.end();) {
@@ -184,6 +220,12 @@ void UprobeJoin::on_event(const PhysEvent& e) {
     return;
   }
   Process& p = pit->second;
+  for (auto& w : p.submits) {
+    if (w.tid == e.tid && inside(e.ts_ns, w.start_ns, w.end_ns)) {
+      w.bios.push_back(e);
+      return;
+    }
+  }
   if (const auto ws = p.windows.find(e.tid); ws != p.windows.end()) {
     for (auto w = ws->second.rbegin(); w != ws->second.rend(); ++w) {
       if (inside(e.ts_ns, w->start_ns, w->end_ns)) {
@@ -215,6 +257,84 @@ void UprobeJoin::place(Process& p, const PhysEvent& e, const Window& w) {
   if (hooks_.on_event) hooks_.on_event(c);
 }
 
+void UprobeJoin::finish_submit(Process& p, SubmitWindow& w) {
+  std::stable_sort(w.bios.begin(), w.bios.end(),
+                   [](const PhysEvent& a, const PhysEvent& b) { return a.ts_ns < b.ts_ns; });
+  std::vector<PhysEvent> data;
+  for (const auto& e : w.bios) {
+    if (e.bytes == 0)
+      unattributed(e);  // a flush (IORING_OP_FSYNC)
+    else
+      data.push_back(e);
+  }
+  auto& q = p.queued[w.tid];
+  const std::size_t n = std::min<std::size_t>(w.count, q.size());
+  // The n oldest queued requests are what the syscall submitted, in order; their bios must add
+  // up to them one by one, or a request went elsewhere (punted to an io-wq worker, which queues
+  // its bios from another thread): then nothing of the window is guessed.
+  std::vector<std::size_t> ends;  // per request, one past its last bio
+  std::size_t b = 0;
+  bool ok = true;
+  for (std::size_t i = 0; i < n && ok; ++i) {
+    std::uint64_t sum = 0;
+    while (b < data.size() && sum < q[i].bytes) sum += data[b++].bytes;
+    ok = sum == q[i].bytes;
+    ends.push_back(b);
+  }
+  ok = ok && b == data.size();
+  ++stats_.submit_windows;
+  if (!ok) {
+    ++stats_.submit_mismatches;
+    for (const auto& e : data) unattributed(e);
+  } else {
+    std::size_t first = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      const Queued& r = q[i];
+      Window win{w.start_ns, w.end_ns, r.range.data, r.range.known_vdisk, r.range.vdisk};
+      std::uint16_t slot = kSyntheticSlot;
+      if (r.range.data) {
+        auto& next = p.next_slot.try_emplace(w.tid, kFirstSubmitSlot).first->second;
+        slot = next;
+        next = next >= tag::kMaxSlot ? kFirstSubmitSlot : static_cast<std::uint16_t>(next + 1);
+        ContextRecord rec;
+        rec.submit_ns = w.start_ns;
+        rec.complete_ns = w.end_ns;
+        rec.voffset = r.range.voffset;
+        rec.length = static_cast<std::uint32_t>(r.bytes);
+        rec.tgid = w.tid;
+        rec.vm_id = r.range.vdisk.vm.value();
+        rec.vdisk_id = r.range.vdisk.vdisk.value();
+        rec.slot = slot;
+        rec.op = static_cast<std::uint8_t>(r.write ? IoOp::kWrite : IoOp::kRead);
+        rec.seq = ++p.seq;
+        ++stats_.data_syscalls;
+        if (hooks_.on_record) hooks_.on_record(rec);
+      }
+      for (std::size_t k = first; k < ends[i]; ++k) {
+        PhysEvent c = data[k];
+        if (win.data) {
+          c.tgid = c.tid;
+          c.ioprio = tag::ioprio_for_slot(slot);
+          ++stats_.data_bios;
+          if (hooks_.on_event) hooks_.on_event(c);
+        } else {
+          place(p, c, win);
+        }
+      }
+      first = ends[i];
+    }
+  }
+  q.erase(q.begin(), q.begin() + static_cast<std::ptrdiff_t>(n));
+}
+
+void UprobeJoin::unattributed(const PhysEvent& e) {
+  ++stats_.unattributed_bios;
+  stats_.unattributed_bytes += e.bytes;
+  PhysEvent c = e;
+  c.tgid = 0;
+  if (hooks_.on_event) hooks_.on_event(c);
+}
+
 void UprobeJoin::release(Process& p, const PhysEvent& e) {
   (void)p;
   ++stats_.unattributed_bios;
@@ -225,6 +345,11 @@ void UprobeJoin::release(Process& p, const PhysEvent& e) {
 }
 
 void UprobeJoin::expire(Process& p, std::uint64_t before_ns) {
+  // Submit windows whose bios have all arrived (the same hold as for held bios).
+  while (!p.submits.empty() && p.submits.front().end_ns < before_ns) {
+    finish_submit(p, p.submits.front());
+    p.submits.pop_front();
+  }
   while (!p.held.empty() && p.held.front().ts_ns < before_ns) {
     release(p, p.held.front());
     p.held.pop_front();
@@ -249,6 +374,8 @@ void UprobeJoin::advance(std::uint64_t now_ns) {
 
 void UprobeJoin::drain() {
   for (auto& [tgid, p] : procs_) {
+    for (auto& w : p.submits) finish_submit(p, w);
+    p.submits.clear();
     for (const auto& e : p.held) release(p, e);
     p.held.clear();
   }

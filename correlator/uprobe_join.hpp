@@ -58,6 +58,9 @@ struct FileIo {
   std::int64_t result = 0;  // bytes done, or -errno
   bool write = false;
   bool data = true;  // false: fallocate / fdatasync / fsync, whose bios are never guest data
+  // io_uring_enter / io_submit (aio=io_uring, aio=native): `result` requests submitted, the
+  // oldest file requests this thread queued; their bios are queued inside, in that order.
+  bool submit = false;
 };
 
 // What the process says about one of its nodes (qemu_nodes.hpp reads it from its memory).
@@ -77,6 +80,8 @@ struct UprobeJoinStats {
   std::uint64_t data_bios = 0;          // bios re-tagged for the exact join
   std::uint64_t unattributed_bios = 0;  // in no syscall window, or of no known node
   std::uint64_t unattributed_bytes = 0;
+  std::uint64_t submit_windows = 0;     // io_uring_enter / io_submit windows joined
+  std::uint64_t submit_mismatches = 0;  // ... whose bios did not add up (a punt): unattributed
   std::map<VdiskKey, std::uint64_t> metadata_bytes;  // "metadata of vdisk X"
 };
 
@@ -134,6 +139,20 @@ class UprobeJoin {
     bool known_vdisk = false;
     VdiskKey vdisk;
   };
+  struct Queued {  // a file request waiting for the submit syscall that issues it
+    std::string path;
+    std::uint64_t offset = 0;
+    std::uint64_t bytes = 0;
+    bool write = false;
+    FileRange range;
+  };
+  struct SubmitWindow {
+    std::uint32_t tid = 0;
+    std::uint64_t start_ns = 0;
+    std::uint64_t end_ns = 0;
+    std::uint64_t count = 0;
+    std::vector<PhysEvent> bios;
+  };
   struct Process {
     std::unordered_map<std::uint64_t, NodeInfo> nodes;
     std::unordered_map<std::uint64_t, VdiskKey> node_vdisk;
@@ -142,6 +161,9 @@ class UprobeJoin {
     std::map<std::string, std::map<std::uint64_t, FileRange>> files;  // path -> offset -> range
     std::unordered_map<std::uint32_t, std::deque<Window>> windows;    // by tid
     std::deque<PhysEvent> held;
+    std::unordered_map<std::uint32_t, std::deque<Queued>> queued;  // by the queuing thread
+    std::deque<SubmitWindow> submits;
+    std::unordered_map<std::uint32_t, std::uint16_t> next_slot;  // submit records, by tid
     std::uint64_t seq = 0;
   };
 
@@ -149,6 +171,8 @@ class UprobeJoin {
   void place(Process& p, const PhysEvent& e, const Window& w);
   void release(Process& p, const PhysEvent& e);
   void expire(Process& p, std::uint64_t before_ns);
+  void finish_submit(Process& p, SubmitWindow& w);
+  void unattributed(const PhysEvent& e);
 
   Hooks hooks_;
   std::uint64_t hold_ns_;

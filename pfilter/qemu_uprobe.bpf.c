@@ -37,6 +37,8 @@ struct syscall_entry {
   __u64 fd;
   __u64 pos;
   __u32 op;
+  __u32 rw_sqes; /* io_uring_enter: read/write SQEs it submitted (its return counts fsyncs too) */
+  __u32 count_sqes;
   __u32 reserved;
 };
 struct {
@@ -128,7 +130,11 @@ static __always_inline int syscall_enter(struct trace_event_raw_sys_enter* ctx, 
    * fallocate: (fd, mode, offset, len); fdatasync/fsync: (fd). */
   __u64 pos = pos_arg == 2 ? ctx->args[2] : pos_arg == 3 ? ctx->args[3] : 0;
   if ((long)pos < 0) return 0; /* preadv2 with pos -1: the file position, not used */
-  struct syscall_entry s = {.start_ns = bpf_ktime_get_ns(), .fd = ctx->args[0], .pos = pos, .op = op};
+  struct syscall_entry s = {.start_ns = bpf_ktime_get_ns(),
+                            .fd = ctx->args[0],
+                            .pos = pos,
+                            .op = op,
+                            .count_sqes = pos_arg == -2};
   __u32 tid = (__u32)id;
   bpf_map_update_elem(&v2p_qemu_syscalls, &tid, &s, BPF_ANY);
   return 0;
@@ -150,7 +156,7 @@ static __always_inline int syscall_exit(struct trace_event_raw_sys_exit* ctx) {
   e->start_ns = s->start_ns;
   e->node = s->fd;
   e->offset = s->pos;
-  e->bytes = ctx->ret;
+  e->bytes = s->count_sqes && ctx->ret >= 0 ? s->rw_sqes : ctx->ret;
   e->kind = V2P_QEMU_FILEIO;
   e->op = (__u8)s->op;
   e->tgid = id >> 32;
@@ -178,3 +184,19 @@ V2P_SYSCALL(pwritev2, V2P_QEMU_WRITE, 3)
 V2P_SYSCALL(fallocate, V2P_QEMU_OTHER, 2)
 V2P_SYSCALL(fdatasync, V2P_QEMU_OTHER, -1)
 V2P_SYSCALL(fsync, V2P_QEMU_OTHER, -1)
+/* aio=io_uring / aio=native: the bios of the requests submitted are queued inside these. */
+V2P_SYSCALL(io_uring_enter, V2P_QEMU_SUBMIT, -2)
+V2P_SYSCALL(io_submit, V2P_QEMU_SUBMIT, -1)
+
+/* Each SQE io_uring_enter submits, in order, on the submitting task: only reads and writes
+ * carry a queued file request (QEMU also submits IORING_OP_FSYNC for flushes). */
+SEC("tracepoint/io_uring/io_uring_submit_req")
+int v2p_qemu_sqe(struct trace_event_raw_io_uring_submit_req* ctx) {
+  __u32 tid = (__u32)bpf_get_current_pid_tgid();
+  struct syscall_entry* s = bpf_map_lookup_elem(&v2p_qemu_syscalls, &tid);
+  if (!s || !s->count_sqes) return 0;
+  const __u8 op = ctx->opcode;
+  /* IORING_OP_READV 1, WRITEV 2, READ_FIXED 4, WRITE_FIXED 5, READ 22, WRITE 23 */
+  if (op == 1 || op == 2 || op == 4 || op == 5 || op == 22 || op == 23) s->rw_sqes += 1;
+  return 0;
+}

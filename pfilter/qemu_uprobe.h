@@ -16,6 +16,7 @@
 #define V2P_QEMU_READ 0
 #define V2P_QEMU_WRITE 1
 #define V2P_QEMU_OTHER 2 /* fileio: fallocate, fdatasync, fsync */
+#define V2P_QEMU_SUBMIT 3 /* fileio: io_uring_enter, io_submit (aio=io_uring, aio=native) */
 
 /* The first iovecs of a layer request's QEMUIOVector (the rest are not needed to identify it). */
 #define V2P_QEMU_IOVS 4

@@ -68,10 +68,11 @@ inline bool wait_for_socket(const fs::path& p, ChildProcess& child) {
 // I/O through its thread pool (the defaults but for cache.direct).
 class QsdExport {
  public:
-  QsdExport(const fs::path& image, const fs::path& socket)
+  QsdExport(const fs::path& image, const fs::path& socket, const std::string& aio = "threads")
       : socket_(socket),
         qsd_({"qemu-storage-daemon", "--blockdev",
-              "driver=file,node-name=file0,filename=" + image.string() + ",cache.direct=on",
+              "driver=file,node-name=file0,filename=" + image.string() +
+                  ",cache.direct=on,aio=" + aio,
               "--blockdev", "driver=qcow2,node-name=disk0,file=file0", "--nbd-server",
               "addr.type=unix,addr.path=" + socket.string(), "--export",
               "type=nbd,id=e0,node-name=disk0,name=disk0,writable=on"}) {

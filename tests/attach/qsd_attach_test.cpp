@@ -60,18 +60,13 @@ TEST(AttachRefuses, AnUnprivilegedCaller) {
   EXPECT_NE(r.err.find("root"), std::string::npos) << r.err;
 }
 
-class QsdAttach : public ::testing::TestWithParam<std::tuple<std::string, int>> {};
-
-TEST_P(QsdAttach, MapsQcow2GuestDataExactly) {
-  V2P_REQUIRE_ROOT_AND_BTF();
-  const auto [fs_type, qd] = GetParam();
-  V2P_REQUIRE_TOOLS("mkfs." + fs_type, "qemu-img", "qemu-storage-daemon", "fio", "bpftool");
+void map_qcow2_behind_qsd(const std::string& fs_type, int qd, const std::string& aio) {
   AttachScratch scratch;
   LoopFilesystem host(
       {scratch.path() / "host.img", scratch.path() / "mnt", 512ULL << 20, fs_type, true});
   const auto image = host.mountpoint() / "vm.qcow2";
   run_checked({"qemu-img", "create", "-q", "-f", "qcow2", image.string(), "64M"});
-  QsdExport qsd(image, scratch.path() / "nbd.sock");
+  QsdExport qsd(image, scratch.path() / "nbd.sock", aio);
 
   {
     cli::AttachSession session({{qsd.pid()}, "vm1", {}});
@@ -101,12 +96,14 @@ TEST_P(QsdAttach, MapsQcow2GuestDataExactly) {
     const auto meta = j.metadata_bytes.contains(key) ? j.metadata_bytes.at(key) : 0;
     // One line per run, for the accuracy table in docs/attach.md.
     fmt::print(
-        "ACCURACY qsd {} QD{}: observed {} right {} wrong {} accuracy {:.4f} "
+        "ACCURACY qsd aio={} {} QD{}: observed {} right {} wrong {} accuracy {:.4f} "
         "confidence {:.4f} coverage {:.4f} metadata {} unattributed {}\n",
-        fs_type, qd, report.bytes_observed, report.bytes_right, report.bytes_wrong,
+        aio, fs_type, qd, report.bytes_observed, report.bytes_right, report.bytes_wrong,
         report.accuracy(), report.mean_confidence(), report.coverage(), meta, j.unattributed_bytes);
-    // Random 4 KiB writes land on distinct blocks mostly: most of what fio wrote is mapped.
-    EXPECT_GE(report.bytes_observed, (qd == 1 ? 3u : 10u) << 20);
+    // Random 4 KiB writes land on distinct blocks mostly: most of what fio wrote is mapped. Under
+    // aio=io_uring the requests io_uring punts to its io-wq workers (their bios come from another
+    // thread, outside the submit window) are left unattributed, never guessed: less is placed.
+    EXPECT_GE(report.bytes_observed, (aio == "io_uring" ? 4u : qd == 1 ? 3u : 10u) << 20);
     EXPECT_GE(report.accuracy(), 0.99) << [&] {
       std::string m;
       for (const auto& x : report.mismatches) m += x + "\n";
@@ -118,6 +115,26 @@ TEST_P(QsdAttach, MapsQcow2GuestDataExactly) {
   }
   EXPECT_EQ(own_perf_attachments(), "") << "detach must leave no uprobe";
 }
+
+class QsdAttach : public ::testing::TestWithParam<std::tuple<std::string, int>> {};
+
+TEST_P(QsdAttach, MapsQcow2GuestDataExactly) {
+  V2P_REQUIRE_ROOT_AND_BTF();
+  const auto [fs_type, qd] = GetParam();
+  V2P_REQUIRE_TOOLS("mkfs." + fs_type, "qemu-img", "qemu-storage-daemon", "fio", "bpftool");
+  map_qcow2_behind_qsd(fs_type, qd, "threads");
+}
+
+// aio=io_uring and aio=native: the bios come from the main loop inside the submit syscall.
+class QsdAttachAio : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(QsdAttachAio, MapsQcow2GuestDataExactlyAtQd32OnExt4) {
+  V2P_REQUIRE_ROOT_AND_BTF();
+  V2P_REQUIRE_TOOLS("mkfs.ext4", "qemu-img", "qemu-storage-daemon", "fio", "bpftool");
+  map_qcow2_behind_qsd("ext4", 32, GetParam());
+}
+
+INSTANTIATE_TEST_SUITE_P(Aio, QsdAttachAio, ::testing::Values("io_uring", "native"));
 
 INSTANTIATE_TEST_SUITE_P(FsAndQueueDepth, QsdAttach,
                          ::testing::Combine(::testing::Values("ext4", "xfs", "btrfs"),
