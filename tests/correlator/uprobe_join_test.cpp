@@ -140,6 +140,57 @@ TEST_F(Join, AReusedQiovOfAnotherDeviceIsANewTopRequest) {
   EXPECT_EQ(records[0].voffset, 0x70000u);
 }
 
+TEST_F(Join, SubmitWindowsJoinQueuedRequestsInOrder) {
+  // aio=io_uring: the main thread queues two file requests, then one io_uring_enter submits both.
+  layer(1 * kMs, kQcow, 0x10000, 4096, 0xaaa);
+  layer(1 * kMs + 1, kFile, 0x50000, 4096, 0xaaa);
+  layer(2 * kMs, kQcow, 0x20000, 8192, 0xbbb);
+  layer(2 * kMs + 1, kFile, 0x60000, 8192, 0xbbb);
+  FileIo submit{3 * kMs, 5 * kMs, kPid, kPid, 9, 0, 2, false, false, true};
+  bio(4 * kMs, 100, 4096, kPid);
+  bio(4 * kMs + 2, 300, 4096, kPid);  // the second request, in two bios
+  bio(4 * kMs + 1, 200, 4096, kPid);
+  join->on_file_io(submit);
+  join->advance(400 * kMs);
+  corr.drain();
+  ASSERT_EQ(records.size(), 2u);
+  EXPECT_NE(records[0].slot, records[1].slot);
+  EXPECT_EQ(corr.map().find(a, VirtualOffset{0x10000})->sector.value(), 100u);
+  EXPECT_EQ(corr.map().find(a, VirtualOffset{0x20000})->sector.value(), 200u);
+  EXPECT_EQ(corr.map().find(a, VirtualOffset{0x21000})->sector.value(), 300u);
+  EXPECT_EQ(join->stats().submit_mismatches, 0u);
+}
+
+TEST_F(Join, ASubmitWindowWhoseBiosDoNotAddUpIsNotGuessed) {
+  layer(1 * kMs, kQcow, 0x10000, 4096, 0xaaa);
+  layer(1 * kMs + 1, kFile, 0x50000, 4096, 0xaaa);
+  layer(2 * kMs, kQcow, 0x20000, 4096, 0xbbb);
+  layer(2 * kMs + 1, kFile, 0x60000, 4096, 0xbbb);
+  // Two submitted, one bio: the other was punted to a worker thread.
+  join->on_file_io({3 * kMs, 5 * kMs, kPid, kPid, 9, 0, 2, false, false, true});
+  bio(4 * kMs, 100, 4096, kPid);
+  join->drain();
+  corr.drain();
+  EXPECT_TRUE(records.empty());
+  EXPECT_EQ(join->stats().submit_mismatches, 1u);
+  EXPECT_EQ(corr.map().mapped_bytes(a), 0u);
+}
+
+TEST_F(Join, AThreadPoolSyscallTakesItsRequestOutOfTheSubmitQueue) {
+  layer(1 * kMs, kQcow, 0x10000, 4096, 0xaaa);
+  layer(1 * kMs + 1, kFile, 0x50000, 4096, 0xaaa);  // done by a worker's pwrite
+  layer(2 * kMs, kQcow, 0x20000, 4096, 0xbbb);
+  layer(2 * kMs + 1, kFile, 0x60000, 4096, 0xbbb);  // submitted by io_submit
+  syscall(3 * kMs, 4 * kMs, 0x50000, 4096);
+  bio(3 * kMs + 1, 100, 4096);
+  join->on_file_io({5 * kMs, 7 * kMs, kPid, kPid, 9, 0, 1, false, false, true});
+  bio(6 * kMs, 200, 4096, kPid);
+  join->drain();
+  corr.drain();
+  EXPECT_EQ(corr.map().find(a, VirtualOffset{0x10000})->sector.value(), 100u);
+  EXPECT_EQ(corr.map().find(a, VirtualOffset{0x20000})->sector.value(), 200u);
+}
+
 TEST_F(Join, OtherProcessesPassThroughUntouched) {
   PhysEvent e;
   e.tgid = 999;
