@@ -7,7 +7,10 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <string>
+#include <thread>
 #include <tuple>
 
 #include "cli/attach_session.hpp"
@@ -143,6 +146,52 @@ INSTANTIATE_TEST_SUITE_P(FsAndQueueDepth, QsdAttach,
                            return std::get<0>(info.param) + "_QD" +
                                   std::to_string(std::get<1>(info.param));
                          });
+
+// The subcommand end to end: `v2p attach --record` writes a stream `v2p verify` accepts, and
+// exits by itself (detached) when the traced daemon does.
+TEST(AttachCli, RecordsAStreamThatVerifies) {
+  V2P_REQUIRE_ROOT_AND_BTF();
+  V2P_REQUIRE_TOOLS("mkfs.ext4", "qemu-img", "qemu-storage-daemon", "fio");
+  AttachScratch scratch;
+  LoopFilesystem host(
+      {scratch.path() / "host.img", scratch.path() / "mnt", 256ULL << 20, "ext4", true});
+  const auto image = host.mountpoint() / "vm.qcow2";
+  const auto stream = scratch.path() / "attach.v2ps";
+  run_checked({"qemu-img", "create", "-q", "-f", "qcow2", image.string(), "32M"});
+  QsdExport qsd(image, scratch.path() / "nbd.sock");
+  ChildProcess attach({V2P_CLI_PATH, "attach", "--pid", std::to_string(qsd.pid()), "--vm", "vm1",
+                       "--record", stream.string()});
+  std::string out;
+  for (int i = 0; i < 400 && out.find("attached") == std::string::npos && !attach.exited(); ++i) {
+    for (const auto& l : attach.read_lines()) out += l + "\n";
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  ASSERT_NE(out.find("attached to"), std::string::npos) << out;
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the probe loads after the uprobes
+  run_checked({"fio", "--name=w", "--ioengine=nbd", "--uri=" + qsd.uri(), "--rw=randwrite",
+               "--bs=4k", "--iodepth=8", "--size=32M", "--io_size=2M", "--output=/dev/null"});
+  qsd.process().terminate(SIGTERM);
+  for (int i = 0; i < 400 && !attach.exited(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  ASSERT_TRUE(attach.exited()) << "v2p attach must exit when the daemon does";
+  for (const auto& l : attach.read_lines()) out += l + "\n";
+  EXPECT_EQ(attach.exit_code(), 0) << out;
+  EXPECT_NE(out.find("process exited; detached"), std::string::npos) << out;
+  const auto v = run_command({V2P_CLI_PATH, "verify", "--image", image.string(), "--device",
+                              host.loop_device(), "--stream", stream.string()});
+  EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
+  EXPECT_NE(v.out.find("accuracy 100.00%"), std::string::npos) << v.out;
+  EXPECT_EQ(own_perf_attachments(), "");
+}
+
+TEST(AttachCli, RefusesANonQemuProcessInOneLine) {
+  V2P_REQUIRE_ROOT_AND_BTF();
+  ChildProcess sleeper({"sleep", "30"});
+  const auto r = run_command({V2P_CLI_PATH, "attach", "--pid", std::to_string(sleeper.pid())});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("does not export bdrv_co_preadv_part"), std::string::npos) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+}
 
 TEST(QsdAttachTeardown, TheTracedProcessDyingLeavesNoUprobe) {
   V2P_REQUIRE_ROOT_AND_BTF();
