@@ -188,12 +188,13 @@ void UprobeJoin::on_file_io(const FileIo& f) {
   } else {
     ++stats_.other_syscalls;
   }
-  if (range) {
+  if (path) {
     // Done by a syscall of its own (the thread pool: an unaligned request under aio=native, or
-    // aio=threads): no submit syscall will issue it.
+    // aio=threads): no submit syscall will issue it. Matched by file and position alone, so a
+    // newer request at the same offset cannot leave it queued and shift every later window.
     for (auto& [tid, q] : p.queued) {
       const auto it = std::find_if(q.begin(), q.end(), [&](const Queued& x) {
-        return x.offset == range_offset && x.path == *path;
+        return x.path == *path && x.offset <= f.pos && f.pos < x.offset + x.bytes;
       });
       if (it != q.end()) {
         q.erase(it);
