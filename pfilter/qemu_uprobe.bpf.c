@@ -4,7 +4,8 @@
  *  - the entry of QEMU's block-layer request functions (bdrv_co_preadv_part,
  *    bdrv_co_pwritev_part: exported dynamic symbols), once per layer a request passes (the
  *    device's top node, qcow2, then file). Only the entry: these run in coroutines that switch
- *    stacks, so a return probe could see the wrong frame.
+ *    stacks, so a return probe could see the wrong frame. The qiov is only compared, never
+ *    read: the join needs its identity, not its contents.
  *  - the positioned read/write syscalls of the process's I/O threads (thread-pool aio), with
  *    their entry and exit times: the process's bios queued by that thread inside that window are
  *    that syscall's.
@@ -66,16 +67,6 @@ static __always_inline void count_lost(void) {
   if (n) *n += 1;
 }
 
-/* QEMUIOVector starts with { struct iovec *iov; int niov; }: stable since QEMU 1.x. */
-struct qiov_head {
-  __u64 iov;
-  __s32 niov;
-};
-struct user_iovec {
-  __u64 base;
-  __u64 len;
-};
-
 static __always_inline int layer(struct pt_regs* ctx, __u8 op) {
   __u64 id = bpf_get_current_pid_tgid();
   struct v2p_qemu_event* e = bpf_ringbuf_reserve(&v2p_qemu_events, sizeof(*e), 0);
@@ -99,19 +90,6 @@ static __always_inline int layer(struct pt_regs* ctx, __u8 op) {
 #if defined(__TARGET_ARCH_x86)
   e->flags = (__u32)ctx->r9;
 #endif
-  if (e->qiov) {
-    struct qiov_head h = {};
-    if (bpf_probe_read_user(&h, sizeof(h), (void*)e->qiov) == 0 && h.niov > 0) {
-      e->niov = h.niov;
-      for (int i = 0; i < V2P_QEMU_IOVS; i++) {
-        if (i >= h.niov) break;
-        struct user_iovec v = {};
-        bpf_probe_read_user(&v, sizeof(v), (void*)(h.iov + i * sizeof(v)));
-        e->iov_base[i] = v.base;
-        e->iov_len[i] = v.len;
-      }
-    }
-  }
   bpf_ringbuf_submit(e, 0);
   return 0;
 }

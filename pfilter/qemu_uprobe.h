@@ -18,9 +18,6 @@
 #define V2P_QEMU_OTHER 2 /* fileio: fallocate, fdatasync, fsync */
 #define V2P_QEMU_SUBMIT 3 /* fileio: io_uring_enter, io_submit (aio=io_uring, aio=native) */
 
-/* The first iovecs of a layer request's QEMUIOVector (the rest are not needed to identify it). */
-#define V2P_QEMU_IOVS 4
-
 struct v2p_qemu_event {
   __u64 ts_ns;       /* layer: entry; fileio: syscall exit (CLOCK_MONOTONIC) */
   __u64 start_ns;    /* fileio: syscall entry */
@@ -29,12 +26,10 @@ struct v2p_qemu_event {
   __s64 bytes;       /* layer: request bytes; fileio: the syscall's return value */
   __u64 qiov;        /* layer: QEMUIOVector* (0 for write-zeroes) */
   __u64 qiov_offset; /* layer: where in qiov the request's data starts */
-  __u64 iov_base[V2P_QEMU_IOVS];
-  __u64 iov_len[V2P_QEMU_IOVS];
   __u32 tgid;
   __u32 tid;
-  __u32 niov;  /* layer: qiov->niov */
   __u32 flags; /* layer: BdrvRequestFlags */
+  __u32 reserved0;
   __u8 kind;   /* V2P_QEMU_LAYER / V2P_QEMU_FILEIO */
   __u8 op;     /* V2P_QEMU_READ / V2P_QEMU_WRITE */
   __u8 reserved[6];

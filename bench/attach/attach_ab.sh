@@ -62,7 +62,7 @@ for p in json.load(sys.stdin):
 print(t, n)' "$1"
 }
 
-plain=() attached=() attach_ns=() probe_ns=()
+plain=() attached=() attach_ns=() probe_ns=() uprobe_ns=() uprobe_runs=()
 for r in $(seq "$ROUNDS"); do
   order="plain attached"
   [ $((r % 2)) -eq 0 ] && order="attached plain"
@@ -76,24 +76,30 @@ for r in $(seq "$ROUNDS"); do
       for _ in $(seq 100); do grep -q attached "$WORK/attach.log" && break; sleep 0.05; done
       sleep 0.5
       read -r a0 _ < <(prog_ns '^v2p_(qemu|enter|exit)_')
+      read -r u0 un0 < <(prog_ns '^v2p_qemu_p')
       read -r p0 _ < <(prog_ns '^v2p_(bio_|rq_|flush)')
       read -r iops ios < <(run_fio)
       read -r a1 _ < <(prog_ns '^v2p_(qemu|enter|exit)_')
+      read -r u1 un1 < <(prog_ns '^v2p_qemu_p')
       read -r p1 _ < <(prog_ns '^v2p_(bio_|rq_|flush)')
       kill -INT "$ATTACH_PID"; wait "$ATTACH_PID" || true; ATTACH_PID=""
       attached+=("$iops")
       attach_ns+=("$(python3 -c "print(f'{($a1 - $a0) / $ios:.0f}')")")
       probe_ns+=("$(python3 -c "print(f'{($p1 - $p0) / $ios:.0f}')")")
+      uprobe_ns+=("$(python3 -c "print(f'{($u1 - $u0) / max(1, $un1 - $un0):.0f}')")")
+      uprobe_runs+=("$(python3 -c "print(f'{($un1 - $un0) / $ios:.2f}')")")
     fi
     echo "round $r $side: $iops IOPS"
   done
 done
-python3 - "${plain[*]}" "${attached[*]}" "${attach_ns[*]}" "${probe_ns[*]}" <<'PY'
+python3 - "${plain[*]}" "${attached[*]}" "${attach_ns[*]}" "${probe_ns[*]}" "${uprobe_ns[*]}" "${uprobe_runs[*]}" <<'PY'
 import statistics as s, sys
-p, a, an, pn = ([float(x) for x in arg.split()] for arg in sys.argv[1:5])
+p, a, an, pn, un, ur = ([float(x) for x in arg.split()] for arg in sys.argv[1:7])
 print(f"median IOPS: plain {s.median(p):.0f}, attached {s.median(a):.0f}, "
       f"ratio {s.median(a) / s.median(p):.3f}")
 print(f"BPF run time per guest request: attach programs {s.median(an):.0f} ns, "
-      f"block probe {s.median(pn):.0f} ns (medians; uprobe trap cost not included)")
+      f"block probe {s.median(pn):.0f} ns (medians; uprobe trap cost not included; the syscall "
+      f"tracepoints run for every process's pread/pwrite and are divided by these requests)")
+print(f"uprobe programs: {s.median(un):.0f} ns per run, {s.median(ur):.2f} runs per guest request")
 PY
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)  RW=$RW ROUNDS=$ROUNDS RUNTIME=$RUNTIME"
