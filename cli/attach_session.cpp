@@ -40,6 +40,7 @@ AttachSession::AttachSession(const AttachOptions& options) {
     notes_.push_back(std::to_string(pid) + ": attached to " + t.attach->executable().string());
     traced_.push_back(std::move(t));
   }
+  register_ = options.register_vdisk;
   if (options.into != nullptr) {
     corr_ = options.into;
   } else {
@@ -99,6 +100,18 @@ std::optional<VdiskKey> AttachSession::declare(std::uint32_t tgid,
     if (d.image_path == top.path && d.vm_name == t->vm_name)
       return VdiskKey{VmId{d.vm_id}, VdiskId{d.vdisk_id}};
   VdiskDeclaration d;
+  if (register_) {
+    d.vm_name = t->vm_name;
+    d.vdisk_name = std::filesystem::path(top.path).filename().string();
+    d.image_path = top.path;
+    const VdiskKey key = register_(d);
+    d.vm_id = key.vm.value();
+    d.vdisk_id = key.vdisk.value();
+    declared_.push_back(d);
+    notes_.push_back(std::to_string(tgid) + ": vdisk " + d.vm_name + "/" + d.vdisk_name + " (" +
+                     top.format + " " + top.path + ")");
+    return key;
+  }
   std::uint32_t vm = 0, vdisk = 0;
   for (const auto& x : declared_) {
     if (x.vm_name == t->vm_name) vm = x.vm_id;

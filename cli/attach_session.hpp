@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -29,6 +30,9 @@ struct AttachOptions {
   // poll_uprobes / advance / drain. Vdisks the chain declared (same image path) are reused, so
   // the exact join lands on the export's vdisk and replaces its window join.
   correlator::Correlator* into = nullptr;
+  // With `into`: names a new vdisk (ids 0 in the declaration) and returns its key, so ids come
+  // from the host (the agent's registry) instead of the session's own counter.
+  std::function<VdiskKey(const VdiskDeclaration&)> register_vdisk{};
 };
 
 class AttachSession {
@@ -79,6 +83,7 @@ class AttachSession {
   std::unique_ptr<StreamWriter> writer_;
   std::vector<VdiskDeclaration> declared_;
   std::uint32_t next_vm_ = 1;
+  std::function<VdiskKey(const VdiskDeclaration&)> register_;
   std::vector<std::string> notes_;
 };
 

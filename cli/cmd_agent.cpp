@@ -21,6 +21,7 @@ struct AgentFlags {
   unsigned snapshot_interval_ms = 0;
   bool no_probe = false;
   bool no_state = false;
+  std::vector<std::string> attach;
 };
 
 int run_agent(const AgentFlags& f) {
@@ -48,6 +49,7 @@ int run_agent(const AgentFlags& f) {
   if (f.no_state) o.state_dir.clear();
   if (f.snapshot_interval_ms != 0) o.snapshot_interval_ms = f.snapshot_interval_ms;
   if (f.no_probe) o.probe = false;
+  if (!f.attach.empty()) o.attach_vms = f.attach;
   o.log = [](std::string_view line) { fmt::print("v2p agent: {}\n", line); };
 
   StopSignal stop;
@@ -93,6 +95,9 @@ const Register kAgent{
                       "How often the map is saved (default 10000)")
            ->check(CLI::Range(100, 86'400'000));
        app.add_flag("--no-probe", f->no_probe, "Do not attach the eBPF probe (queries only)");
+       app.add_option("--attach", f->attach,
+                      "Attach to this VM's QEMU by itself (its -name, or qemu-PID; \"*\": every "
+                      "QEMU), repeatable (docs/attach.md)");
        return [f] { return run_agent(*f); };
      }}};
 
