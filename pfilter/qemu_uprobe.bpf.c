@@ -95,10 +95,14 @@ static __always_inline int layer(struct pt_regs* ctx, __u8 op) {
 }
 
 SEC("uprobe")
-int v2p_qemu_preadv(struct pt_regs* ctx) { return layer(ctx, V2P_QEMU_READ); }
+int v2p_qemu_preadv(struct pt_regs* ctx) {
+  return layer(ctx, V2P_QEMU_READ);
+}
 
 SEC("uprobe")
-int v2p_qemu_pwritev(struct pt_regs* ctx) { return layer(ctx, V2P_QEMU_WRITE); }
+int v2p_qemu_pwritev(struct pt_regs* ctx) {
+  return layer(ctx, V2P_QEMU_WRITE);
+}
 
 static __always_inline int syscall_enter(struct trace_event_raw_sys_enter* ctx, __u32 op,
                                          int pos_arg) {
@@ -144,13 +148,15 @@ static __always_inline int syscall_exit(struct trace_event_raw_sys_exit* ctx) {
   return 0;
 }
 
-#define V2P_SYSCALL(name, op, pos_arg)                                               \
-  SEC("tracepoint/syscalls/sys_enter_" #name)                                        \
-  int v2p_enter_##name(struct trace_event_raw_sys_enter* ctx) {                      \
-    return syscall_enter(ctx, op, pos_arg);                                          \
-  }                                                                                  \
-  SEC("tracepoint/syscalls/sys_exit_" #name)                                         \
-  int v2p_exit_##name(struct trace_event_raw_sys_exit* ctx) { return syscall_exit(ctx); }
+#define V2P_SYSCALL(name, op, pos_arg)                          \
+  SEC("tracepoint/syscalls/sys_enter_" #name)                   \
+  int v2p_enter_##name(struct trace_event_raw_sys_enter* ctx) { \
+    return syscall_enter(ctx, op, pos_arg);                     \
+  }                                                             \
+  SEC("tracepoint/syscalls/sys_exit_" #name)                    \
+  int v2p_exit_##name(struct trace_event_raw_sys_exit* ctx) {   \
+    return syscall_exit(ctx);                                   \
+  }
 
 V2P_SYSCALL(pread64, V2P_QEMU_READ, 3)
 V2P_SYSCALL(preadv, V2P_QEMU_READ, 3)

@@ -15,7 +15,7 @@
 /* v2p_qemu_event.op */
 #define V2P_QEMU_READ 0
 #define V2P_QEMU_WRITE 1
-#define V2P_QEMU_OTHER 2 /* fileio: fallocate, fdatasync, fsync */
+#define V2P_QEMU_OTHER 2  /* fileio: fallocate, fdatasync, fsync */
 #define V2P_QEMU_SUBMIT 3 /* fileio: io_uring_enter, io_submit (aio=io_uring, aio=native) */
 
 struct v2p_qemu_event {
@@ -30,8 +30,8 @@ struct v2p_qemu_event {
   __u32 tid;
   __u32 flags; /* layer: BdrvRequestFlags */
   __u32 reserved0;
-  __u8 kind;   /* V2P_QEMU_LAYER / V2P_QEMU_FILEIO */
-  __u8 op;     /* V2P_QEMU_READ / V2P_QEMU_WRITE */
+  __u8 kind; /* V2P_QEMU_LAYER / V2P_QEMU_FILEIO */
+  __u8 op;   /* V2P_QEMU_READ / V2P_QEMU_WRITE */
   __u8 reserved[6];
 };
 
