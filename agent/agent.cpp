@@ -15,6 +15,7 @@
 #include <limits>
 #include <set>
 
+#include "agent/attached_qemu.hpp"
 #include "common/clock.hpp"
 #include "common/error.hpp"
 #include "common/fd_passing.hpp"
@@ -644,7 +645,7 @@ void Agent::round(int wait_ms) {
     if (map_log_) map_log_->backend(b.tgid);
   }
   pending_backends_.clear();
-  for (const auto& e : events_) corr_.on_event(e);
+  feed_events();
   for (const auto& r : records_) {
     corr_.on_record(r);
     layers_.host_io(r);
@@ -653,6 +654,7 @@ void Agent::round(int wait_ms) {
   // Re-read: a departed export may have detached the probe above.
   if (devices_.probe() != nullptr) corr_.on_lost(devices_.probe()->lost_events());
   const std::uint64_t now = monotonic_ns();
+  attach_round(now);
   corr_.advance(now);
   answer_queries();
   jobs_.run_pending(o_.queries_per_round);

@@ -49,6 +49,10 @@ struct AgentOptions {
   std::size_t max_query_clients = 64;          // more are refused (counted)
   std::size_t queries_per_round = 32;          // the rest wait for the next round (counted)
   std::size_t query_output_limit = 16u << 20;  // a client that does not read is dropped
+  // Passive attach by itself (docs/attach.md): VM names (QEMU's -name; "qemu-PID" without one)
+  // whose qemu-system / qemu-storage-daemon processes it attaches to when it finds them; "*" all.
+  // Empty: none (opt-in per VM).
+  std::vector<std::string> attach_vms{};
   std::function<void(std::string_view)> log = [](std::string_view) {};
   // /metrics and the web page (agent/http_server.hpp): "HOST:PORT", "" = none. When
   // http_optional, an address that cannot be bound is logged and the agent runs without it.
@@ -126,6 +130,13 @@ class Agent {
   void on_map_change(const MapChange& c);
   void write_log(std::uint64_t now);
   std::string answer(std::string_view line);
+  // agent_attach.cpp: finds opted-in QEMU processes, attaches, detaches the ones that exited.
+  void attach_round(std::uint64_t now);
+  void feed_events();  // the probe's events, through the attached processes' join
+  struct Attached;
+  std::map<pid_t, std::unique_ptr<Attached>> attached_;
+  std::set<pid_t> attach_refused_;  // tried once, with the reason logged
+  std::uint64_t next_attach_scan_ns_ = 0;
 
   AgentOptions o_;
   correlator::Correlator corr_;

@@ -74,11 +74,19 @@ void load_agent_config(const std::filesystem::path& file, AgentOptions& o) {
       o.max_query_clients = uint(1, 65536);
     } else if (key == "queries_per_round") {
       o.queries_per_round = uint(1, 65536);
+    } else if (key == "attach") {
+      if (!value.is_array()) throw bad(key, "must be a list of VM names (\"*\": every QEMU)");
+      o.attach_vms.clear();
+      for (const auto& v : value) {
+        if (!v.is_string() || v.get<std::string>().empty())
+          throw bad(key, "must be a list of VM names (\"*\": every QEMU)");
+        o.attach_vms.push_back(v.get<std::string>());
+      }
     } else {
       throw bad(key,
                 "is unknown (socket, ingest_socket, group, socket_mode, state_dir, "
                 "snapshot_interval_ms, probe, every_bio, http, max_query_clients, "
-                "queries_per_round)");
+                "queries_per_round, attach)");
     }
   }
 }

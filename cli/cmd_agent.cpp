@@ -29,6 +29,7 @@ struct AgentFlags {
   bool no_state = false;
   std::string http;     // "" = the default (127.0.0.1:9391, optional); "off" = none
   std::string cluster;  // cluster configuration (docs/cluster.md)
+  std::vector<std::string> attach;
 };
 
 int run_agent(const AgentFlags& f) {
@@ -68,6 +69,7 @@ int run_agent(const AgentFlags& f) {
     o.http_listen = f.http;
     o.http_optional = false;
   }
+  if (!f.attach.empty()) o.attach_vms = f.attach;
   o.log = [](std::string_view line) { fmt::print("v2p agent: {}\n", line); };
 
   StopSignal stop;
@@ -142,6 +144,9 @@ const Register kAgent{
                       "HOST:PORT of /metrics and the web view (default 127.0.0.1:9391; off: none)");
        app.add_option("--cluster", f->cluster,
                       "Join the cluster this file describes (docs/cluster.md)");
+       app.add_option("--attach", f->attach,
+                      "Attach to this VM's QEMU by itself (its -name, or qemu-PID; \"*\": every "
+                      "QEMU), repeatable (docs/attach.md)");
        return [f] { return run_agent(*f); };
      }}};
 

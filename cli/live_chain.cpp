@@ -51,6 +51,8 @@ LiveChain::LiveChain(const LiveChainOptions& options)
     sink = agent_sink_.get();
   }
   server_ = vfilter::Server::start(server_config, sink);
+  if (!options.attach_pids.empty())
+    attach_ = std::make_unique<AttachSession>(AttachOptions{options.attach_pids, "", {}, &corr_});
 }
 
 void LiveChain::pump(int wait_ms) {
@@ -61,10 +63,16 @@ void LiveChain::pump(int wait_ms) {
   probe_->poll(wait_ms, [this](const PhysEvent& e) { events_.push_back(e); });
   for (const auto& d : sink_.drain_declarations()) corr_.declare(d);
   for (const auto& b : sink_.drain_backends()) corr_.add_backend_process(b.tgid);
-  for (const auto& e : events_) corr_.on_event(e);
+  if (attach_) {
+    attach_->poll_uprobes();
+    for (const auto& e : events_) attach_->on_probe_event(e);
+  } else {
+    for (const auto& e : events_) corr_.on_event(e);
+  }
   for (const auto& r : sink_.drain()) corr_.on_record(r);
   corr_.on_lost(probe_->lost_events());
   const std::uint64_t now = monotonic_ns();
+  if (attach_) attach_->advance(now);
   corr_.advance(now);
   if (!snapshot_path_.empty() && now >= next_snapshot_ns_) {
     write_snapshot();
@@ -82,6 +90,7 @@ void LiveChain::settle() {
   // flushes every CPU's batches, so every bio queued so far is in.
   for (int i = 0; i < 4; ++i) pump(100);
   pump(0);
+  if (attach_) attach_->drain();
   corr_.advance(monotonic_ns() + correlator::kDefaultHorizonNs);
   if (!snapshot_path_.empty()) write_snapshot();
 }

@@ -7,6 +7,7 @@
 #include <memory>
 #include <vector>
 
+#include "cli/attach_session.hpp"
 #include "correlator/correlator.hpp"
 #include "pfilter/probe.hpp"
 #include "policy/host/policy_host.hpp"
@@ -31,6 +32,9 @@ struct LiveChainOptions {
   // When set, the export also streams to a `v2p agent` on this ingest socket (what `v2p serve
   // --agent` does), so the agent's views show the chain: `v2p demo`'s top view and web page.
   std::filesystem::path agent_ingest{};
+  // Processes to attach to passively (docs/attach.md): e.g. the qemu-storage-daemon behind an
+  // opaque vdisk, whose bios the uprobes then join exactly instead of by window.
+  std::vector<pid_t> attach_pids{};
 };
 
 class LiveChain {
@@ -55,6 +59,8 @@ class LiveChain {
     corr_.set_window_observer(std::move(observer));
   }
   [[nodiscard]] const std::filesystem::path& socket() const noexcept { return socket_; }
+  // The passive attach, or null without LiveChainOptions::attach_pids.
+  [[nodiscard]] const AttachSession* attach() const noexcept { return attach_.get(); }
 
  private:
   std::filesystem::path socket_;
@@ -64,7 +70,8 @@ class LiveChain {
   std::unique_ptr<vfilter::AgentSink> agent_sink_;
   std::unique_ptr<vfilter::Server> server_;
   correlator::Correlator corr_;
-  std::vector<PhysEvent> events_;  // one poll's events, reused
+  std::unique_ptr<AttachSession> attach_;  // declared after corr_: detached before it goes
+  std::vector<PhysEvent> events_;          // one poll's events, reused
   void write_snapshot();
   std::filesystem::path snapshot_path_;
   std::uint64_t snapshot_interval_ns_ = 0;

@@ -53,8 +53,10 @@ TEST_F(AgentConfig, ErrorsNameFileFieldAndProblem) {
   EXPECT_EQ(error_of(R"({"sokcet":"x"})"),
             f + ": field 'sokcet' is unknown (socket, ingest_socket, group, socket_mode, "
                 "state_dir, snapshot_interval_ms, probe, every_bio, http, max_query_clients, "
-                "queries_per_round)");
+                "queries_per_round, attach)");
   EXPECT_EQ(error_of(R"({"socket":5})"), f + ": field 'socket' must be a non-empty string");
+  EXPECT_EQ(error_of(R"({"attach":"vm1"})"),
+            f + ": field 'attach' must be a list of VM names (\"*\": every QEMU)");
   EXPECT_EQ(error_of(R"({"snapshot_interval_ms":5})"),
             f + ": field 'snapshot_interval_ms' must be an integer in 100..86400000");
   EXPECT_EQ(error_of(R"({"socket_mode":"0999"})"),
