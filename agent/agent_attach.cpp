@@ -41,6 +41,7 @@ void Agent::attach_round(std::uint64_t now) {
     a.session->drain();
     for (const auto& n : a.session->take_notes()) log_event("attach " + n);
     devices_.release(a.devices);
+    devices_.remove_backend(static_cast<std::uint32_t>(it->first));
     log_event(fmt::format("attach: process {} (vm {}) exited; detached", it->first, a.vm));
     it = attached_.erase(it);
   }
@@ -64,6 +65,11 @@ void Agent::attach_round(std::uint64_t now) {
       };
       a->session = std::make_unique<cli::AttachSession>(ao);
       devices_.acquire(a->devices);  // after the uprobes: a refused process costs no probe
+      // Its bios are untagged: the uprobe join needs every one of them, not only news.
+      if (const auto line = devices_.add_backend(static_cast<std::uint32_t>(q.pid));
+          !line.empty()) {
+        log_event(line);
+      }
     } catch (const Error& e) {
       attach_refused_.insert(q.pid);
       log_event(fmt::format("attach: process {} (vm {}) not attached: {}", q.pid, q.vm, e.what()));

@@ -71,6 +71,11 @@ std::string DeviceWatch::add_backend(std::uint32_t tgid) {
   }
 }
 
+void DeviceWatch::remove_backend(std::uint32_t tgid) {
+  backends_.erase(std::remove(backends_.begin(), backends_.end(), tgid), backends_.end());
+  if (probe_) probe_->remove_full_stream_process(tgid);
+}
+
 void DeviceWatch::release(const std::vector<DeviceId>& devices) {
   if (!enabled_) return;
   for (const auto d : devices) {

@@ -37,6 +37,8 @@ class DeviceWatch {
   // probe sends them even while it suppresses repeats. Returns a line for the log when the
   // probe had to be re-attached with the full stream (more backends than its set holds).
   std::string add_backend(std::uint32_t tgid);
+  // The process is gone (a passively attached QEMU that exited): its entry is free again.
+  void remove_backend(std::uint32_t tgid);
   // Whether the probe sends only news (docs/pfilter.md) or every bio.
   [[nodiscard]] bool every_bio() const noexcept { return every_bio_; }
   // Where the running probe's maps are pinned ("" when unpinned or not attached).
