@@ -24,6 +24,7 @@
 #include "pfilter/blockio.h"
 #include "pfilter/completion_join.hpp"
 #include "pfilter/events.hpp"
+#include "pfilter/libbpf_log.hpp"
 #include "pfilter/pin_dir.hpp"
 
 namespace v2p::pfilter {
@@ -58,21 +59,6 @@ static_assert(V2P_EVENT_QUEUE == static_cast<int>(PhysEventKind::kQueue) &&
               V2P_EVENT_COMPLETE == static_cast<int>(PhysEventKind::kComplete));
 
 namespace {
-
-// libbpf reports why a load failed through its print callback; keep the last warning so the
-// exception can say it in one line.
-std::mutex g_libbpf_mutex;
-std::string g_libbpf_last;
-
-int libbpf_print(enum libbpf_print_level level, const char* format, va_list args) {
-  if (level == LIBBPF_DEBUG) return 0;
-  char line[512];
-  const int n = std::vsnprintf(line, sizeof line, format, args);
-  std::string s(line, n > 0 ? std::min<std::size_t>(n, sizeof line - 1) : 0);
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  if (!s.empty()) g_libbpf_last = s;
-  return 0;
-}
 
 struct SkeletonDeleter {
   void operator()(blockio_bpf* s) const noexcept { blockio_bpf__destroy(s); }
@@ -415,9 +401,7 @@ std::unique_ptr<Probe> Probe::attach(const ProbeOptions& options) {
     impl->pins.emplace(options.pin_dir);
     impl->pin_path = options.pin_dir;
   }
-  std::lock_guard<std::mutex> lock(g_libbpf_mutex);
-  g_libbpf_last.clear();
-  libbpf_set_print(libbpf_print);
+  const LibbpfLogCapture libbpf_log;
   impl->skel.reset(blockio_bpf__open());
   if (!impl->skel) throw system_error("cannot open the pfilter eBPF object");
   auto& skel = *impl->skel;
@@ -448,7 +432,7 @@ std::unique_ptr<Probe> Probe::attach(const ProbeOptions& options) {
   bpf_program__set_autoattach(skel.progs.v2p_flush, false);
   if (const int rc = blockio_bpf__load(&skel); rc != 0) {
     throw Error("loading the pfilter eBPF programs failed (" + std::string(std::strerror(-rc)) +
-                "): " + (g_libbpf_last.empty() ? "no detail from libbpf" : g_libbpf_last));
+                "): " + (libbpf_log.last().empty() ? "no detail from libbpf" : libbpf_log.last()));
   }
   impl->unsent_since.emplace(bpf_map__fd(skel.maps.v2p_unsent_since),
                              static_cast<std::size_t>(impl->cpus) * V2P_SINCES_PER_CPU * 8,
@@ -459,7 +443,7 @@ std::unique_ptr<Probe> Probe::attach(const ProbeOptions& options) {
   for (const auto t : options.tgids) impl->add_tgid(t);
   if (const int rc = blockio_bpf__attach(&skel); rc != 0) {
     throw Error("attaching the pfilter programs to the block tracepoints failed (" +
-                std::string(std::strerror(-rc)) + "): " + g_libbpf_last);
+                std::string(std::strerror(-rc)) + "): " + libbpf_log.last());
   }
   if (options.pin) impl->pin();
   impl->ring.reset(

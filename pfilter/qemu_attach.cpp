@@ -15,23 +15,11 @@
 
 #include "common/error.hpp"
 #include "pfilter/elf_symbols.hpp"
+#include "pfilter/libbpf_log.hpp"
 #include "qemu_uprobe.skel.h"
 
 namespace v2p::pfilter {
 namespace {
-
-std::mutex g_print_mutex;
-std::string g_last;  // libbpf's last warning, for the error sentence
-
-int libbpf_print(enum libbpf_print_level level, const char* format, va_list args) {
-  if (level == LIBBPF_DEBUG) return 0;
-  char line[512];
-  const int n = std::vsnprintf(line, sizeof line, format, args);
-  std::string s(line, n > 0 ? std::min<std::size_t>(n, sizeof line - 1) : 0);
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  if (!s.empty()) g_last = s;
-  return 0;
-}
 
 struct SkelDeleter {
   void operator()(qemu_uprobe_bpf* s) const noexcept { qemu_uprobe_bpf__destroy(s); }
@@ -127,16 +115,14 @@ std::unique_ptr<QemuAttach> QemuAttach::attach(pid_t pid, const QemuAttachOption
   if (impl->pidfd < 0)
     throw system_error("passive attach: pidfd_open(" + std::to_string(pid) + ")");
 
-  std::lock_guard<std::mutex> lock(g_print_mutex);
-  g_last.clear();
-  libbpf_set_print(libbpf_print);
+  const LibbpfLogCapture libbpf_log;
   impl->skel.reset(qemu_uprobe_bpf__open());
   if (!impl->skel) throw system_error("cannot open the passive-attach eBPF object");
   auto& skel = *impl->skel;
   bpf_map__set_max_entries(skel.maps.v2p_qemu_events, options.ring_bytes);
   if (const int rc = qemu_uprobe_bpf__load(&skel); rc != 0)
     throw Error("loading the passive-attach eBPF programs failed (" +
-                std::string(std::strerror(-rc)) + "): " + g_last);
+                std::string(std::strerror(-rc)) + "): " + libbpf_log.last());
   const std::uint32_t tgid = static_cast<std::uint32_t>(pid);
   const std::uint8_t one = 1;
   if (bpf_map_update_elem(bpf_map__fd(skel.maps.v2p_qemu_tgids), &tgid, &one, BPF_ANY) != 0)
@@ -152,7 +138,7 @@ std::unique_ptr<QemuAttach> QemuAttach::attach(pid_t pid, const QemuAttachOption
                                              symbols.at(u.symbol).file_offset);
     if (!l)
       throw system_error("passive attach: cannot attach a uprobe to " + std::string(u.symbol) +
-                         " in " + impl->exe.string() + " (" + g_last + ")");
+                         " in " + impl->exe.string() + " (" + libbpf_log.last() + ")");
     impl->links.push_back(l);
   }
   bpf_program* prog = nullptr;
@@ -161,7 +147,7 @@ std::unique_ptr<QemuAttach> QemuAttach::attach(pid_t pid, const QemuAttachOption
     bpf_link* l = bpf_program__attach(prog);
     if (!l)
       throw system_error("passive attach: cannot attach " + std::string(bpf_program__name(prog)) +
-                         " (" + g_last + ")");
+                         " (" + libbpf_log.last() + ")");
     impl->links.push_back(l);
   }
   impl->ring.reset(ring_buffer__new(bpf_map__fd(skel.maps.v2p_qemu_events), &Impl::on_sample,
