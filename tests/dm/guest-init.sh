@@ -238,7 +238,9 @@ ok_if ring-drops "dd exit $ddrc, dropped $d0 -> $d1, status: $(dmsetup status v2
   sh -c "[ $ddrc -eq 0 ] && [ $((d1 - d0)) -ge 900 ]"
 $T drain /tmp/skip.bin >/dev/null
 
-bench_step
+# The dm-linear comparison runs only with --bench (v2p.bench_only): in 2 of 4 runs on a loaded
+# host (2026-12-06) the bench's reads stopped completing and the guest ran into its time limit;
+# until that is understood it must not decide the test (docs/dm-target.md, "Known problems").
 
 exec 3</dev/v2p-dm
 dmsetup remove v2p0 || fail remove "dmsetup remove"
