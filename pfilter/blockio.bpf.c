@@ -372,10 +372,15 @@ static __always_inline __u64 mix64(__u64 x) {
   return x;
 }
 
+/* The tag slot in an ioprio hint (v2p/tag.hpp); 0: untagged. */
+static __always_inline __u32 ioprio_slot(__u16 ioprio) {
+  return (ioprio >> 3) & (V2P_SLOTS_PER_ROW - 1);
+}
+
 /* The context the export published for the bio's slot; false when untagged, when the process
  * has no row, or when the slot was never written. */
 static __always_inline bool slot_context(__u32 tgid, __u16 ioprio, struct v2p_slot_context* out) {
-  __u32 slot = (ioprio >> 3) & (V2P_SLOTS_PER_ROW - 1);
+  __u32 slot = ioprio_slot(ioprio);
   if (slot == 0 || tgid == 0) return false;
   __u32 row = V2P_SLOT_ROWS;
 #pragma unroll
@@ -573,7 +578,7 @@ static __always_inline bool already_reported(__u32 dev, __u64 sector, __u32 byte
   bool seen = false;
   __u64* e = seen_way(&v2p_seen_at, seen_index(sector << 9, dev), at, &seen);
   if (!e) return false;
-  bool tagged = ((ioprio >> 3) & (V2P_SLOTS_PER_ROW - 1)) != 0;
+  bool tagged = ioprio_slot(ioprio) != 0;
   if (tagged && !known) {
     if (seen) *(volatile __u64*)e = 0;
     return false;
@@ -674,8 +679,8 @@ int BPF_PROG(v2p_bio_queue, struct bio* bio) {
 #pragma unroll
     for (int i = 0; i < V2P_SET_INLINE; i++) full_stream |= v2p_full_stream_tgid[i] == tgid;
   }
-  if (suppress_repeats && !full_stream && ((ioprio >> 3) & (V2P_SLOTS_PER_ROW - 1)) == 0 &&
-      bytes != 0 && (op == V2P_OP_READ || op == V2P_OP_WRITE)) {
+  if (suppress_repeats && !full_stream && ioprio_slot(ioprio) == 0 && bytes != 0 &&
+      (op == V2P_OP_READ || op == V2P_OP_WRITE)) {
     count(V2P_COUNTER_UNTAGGED, V2P_PROG_QUEUE, 1);
     count(V2P_COUNTER_SUPPRESSED, V2P_PROG_QUEUE, 1);
     return 0;
